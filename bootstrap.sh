@@ -26,8 +26,8 @@ apt_install() {
   local sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
   log "installing: $*"
   # Try without `apt-get update` first: it is slow and usually not needed.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@" >/dev/null 2>&1 ||
-    { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@"; }
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 ||
+    { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 }
 
 install_redis() { command -v redis-server >/dev/null || apt_install redis-server; }
@@ -53,9 +53,7 @@ install_all() { install_redis; install_java; install_dynamo; }
 
 # Ask the kernel for a free port. Racy in theory, but each server is started
 # right after its port is picked, so two picks never see the same free port.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # wait_for NAME PID LOGFILE CMD...: poll CMD until it succeeds, the server dies, or time runs out.
 wait_for() {
@@ -63,7 +61,7 @@ wait_for() {
   local deadline=$((SECONDS + WAIT_SECS))
   until "$@" >/dev/null 2>&1; do
     if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
-      log "bootstrap: $name did not start within ${WAIT_SECS}s; last lines of $logf:"
+      log "bootstrap: $name did not start (exited, or no answer within ${WAIT_SECS}s); end of its log:"
       tail -n 20 "$logf" >&2 || true
       exit 1
     fi
@@ -81,11 +79,13 @@ http_answers() (
   [[ $line == HTTP/* ]]
 )
 
+# The servers run under setsid: a terminal's Ctrl-C then reaches only this
+# script (and go test), and cleanup stops them, instead of them dying under a test.
 start_redis() {
   local port; port=$(free_port)
   mkdir -p "$RUN/redis"
   # No persistence: every run starts empty and leaves nothing behind.
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" \
+  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" \
     --save '' --appendonly no --daemonize no >"$RUN/redis.log" 2>&1 &
   PIDS+=($!)
   wait_for redis-server $! "$RUN/redis.log" redis_ping "$port"
@@ -96,7 +96,7 @@ start_dynamo() {
   local port; port=$(free_port)
   # It loads its native libraries relative to the working directory. It has no
   # bind-address option (listens on all interfaces); we only ever dial 127.0.0.1.
-  (cd "$DDB_DIR" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+  (cd "$DDB_DIR" && exec setsid java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
     -inMemory -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
   PIDS+=($!)
   wait_for "DynamoDB Local" $! "$RUN/dynamo.log" http_answers "$port"
@@ -121,9 +121,7 @@ start_services() {
   step "installing test dependencies (skipped when present)"
   install_all
   step "starting redis-server and DynamoDB Local on 127.0.0.1"
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
   RUN=$(mktemp -d "${TMPDIR:-/tmp}/baton-run.XXXXXX")
   start_redis
   start_dynamo
@@ -151,19 +149,17 @@ cmd_test() {
 
 cmd_services() {
   start_services
-  printf 'export %s\n' BATON_TEST_REDIS="$BATON_TEST_REDIS" BATON_TEST_DYNAMO="$BATON_TEST_DYNAMO" \
-    BATON_TEST_STRICT=1 AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-    AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_REGION="$AWS_REGION"
+  printf 'export %s\n' BATON_TEST_REDIS="$BATON_TEST_REDIS" BATON_TEST_DYNAMO="$BATON_TEST_DYNAMO" BATON_TEST_STRICT=1
+  # Printed unexpanded, so real credentials never reach the screen and stay if set.
+  # shellcheck disable=SC2016
+  printf 'export %s=${%s:-%s}\n' AWS_ACCESS_KEY_ID{,} local AWS_SECRET_ACCESS_KEY{,} local AWS_REGION{,} us-east-1
   log "servers running; Ctrl-C stops them"
   wait -n "${PIDS[@]}" || true   # Ctrl-C exits through the trap; getting here means a server died
   tail -n 20 "$RUN"/*.log >&2 || true
   die "a server exited unexpectedly"
 }
 
-usage() {
-  log "usage: $0 test [go test args...] | services"
-  exit 2
-}
+usage() { log "usage: $0 test [go test args...] | services"; exit 2; }
 
 main() {
   local cmd=${1:-}; shift || true

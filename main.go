@@ -1,16 +1,442 @@
-// Package main is baton: a Kafka partition consumer for short-lived runtimes.
+// Package main is baton: a Kafka partition consumer for short-lived runtimes
+// that behaves like one always-on consumer.
+//
+// Each invocation owns one partition. A lease in DynamoDB (or Redis, built
+// with -tags redis) records the owner, a fencing epoch and the offset; the
+// running invocation passes the baton to the next one with conditional
+// writes before its deadline. See README.md and ../shared/DESIGN.md.
+//
+// Modes:
+//   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
+//     set. Event: {"topic": "t", "partition": 3, "tick": "<scheduled time>"}.
+//   - process: a long-running process owning -partitions, each with its own
+//     lease; SIGINT/SIGTERM hands over to a waiting successor or releases.
+//   - demo: with no -brokers, an in-process Kafka (kfake), the memory lease
+//     store and overlapping short invocations, to watch baton work.
+//
+// Every flag has a BATON_* environment fallback; `baton -h` lists them.
 package main
 
-import "time"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Defaults. The lease is renewed at every commit; an owner that could not
+// renew stops writing RenewMargin before its lease ends; others take a lease
+// that ended more than Skew ago.
+const (
+	defaultGroup        = "baton"
+	defaultLeaseTable   = "baton-leases"
+	defaultTTL          = 30 * time.Second
+	defaultSkew         = 2 * time.Second
+	defaultCommitEvery  = 5 * time.Second
+	defaultCheckEvery   = 500 * time.Millisecond
+	defaultNearHandoff  = 90 * time.Second
+	defaultWaitPoll     = 20 * time.Millisecond
+	defaultMarginFloor  = 500 * time.Millisecond
+	defaultRenewMargin  = 10 * time.Second
+	defaultStoreTimeout = 3 * time.Second
+	defaultKafkaTimeout = 10 * time.Second
+	defaultFetchWait    = 500 * time.Millisecond
+)
 
 // config is everything baton reads from flags and the environment.
 type config struct {
-	LeaseTable   string        // DynamoDB table (-lease-table, BATON_LEASE_TABLE)
-	CreateTable  bool          // create the DynamoDB table when missing (local runs)
-	Redis        string        // Redis address host:port or redis:// URL (-redis, BATON_REDIS)
-	StoreTimeout time.Duration // bound on one lease store call
+	Mode       string   // lambda, process or demo
+	Brokers    []string // empty: the demo
+	Topic      string
+	Partitions []int32 // process mode; nil means all
+	Group      string  // lease key namespace
+	Sink       string
+	SinkScheme string // kafka, stdout or discard
+	SinkTopic  string
+	DLQ        string
+	Match      *regexp.Regexp
+
+	LeaseTable   string // DynamoDB table
+	CreateTable  bool   // create the DynamoDB table when missing (local runs)
+	Redis        string // Redis address host:port or redis:// URL
+	StoreTimeout time.Duration
+
+	TTL          time.Duration // lease length from each renewal
+	Skew         time.Duration // clock skew allowance
+	CommitEvery  time.Duration // commit, renew and see a successor
+	CheckEvery   time.Duration // lease reads near the expected handoff
+	NearHandoff  time.Duration // how long before the deadline reads become frequent
+	WaitPoll     time.Duration // a successor's reads while it waits
+	MarginFloor  time.Duration // least time kept before the deadline
+	RenewMargin  time.Duration // stop writing this long before an unrenewed lease ends
+	KafkaTimeout time.Duration
+	FetchWait    time.Duration
+
+	KafkaOpts []kgo.Opt // extra client options (tests)
 }
 
-const defaultStoreTimeout = 3 * time.Second
+// option is one flag and its environment fallback.
+type option struct{ name, env, def, usage string }
 
-func main() {}
+var options = []option{
+	{"mode", "BATON_MODE", "", "lambda, process or demo (default: lambda under AWS Lambda, demo without -brokers, else process)"},
+	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; empty runs the embedded demo"},
+	{"topic", "BATON_TOPIC", "", "source topic (a Lambda event may name its own)"},
+	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
+	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
+	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, stdout or discard"},
+	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on; empty stops the run instead"},
+	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
+	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},
+	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs)"},
+	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
+	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
+	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
+	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
+}
+
+// optionErr names the flag and its environment variable in an error.
+func optionErr(name, format string, a ...any) error {
+	for _, o := range options {
+		if o.name == name {
+			return fmt.Errorf("-%s (%s): %s", name, o.env, fmt.Sprintf(format, a...))
+		}
+	}
+	return fmt.Errorf("-%s: %s", name, fmt.Sprintf(format, a...))
+}
+
+// parseConfig reads flags over environment over defaults, and checks every
+// value once, naming each bad one.
+func parseConfig(args []string, getenv func(string) string) (*config, error) {
+	fs := flag.NewFlagSet("baton", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	v := map[string]*string{}
+	for _, o := range options {
+		def := o.def
+		if e := getenv(o.env); e != "" {
+			def = e
+		}
+		v[o.name] = fs.String(o.name, def, o.usage+" ("+o.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c := &config{Group: *v["group"], Topic: *v["topic"], Sink: *v["sink"], DLQ: *v["dlq"],
+		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"]}
+	var errs []error
+	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
+	if b := strings.TrimSpace(*v["brokers"]); b != "" {
+		c.Brokers = strings.Split(b, ",")
+	}
+	switch {
+	case c.Mode == "" && getenv("AWS_LAMBDA_RUNTIME_API") != "":
+		c.Mode = "lambda"
+	case c.Mode == "" && len(c.Brokers) == 0:
+		c.Mode = "demo"
+	case c.Mode == "":
+		c.Mode = "process"
+	case !slices.Contains([]string{"lambda", "process", "demo"}, c.Mode):
+		bad("mode", "want lambda, process or demo, got %q", c.Mode)
+	}
+	if c.Mode != "demo" && len(c.Brokers) == 0 {
+		bad("brokers", "required in %s mode", c.Mode)
+	}
+	if c.Mode == "process" && c.Topic == "" {
+		bad("topic", "required in process mode")
+	}
+	var err error
+	if c.Partitions, err = parsePartitions(*v["partitions"]); err != nil {
+		bad("partitions", "%v", err)
+	}
+	if c.Group == "" || strings.Contains(c.Group, "/") {
+		bad("group", "want a name without '/', got %q", c.Group)
+	}
+	if c.SinkScheme, c.SinkTopic, err = parseSink(c.Sink); err != nil {
+		bad("sink", "%v", err)
+	}
+	if m := *v["match"]; m != "" {
+		if c.Match, err = regexp.Compile(m); err != nil {
+			bad("match", "%v", err)
+		}
+	}
+	if c.CreateTable, err = strconv.ParseBool(*v["create-table"]); err != nil {
+		bad("create-table", "want true or false, got %q", *v["create-table"])
+	}
+	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
+		if *dst, err = time.ParseDuration(*v[name]); err != nil || *dst <= 0 {
+			bad(name, "want a positive duration like 5s, got %q", *v[name])
+		}
+	}
+	if c.TTL > 0 && c.CommitEvery*2 > c.TTL {
+		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
+	}
+	c.setTiming()
+	return c, errors.Join(errs...)
+}
+
+// setTiming fills the timings that have no flag from their defaults, scaled
+// to the lease length where they must fit inside it.
+func (c *config) setTiming() {
+	c.CheckEvery, c.NearHandoff, c.WaitPoll = defaultCheckEvery, defaultNearHandoff, defaultWaitPoll
+	c.MarginFloor, c.StoreTimeout = defaultMarginFloor, defaultStoreTimeout
+	c.KafkaTimeout, c.FetchWait = defaultKafkaTimeout, defaultFetchWait
+	c.RenewMargin = min(defaultRenewMargin, c.TTL/3)
+}
+
+func parsePartitions(s string) ([]int32, error) {
+	if s == "all" || s == "" {
+		return nil, nil
+	}
+	var ps []int32
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("want partition numbers like 0,3,5 or all, got %q", s)
+		}
+		ps = append(ps, int32(n))
+	}
+	return ps, nil
+}
+
+// deps are what invocations share in one process: made once per container.
+type deps struct {
+	store  store
+	kafka  func(...kgo.Opt) (*kgo.Client, error) // kgo.NewClient; tests count calls
+	now    func() time.Time
+	log    *slog.Logger
+	stdout io.Writer
+	// action replaces the action above when set (tests); wrapSink lets the
+	// demo and tests watch what reaches the sink.
+	action   func(*kgo.Record) ([]*kgo.Record, error)
+	wrapSink func(invocation, sink) sink
+}
+
+// newOwnerID is unique per invocation: it is what the lease names.
+func newOwnerID(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// event is the Lambda payload. tick is the schedule's time (EventBridge
+// Scheduler's <aws.scheduler.scheduled-time>); a rule event's time is read
+// when tick is missing, and the invoke time when both are.
+type event struct {
+	Topic     string          `json:"topic"`
+	Partition *int32          `json:"partition"`
+	Tick      json.RawMessage `json:"tick"`
+	Time      json.RawMessage `json:"time"`
+}
+
+// parseEvent checks a payload and makes the invocation it asks for.
+func parseEvent(payload []byte, cfg *config, now time.Time) (invocation, error) {
+	var e event
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return invocation{}, fmt.Errorf("event: want a JSON object like {\"topic\":\"t\",\"partition\":0,\"tick\":\"2026-01-02T15:04:00Z\"}: %w", err)
+	}
+	inv := invocation{Topic: e.Topic, Tick: now.UnixMilli()}
+	if inv.Topic == "" {
+		inv.Topic = cfg.Topic
+	}
+	if inv.Topic == "" {
+		return inv, errors.New(`event: no "topic", and no -topic (BATON_TOPIC) to fall back on`)
+	}
+	switch {
+	case e.Partition != nil:
+		inv.Partition = *e.Partition
+	case len(cfg.Partitions) == 1:
+		inv.Partition = cfg.Partitions[0]
+	default:
+		return inv, errors.New(`event: no "partition", and -partitions (BATON_PARTITIONS) does not name exactly one`)
+	}
+	if inv.Partition < 0 {
+		return inv, fmt.Errorf(`event: "partition" must be 0 or more, got %d`, inv.Partition)
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"tick", e.Tick}, {"time", e.Time}} {
+		if len(f.raw) == 0 || string(f.raw) == "null" {
+			continue
+		}
+		t, err := parseTick(f.raw)
+		if err != nil {
+			return inv, fmt.Errorf("event: %q: %w", f.name, err)
+		}
+		inv.Tick = t
+		break
+	}
+	return inv, nil
+}
+
+// parseTick reads an RFC 3339 time, or unix milliseconds.
+func parseTick(raw json.RawMessage) (int64, error) {
+	var ms int64
+	if err := json.Unmarshal(raw, &ms); err == nil {
+		return ms, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, fmt.Errorf("want an RFC 3339 time or unix milliseconds, got %s", raw)
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return 0, fmt.Errorf("want an RFC 3339 time like 2026-01-02T15:04:00Z, got %q", s)
+	}
+	return t.UnixMilli(), nil
+}
+
+// handler is the Lambda handler: one invocation a call. Clients are made and
+// closed inside each call; only the store outlives it.
+func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outcome, error) {
+	return func(ctx context.Context, payload json.RawMessage) (outcome, error) {
+		inv, err := parseEvent(payload, cfg, d.now())
+		if err != nil {
+			d.log.Error("bad event", "err", err)
+			return outcome{End: endError}, err
+		}
+		inv.Owner = newOwnerID("lambda")
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			inv.Owner = lc.AwsRequestID
+		}
+		out, err := runInvocation(ctx, cfg, d, inv)
+		d.log.Info("invocation done", "outcome", out, "err", err)
+		return out, err
+	}
+}
+
+// runProcess owns each listed partition with its own lease until a signal
+// ends the context or every partition is handed over.
+func runProcess(ctx context.Context, cfg *config, d *deps) error {
+	parts := cfg.Partitions
+	if parts == nil {
+		var err error
+		if parts, err = listPartitions(ctx, cfg, d); err != nil {
+			return err
+		}
+	}
+	tick, owner := d.now().UnixMilli(), newOwnerID("process")
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
+		wg.Go(func() {
+			out, err := runInvocation(ctx, cfg, d, inv)
+			d.log.Info("partition done", "outcome", out, "err", err)
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// listPartitions asks the brokers how many partitions the topic has.
+func listPartitions(ctx context.Context, cfg *config, d *deps) ([]int32, error) {
+	k, err := connect(ctx, cfg, d, invocation{Topic: cfg.Topic})
+	if err != nil {
+		return nil, err
+	}
+	defer k.close()
+	n, err := k.partitions(ctx, cfg, cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]int32, n)
+	for i := range ps {
+		ps[i] = int32(i)
+	}
+	return ps, nil
+}
+
+func newLogger(mode string, w io.Writer) *slog.Logger {
+	if mode == "lambda" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "baton: %v\n(run baton -h for the flags)\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := start(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// start runs the mode the config chose.
+func start(ctx context.Context, cfg *config) error {
+	log := newLogger(cfg.Mode, os.Stderr)
+	if cfg.Mode == "demo" {
+		return runDemo(ctx, os.Stdout, log)
+	}
+	st, err := newStore(ctx, *cfg)
+	if err != nil {
+		return err
+	}
+	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: os.Stdout}
+	if cfg.Mode == "lambda" {
+		if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+			return errors.New("-mode lambda needs AWS_LAMBDA_RUNTIME_API: run it under Lambda or aws-lambda-rie")
+		}
+		lambda.StartWithOptions(handler(cfg, d), lambda.WithContext(ctx))
+		return nil
+	}
+	return runProcess(ctx, cfg, d)
+}
+
+// signalContext ends on the first SIGINT or SIGTERM; a second one exits at
+// once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: baton [flags]   (each flag also reads the environment variable shown)")
+	for _, o := range options {
+		def := ""
+		if o.def != "" {
+			def = fmt.Sprintf(" (default %s)", o.def)
+		}
+		fmt.Fprintf(os.Stderr, "  -%s  %s\n      %s%s\n", o.name, o.env, o.usage, def)
+	}
+}

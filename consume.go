@@ -1,0 +1,380 @@
+// consume.go holds the per-partition loop: poll, action, sink, commit, and
+// the Kafka connection it runs on.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// action is baton's conditional step: the function a fork edits. It sees
+// every record of the partition in order and returns what goes to the sink:
+// nothing, the record, or new records. An error sends the record to the
+// dead-letter topic (-dlq), or stops the run with the record uncommitted.
+func action(r *kgo.Record) ([]*kgo.Record, error) {
+	return []*kgo.Record{r}, nil
+}
+
+// matching puts a -match filter in front of an action.
+func matching(re *regexp.Regexp, next func(*kgo.Record) ([]*kgo.Record, error)) func(*kgo.Record) ([]*kgo.Record, error) {
+	if re == nil {
+		return next
+	}
+	return func(r *kgo.Record) ([]*kgo.Record, error) {
+		if !re.Match(r.Value) {
+			return nil, nil
+		}
+		return next(r)
+	}
+}
+
+// kafka is one invocation's connection: one client that consumes the
+// partition and produces to the sink and the dead-letter topic.
+type kafka struct {
+	cl   *kgo.Client
+	sink sink
+	dlq  *kafkaSink // nil without -dlq
+}
+
+func (k *kafka) close() { k.cl.Close() }
+
+// connect opens the client while the lease may still be someone else's, so
+// a successor is warm when the baton arrives. It checks that the partition
+// and the sink and dead-letter topics exist.
+func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.FetchMaxWait(cfg.FetchWait),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(samePartition),
+		kgo.RecordDeliveryTimeout(cfg.TTL / 2),
+	}, cfg.KafkaOpts...)
+	cl, err := d.kafka(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	k := &kafka{cl: cl}
+	if err := k.check(ctx, cfg, inv); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	switch cfg.SinkScheme {
+	case "kafka":
+		k.sink = newKafkaSink(cl, cfg.SinkTopic)
+	case "stdout":
+		k.sink = newStdoutSink(d.stdout)
+	default:
+		k.sink = discardSink{}
+	}
+	if cfg.DLQ != "" {
+		k.dlq = newKafkaSink(cl, cfg.DLQ)
+	}
+	if d.wrapSink != nil {
+		k.sink = d.wrapSink(inv, k.sink)
+	}
+	return k, nil
+}
+
+// check asks the brokers for the topics once: it names a missing topic or an
+// out-of-range partition before the lease is touched.
+func (k *kafka) check(ctx context.Context, cfg *config, inv invocation) error {
+	topics := []string{inv.Topic}
+	if cfg.SinkScheme == "kafka" {
+		topics = append(topics, cfg.SinkTopic)
+	}
+	if cfg.DLQ != "" {
+		topics = append(topics, cfg.DLQ)
+	}
+	counts, err := k.metadata(ctx, cfg, topics)
+	if err != nil {
+		return err
+	}
+	if n := counts[inv.Topic]; int(inv.Partition) >= n {
+		return fmt.Errorf("partition %d out of range: topic %q has partitions 0..%d", inv.Partition, inv.Topic, n-1)
+	}
+	return nil
+}
+
+func (k *kafka) partitions(ctx context.Context, cfg *config, topic string) (int, error) {
+	counts, err := k.metadata(ctx, cfg, []string{topic})
+	return counts[topic], err
+}
+
+// metadata returns the partition count of each topic, or an error naming
+// the first topic the brokers do not have.
+func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map[string]int, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	mctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
+	defer cancel()
+	resp, err := req.RequestWith(mctx, k.cl)
+	if err != nil {
+		return nil, fmt.Errorf("kafka %v: metadata: %w", cfg.Brokers, err)
+	}
+	counts := map[string]int{}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return nil, fmt.Errorf("kafka topic %q: %w", *t.Topic, err)
+		}
+		counts[*t.Topic] = len(t.Partitions)
+	}
+	return counts, nil
+}
+
+// run is one owned stretch of a partition, from taking the baton to
+// passing it on.
+type run struct {
+	cfg *config
+	d   *deps
+	log *slog.Logger
+	inv invocation
+	k   *kafka
+	act func(*kgo.Record) ([]*kgo.Record, error)
+
+	l          lease     // the record as I last wrote or read it
+	next       int64     // next offset to read: all before it went to the sink
+	committed  int64     // the offset the store holds
+	validUntil time.Time // no sink write after this without a renewal
+	nextCommit time.Time
+	nextCheck  time.Time
+	slowest    time.Duration // longest flush+commit seen: sets the deadline margin
+	deadline   time.Time     // the runtime's deadline; zero in process mode
+
+	from                           int64
+	records, written, deadLettered int
+}
+
+func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
+	now := d.now()
+	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
+		next: l.Offset, committed: l.Offset, from: l.Offset,
+		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
+		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
+	if p.act == nil {
+		p.act = matching(cfg.Match, action)
+	}
+	return p
+}
+
+func (p *run) outcome(end string) outcome {
+	return outcome{Key: p.l.Key, Owner: p.inv.Owner, Epoch: p.l.Epoch, From: p.from, To: p.committed,
+		Records: p.records, Written: p.written, DeadLettered: p.deadLettered, End: end}
+}
+
+// own reads the partition until the run ends: a successor shows up, the
+// deadline nears, the context ends (process shutdown), or it is fenced.
+func (p *run) own(ctx context.Context) (out outcome, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// The sink may hold part of a batch: release at the last commit,
+			// so what follows is read again.
+			out, err = p.release(ctx, p.committed, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	start := kgo.NewOffset().AtStart()
+	if p.next >= 0 {
+		start = kgo.NewOffset().At(p.next)
+	}
+	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: start}})
+	for {
+		if done, out, err := p.step(ctx); done {
+			return out, err
+		}
+		if p.d.now().After(p.validUntil) {
+			// Not renewed in time: others may think me dead. Write nothing
+			// until a renewal succeeds (or the commit says I am fenced).
+			p.log.Warn("lease not renewed in time; sink writes paused", "valid_until", p.validUntil)
+			p.nextCommit = p.d.now()
+			if err := waitPoll(ctx, p.cfg, p.d); err != nil && ctx.Err() == nil {
+				return p.leave(ctx, "deadline")
+			}
+			continue
+		}
+		if err := p.poll(ctx); err != nil {
+			return p.fail(ctx, err)
+		}
+	}
+}
+
+// step does what is due before the next poll: commit, lease check, hand
+// over, or leave at the deadline.
+func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
+	now := p.d.now()
+	switch {
+	case ctx.Err() != nil:
+		out, err = p.leave(ctx, "shutdown")
+		return true, out, err
+	case now.After(p.stopAt()):
+		out, err = p.leave(ctx, "deadline")
+		return true, out, err
+	case !now.Before(p.nextCommit):
+		if err := p.commit(ctx); errors.Is(err, errFenced) {
+			return true, p.fenced(ctx), nil
+		} else if err != nil {
+			p.log.Warn("commit failed; will retry", "err", err)
+		}
+	case p.nearHandoff(now) && !now.Before(p.nextCheck):
+		p.check(ctx)
+	}
+	if p.l.Successor == "" {
+		return false, out, nil
+	}
+	out, ok, err := p.handOver(ctx)
+	if !ok {
+		p.check(ctx) // the successor changed: read it again and go on
+	}
+	return ok, out, err
+}
+
+// stopAt is when the owner stops to flush, commit and release before the
+// runtime's deadline.
+func (p *run) stopAt() time.Time {
+	if p.deadline.IsZero() {
+		return time.Unix(1<<40, 0)
+	}
+	return p.deadline.Add(-margin(p.cfg.MarginFloor, p.slowest))
+}
+
+// nearHandoff: under Lambda the successor arrives about a minute before the
+// deadline; only then are lease reads frequent.
+func (p *run) nearHandoff(now time.Time) bool {
+	return !p.deadline.IsZero() && now.After(p.deadline.Add(-p.cfg.NearHandoff))
+}
+
+func (p *run) check(ctx context.Context) {
+	p.nextCheck = p.d.now().Add(p.cfg.CheckEvery)
+	l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key)
+	if err != nil {
+		p.log.Warn("lease check failed", "err", err)
+		return
+	}
+	if l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
+		p.l = l
+	}
+}
+
+// commit flushes the sink and then records the offset and a new expiry in
+// one conditional write, which also renews the lease and shows a successor.
+func (p *run) commit(ctx context.Context) error {
+	start := p.d.now()
+	p.nextCommit = start.Add(p.cfg.CommitEvery)
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	// The expiry counts from before the write, so it never overstates.
+	exp := start.Add(p.cfg.TTL)
+	l, err := p.d.store.commit(sctx, p.l, p.next, exp.UnixMilli())
+	if err != nil {
+		return err
+	}
+	p.l, p.committed = l, p.next
+	p.validUntil = exp.Add(-p.cfg.RenewMargin)
+	p.slowest = max(p.slowest, p.d.now().Sub(start))
+	return nil
+}
+
+func (p *run) flush(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+	defer cancel()
+	if p.k.dlq != nil {
+		if err := p.k.dlq.flush(fctx); err != nil {
+			return err
+		}
+	}
+	return p.k.sink.flush(fctx)
+}
+
+// poll fetches once, up to the next thing due, and hands each record to the
+// action and the sink.
+func (p *run) poll(ctx context.Context) error {
+	until := earliest(p.nextCommit, p.stopAt(), p.validUntil)
+	if p.nearHandoff(p.d.now()) {
+		until = earliest(until, p.nextCheck)
+	}
+	pctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	fs := p.k.cl.PollFetches(pctx)
+	for _, e := range fs.Errors() {
+		if !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, context.Canceled) {
+			p.log.Warn("fetch", "topic", e.Topic, "partition", e.Partition, "err", e.Err)
+		}
+	}
+	for _, r := range fs.Records() {
+		if err := p.handle(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *run) handle(ctx context.Context, r *kgo.Record) error {
+	if r.Offset < p.next {
+		return nil // already handled; a fetch may overlap a reset
+	}
+	p.records++
+	out, err := p.act(r)
+	if err != nil {
+		if p.k.dlq == nil {
+			return fmt.Errorf("action failed at %s/%d offset %d (no -dlq set): %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		if err := p.k.dlq.write(ctx, deadLetter(r, err)); err != nil {
+			return err
+		}
+		p.deadLettered++
+	}
+	for _, o := range out {
+		if err := p.k.sink.write(ctx, o); err != nil {
+			return err
+		}
+		p.written++
+	}
+	p.next = r.Offset + 1
+	return nil
+}
+
+// deadLetter is the record as it came, with headers naming where it came
+// from and why it failed.
+func deadLetter(r *kgo.Record, err error) *kgo.Record {
+	h := append([]kgo.RecordHeader{}, r.Headers...)
+	h = append(h,
+		kgo.RecordHeader{Key: "baton.source.topic", Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: "baton.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: "baton.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: "baton.error", Value: []byte(err.Error())})
+	return &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: h}
+}
+
+// fail ends the run on an error: what reached the sink is committed and the
+// lease released, so the next invocation starts at the record that failed.
+func (p *run) fail(ctx context.Context, cause error) (outcome, error) {
+	p.log.Error("run failed", "err", cause, "offset", p.next)
+	if err := p.flush(context.WithoutCancel(ctx)); err != nil {
+		return p.release(ctx, p.committed, errors.Join(cause, err))
+	}
+	return p.release(ctx, p.next, cause)
+}
+
+func earliest(t time.Time, more ...time.Time) time.Time {
+	for _, m := range more {
+		if m.Before(t) {
+			t = m
+		}
+	}
+	return t
+}

@@ -1,0 +1,254 @@
+// demo.go holds the embedded default: an in-process Kafka, a producer, the
+// memory lease store and overlapping short invocations, so that `go run .`
+// shows baton's job done with no setup. Its recorder also serves the tests.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The demo's schedule: like a Lambda with a 3 s timeout started every 2 s,
+// so each invocation overlaps the next by a second.
+const (
+	demoTopic      = "demo"
+	demoPartitions = 2
+	demoProduce    = 12 * time.Second
+	demoLife       = 3 * time.Second
+	demoEvery      = 2 * time.Second
+	demoRate       = time.Millisecond // one record a partition
+)
+
+// demoConfig shortens the lease timings to fit invocations of seconds.
+func demoConfig(brokers []string) *config {
+	c := &config{Mode: "demo", Brokers: brokers, Topic: demoTopic, Group: "demo", SinkScheme: "discard",
+		TTL: 3 * time.Second, Skew: 200 * time.Millisecond, CommitEvery: 500 * time.Millisecond}
+	c.setTiming()
+	c.NearHandoff, c.CheckEvery, c.WaitPoll = demoLife, 50*time.Millisecond, 5*time.Millisecond
+	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 100*time.Millisecond
+	return c
+}
+
+func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(demoPartitions, demoTopic))
+	if err != nil {
+		return fmt.Errorf("demo kafka: %w", err)
+	}
+	defer cluster.Close()
+	cfg := demoConfig(cluster.ListenAddrs())
+	rec := newRecorder(func(h handoff) {
+		fmt.Fprintf(w, "handoff p%d  %s -> %s  at offset %d  gap %.1f ms\n", h.Partition, h.From, h.To, h.Offset, float64(h.Gap.Microseconds())/1000)
+	})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if log.Enabled(ctx, slog.LevelDebug) {
+		quiet = log
+	}
+	d := &deps{store: newMemStore(), kafka: kgo.NewClient, now: time.Now, log: quiet, stdout: io.Discard, wrapSink: rec.wrap}
+	fmt.Fprintf(w, "baton demo: in-process Kafka at %v, memory lease store, topic %q with %d partitions\n", cfg.Brokers, demoTopic, demoPartitions)
+	fmt.Fprintf(w, "a producer writes a record a millisecond per partition for %v; an invocation with a %v deadline starts every %v per partition\n", demoProduce, demoLife, demoEvery)
+
+	pctx, stopProducing := context.WithTimeout(ctx, demoProduce)
+	defer stopProducing()
+	produced, err := produce(pctx, cfg.Brokers, demoTopic, demoPartitions, demoRate)
+	if err != nil {
+		return err
+	}
+	schedCtx, stopSchedule := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { schedule(schedCtx, cfg, d, demoPartitions) })
+	<-pctx.Done()
+	total := produced()
+	waitDelivered(ctx, rec, total, 3*demoLife)
+	stopSchedule()
+	wg.Wait()
+	t := rec.tally(total)
+	fmt.Fprintf(w, "produced=%d delivered=%d lost=%d duplicated=%d reordered=%d handoffs=%d max_gap_ms=%.1f\n",
+		t.Produced, t.Delivered, t.Lost, t.Duplicated, t.Reordered, t.Handoffs, float64(t.MaxGap.Microseconds())/1000)
+	if t.Lost > 0 || t.Reordered > 0 {
+		return fmt.Errorf("demo lost %d and reordered %d records", t.Lost, t.Reordered)
+	}
+	return nil
+}
+
+// schedule starts an invocation per partition every demoEvery, each with a
+// deadline demoLife away, until ctx ends; it waits for all it started.
+func schedule(ctx context.Context, cfg *config, d *deps, partitions int32) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tk := time.NewTicker(demoEvery)
+	defer tk.Stop()
+	for n := 1; ; n++ {
+		tick := time.Now()
+		for p := range partitions {
+			inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick.UnixMilli(), Owner: fmt.Sprintf("inv-%d", n)}
+			wg.Go(func() {
+				ictx, cancel := context.WithDeadline(ctx, tick.Add(demoLife))
+				defer cancel()
+				if _, err := runInvocation(ictx, cfg, d, inv); err != nil {
+					d.log.Error("invocation failed", "owner", inv.Owner, "err", err)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// produce writes numbered records to every partition, one each every
+// interval, until ctx ends. The function it returns waits for the producer
+// and gives the count acknowledged per partition.
+func produce(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration) (func() []int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		return nil, err
+	}
+	counts := make([]int64, partitions)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer cl.Close()
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for n := 0; ctx.Err() == nil; n++ {
+			for p := range partitions {
+				r := &kgo.Record{Topic: topic, Partition: p, Value: []byte(strconv.Itoa(n))}
+				cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+					if err == nil {
+						mu.Lock()
+						counts[r.Partition]++
+						mu.Unlock()
+					}
+				})
+			}
+			select {
+			case <-ctx.Done():
+			case <-tk.C:
+			}
+		}
+		cl.Flush(context.Background())
+	})
+	return func() []int64 {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(counts)
+	}, nil
+}
+
+func waitDelivered(ctx context.Context, rec *recorder, total []int64, limit time.Duration) {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if rec.tally(total).Lost == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A handoff is seen at the sink: the first write of a new owner of a
+// partition, and the time since the previous owner's last write.
+type handoff struct {
+	Partition int32
+	From, To  string
+	Offset    int64
+	Gap       time.Duration
+}
+
+// write is one record reaching the sink.
+type write struct {
+	Owner  string
+	Offset int64
+	At     time.Time
+}
+
+// recorder watches the sink: every write, by whom and when.
+type recorder struct {
+	mu        sync.Mutex
+	writes    map[int32][]write
+	handoffs  []handoff
+	onHandoff func(handoff)
+}
+
+func newRecorder(onHandoff func(handoff)) *recorder {
+	return &recorder{writes: map[int32][]write{}, onHandoff: onHandoff}
+}
+
+func (r *recorder) wrap(inv invocation, s sink) sink { return recordingSink{s, r, inv.Owner} }
+
+type recordingSink struct {
+	sink
+	r     *recorder
+	owner string
+}
+
+func (s recordingSink) write(ctx context.Context, rec *kgo.Record) error {
+	s.r.note(s.owner, rec)
+	return s.sink.write(ctx, rec)
+}
+
+func (r *recorder) note(owner string, rec *kgo.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	ws := r.writes[rec.Partition]
+	if n := len(ws); n > 0 && ws[n-1].Owner != owner {
+		h := handoff{Partition: rec.Partition, From: ws[n-1].Owner, To: owner, Offset: rec.Offset, Gap: now.Sub(ws[n-1].At)}
+		r.handoffs = append(r.handoffs, h)
+		if r.onHandoff != nil {
+			r.onHandoff(h)
+		}
+	}
+	r.writes[rec.Partition] = append(ws, write{owner, rec.Offset, now})
+}
+
+// A tally compares what reached the sink with what was produced.
+type tally struct {
+	Produced, Delivered, Lost, Duplicated, Reordered, Handoffs int
+	MaxGap                                                     time.Duration
+}
+
+// tally counts against produced[p] records at offsets 0.. of each partition.
+func (r *recorder) tally(produced []int64) tally {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var t tally
+	for p, n := range produced {
+		t.Produced += int(n)
+		seen := map[int64]bool{}
+		last := int64(-1)
+		for _, w := range r.writes[int32(p)] {
+			switch {
+			case seen[w.Offset]:
+				t.Duplicated++
+			case w.Offset < last:
+				t.Reordered++
+			}
+			seen[w.Offset] = true
+			last = max(last, w.Offset)
+		}
+		for o := range n {
+			if !seen[o] {
+				t.Lost++
+			}
+		}
+		t.Delivered += len(seen)
+	}
+	for _, h := range r.handoffs {
+		t.MaxGap = max(t.MaxGap, h.Gap)
+	}
+	t.Handoffs = len(r.handoffs)
+	return t
+}

@@ -1,0 +1,253 @@
+// handoff.go holds the protocol around one partition: the tick check before
+// any Kafka connection, take, ask and wait, force-take, hand-over, release,
+// and the deadline margin.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// An invocation is one run of baton over one partition.
+type invocation struct {
+	Topic     string
+	Partition int32
+	Tick      int64  // the schedule tick (unix ms); two deliveries of one tick share it
+	Owner     string // unique to this run
+}
+
+func leaseKey(group, topic string, partition int32) string {
+	return fmt.Sprintf("%s/%s/%d", group, topic, partition)
+}
+
+// Ends of an invocation, as reported in its outcome.
+const (
+	endDuplicate = "duplicate"   // a second delivery of a tick: exited before Kafka
+	endStale     = "stale"       // a newer tick owns or asked: exited before Kafka
+	endHanded    = "handed-over" // gave the baton to a successor
+	endReleased  = "released"    // deadline or shutdown with nobody waiting
+	endFenced    = "fenced"      // a newer epoch took the lease: wrote nothing more
+	endGaveUp    = "gave-up"     // ran out of time waiting for the baton
+	endError     = "error"
+)
+
+// An outcome is what an invocation did: the handler's answer and one log line.
+type outcome struct {
+	Key          string `json:"key"`
+	Owner        string `json:"owner"`
+	Epoch        int64  `json:"epoch"`
+	From         int64  `json:"from_offset"`
+	To           int64  `json:"to_offset"`
+	Records      int    `json:"records"`
+	Written      int    `json:"written"`
+	DeadLettered int    `json:"dead_lettered"`
+	End          string `json:"end"`
+	WaitedMs     int64  `json:"waited_ms"`
+}
+
+// runInvocation is one invocation from start to end: it leaves the lease
+// handed over, released, or owned with a correct offset and an expiry that
+// lets the next invocation take it.
+func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (out outcome, err error) {
+	key := leaseKey(cfg.Group, inv.Topic, inv.Partition)
+	log := d.log.With("key", key, "owner", inv.Owner, "tick", inv.Tick)
+	out = outcome{Key: key, Owner: inv.Owner, From: noOffset, To: noOffset}
+	me := claim{inv.Owner, inv.Tick}
+
+	l, err := loadOrNew(ctx, cfg, d.store, key)
+	if err != nil {
+		return out, err
+	}
+	if err := l.tickCheck(me); err != nil {
+		return exitEarly(log, out, err), nil
+	}
+	k, err := connect(ctx, cfg, d, inv)
+	if err != nil {
+		return out, err
+	}
+	defer k.close()
+
+	start := d.now()
+	l, err = acquire(ctx, cfg, d, log, l, me)
+	out.WaitedMs = d.now().Sub(start).Milliseconds()
+	switch {
+	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
+		return exitEarly(log, out, err), nil
+	case errors.Is(err, errGaveUp):
+		out.End = endGaveUp
+		log.Warn("gave up waiting for the baton", "waited_ms", out.WaitedMs)
+		return out, nil
+	case err != nil:
+		return out, err
+	}
+	p := newRun(cfg, d, log.With("epoch", l.Epoch), inv, l, k)
+	p.deadline, _ = ctx.Deadline()
+	return p.own(ctx)
+}
+
+func exitEarly(log *slog.Logger, out outcome, err error) outcome {
+	out.End = endStale
+	if errors.Is(err, errDuplicate) {
+		out.End = endDuplicate
+	}
+	log.Info("exit before any Kafka connection", "why", err.Error())
+	return out
+}
+
+func loadOrNew(ctx context.Context, cfg *config, s store, key string) (lease, error) {
+	sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
+	defer cancel()
+	l, err := s.load(sctx, key)
+	if errors.Is(err, errNotFound) {
+		return lease{Key: key}, nil
+	}
+	return l, err
+}
+
+var errGaveUp = errors.New("no time left to wait for the baton")
+
+// acquire takes the lease when it is free, and otherwise asks for it and
+// polls until the owner hands it over or its lease runs out (then takes it
+// by force, fencing the old owner). It returns the lease I own.
+func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim) (lease, error) {
+	for {
+		if l.Owner == me.Owner && l.State == stateRunning {
+			log.Info("baton received", "epoch", l.Epoch, "offset", l.Offset)
+			return l, nil
+		}
+		if err := l.tickCheck(me); err != nil {
+			return l, err
+		}
+		var err error
+		sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
+		switch {
+		case l.free(d.now(), cfg.Skew):
+			var got lease
+			if got, err = d.store.take(sctx, l.Key, l, me, d.now().Add(cfg.TTL).UnixMilli()); err == nil {
+				cancel()
+				log.Info("lease taken", "epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
+				return got, nil
+			}
+		case l.Successor != me.Owner:
+			if err = d.store.ask(sctx, l.Key, l.Epoch, me); err == nil {
+				log.Info("asked for the baton", "epoch", l.Epoch, "current_owner", l.Owner)
+			}
+		}
+		cancel()
+		if errors.Is(err, errDuplicate) || errors.Is(err, errStale) {
+			return l, err
+		}
+		if err != nil && !errors.Is(err, errTaken) {
+			log.Warn("lease store", "err", err)
+		}
+		if err := waitPoll(ctx, cfg, d); err != nil {
+			return l, err
+		}
+		if next, err := loadOrNew(ctx, cfg, d.store, l.Key); err == nil {
+			l = next
+		} else {
+			log.Warn("lease store", "err", err)
+		}
+	}
+}
+
+// waitPoll sleeps one poll interval, or gives up when the invocation could
+// not do useful work after it.
+func waitPoll(ctx context.Context, cfg *config, d *deps) error {
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(d.now()) < 2*cfg.MarginFloor {
+		return errGaveUp
+	}
+	t := time.NewTimer(cfg.WaitPoll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return errGaveUp
+	case <-t.C:
+		return nil
+	}
+}
+
+// margin is how long before the runtime's deadline the owner stops: enough
+// for the slowest flush and commit seen so far, three times over, and never
+// less than the floor.
+func margin(floor, slowest time.Duration) time.Duration {
+	return max(floor, 3*slowest)
+}
+
+// leave ends an owned run that was not fenced: flush, then hand the baton to
+// a waiting successor, or release it so the next invocation starts at once.
+func (p *run) leave(ctx context.Context, why string) (outcome, error) {
+	ctx = context.WithoutCancel(ctx) // a shutdown signal must not stop the hand-over
+	if err := p.flush(ctx); err != nil {
+		return p.release(ctx, p.committed, err)
+	}
+	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
+		p.l = l
+	}
+	if p.l.Successor != "" {
+		if out, ok, err := p.handOver(ctx); ok {
+			return out, err
+		}
+	}
+	p.log.Info("releasing", "why", why)
+	return p.release(ctx, p.next, nil)
+}
+
+// handOver gives the baton to the successor in the record, in one write.
+// ok is false when the successor changed meanwhile; the caller then goes on.
+func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
+	if err := p.flush(ctx); err != nil {
+		out, err := p.release(ctx, p.committed, err)
+		return out, true, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	n, err := p.d.store.handOver(sctx, p.l, p.next, p.d.now().Add(p.cfg.TTL).UnixMilli())
+	switch {
+	case err == nil:
+		p.log.Info("baton handed over", "to", n.Owner, "new_epoch", n.Epoch, "offset", p.next)
+		p.committed = p.next
+		return p.outcome(endHanded), true, nil
+	case errors.Is(err, errFenced):
+		return p.fenced(ctx), true, nil
+	case errors.Is(err, errTaken):
+		return outcome{}, false, nil
+	}
+	out, err = p.release(ctx, p.next, err)
+	return out, true, err
+}
+
+// release records offset and state released. cause, when set, is the error
+// that ended the run and is returned.
+func (p *run) release(ctx context.Context, offset int64, cause error) (outcome, error) {
+	ctx = context.WithoutCancel(ctx)
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	err := p.d.store.release(sctx, p.l, offset)
+	switch {
+	case errors.Is(err, errFenced):
+		return p.fenced(ctx), cause
+	case err != nil:
+		// Still owned with the last commit's offset: the next invocation
+		// takes it once the lease expires.
+		p.log.Error("release failed; the lease expires on its own", "err", err, "expires_at", p.l.ExpiresAt)
+		return p.outcome(endError), errors.Join(cause, err)
+	}
+	p.committed = offset
+	if cause != nil {
+		return p.outcome(endError), cause
+	}
+	return p.outcome(endReleased), nil
+}
+
+// fenced ends a run whose epoch is gone: it drops what the sink holds and
+// writes nothing more.
+func (p *run) fenced(ctx context.Context) outcome {
+	p.k.sink.abort(ctx)
+	p.log.Warn("fenced: a newer owner holds the lease; stopping without writing")
+	return p.outcome(endFenced)
+}

@@ -1,0 +1,166 @@
+// sink.go holds the sinks: a Kafka topic, stdout (one JSON line a record),
+// and discard.
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A sink receives what the action keeps. write may return before the record
+// is durable; flush returns once everything written is acknowledged, and only
+// then does the owner commit the offsets before it.
+type sink interface {
+	write(ctx context.Context, r *kgo.Record) error
+	flush(ctx context.Context) error
+	// abort drops what is not yet acknowledged: a fenced owner writes
+	// nothing more.
+	abort(ctx context.Context)
+}
+
+// parseSink checks a -sink value: kafka://TOPIC, stdout or discard.
+func parseSink(v string) (scheme, topic string, err error) {
+	switch {
+	case v == "stdout" || v == "discard":
+		return v, "", nil
+	case strings.HasPrefix(v, "kafka://"):
+		topic = strings.TrimPrefix(v, "kafka://")
+		if topic == "" || strings.ContainsAny(topic, "/ ") {
+			return "", "", fmt.Errorf("want kafka://TOPIC with a topic name, got %q", v)
+		}
+		return "kafka", topic, nil
+	}
+	return "", "", fmt.Errorf("want kafka://TOPIC, stdout or discard, got %q", v)
+}
+
+// discardSink drops every record: for benchmarks and dry runs.
+type discardSink struct{}
+
+func (discardSink) write(context.Context, *kgo.Record) error { return nil }
+func (discardSink) flush(context.Context) error              { return nil }
+func (discardSink) abort(context.Context)                    {}
+
+// kafkaSink produces to a topic through an idempotent producer. Records of
+// source partition p go to partition p of the sink (modulo its count), so
+// order per source partition survives.
+type kafkaSink struct {
+	cl    *kgo.Client
+	topic string
+
+	mu  sync.Mutex
+	err error // the first failed produce since the last flush
+}
+
+func newKafkaSink(cl *kgo.Client, topic string) *kafkaSink {
+	return &kafkaSink{cl: cl, topic: topic}
+}
+
+// samePartition sends a record to the partition it names, so that a sink
+// keeps the source's partitioning.
+var samePartition = kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+	return func(r *kgo.Record, n int) int { return int(r.Partition) % n }
+})
+
+func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
+	s.cl.Produce(ctx, out, s.done)
+	return nil
+}
+
+func (s *kafkaSink) done(r *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
+	}
+}
+
+func (s *kafkaSink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *kafkaSink) flush(ctx context.Context) error {
+	if err := s.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("sink kafka://%s: flush: %w", s.topic, err)
+	}
+	return s.failed()
+}
+
+func (s *kafkaSink) abort(ctx context.Context) { _ = s.cl.AbortBufferedRecords(ctx) }
+
+// stdoutSink writes one JSON object a line. Values that are not UTF-8 are
+// written as base64 under value_b64.
+type stdoutSink struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func newStdoutSink(w io.Writer) *stdoutSink { return &stdoutSink{w: bufio.NewWriter(w)} }
+
+type jsonRecord struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp int64             `json:"timestamp_ms"`
+	Key       *string           `json:"key,omitempty"`
+	Value     *string           `json:"value,omitempty"`
+	ValueB64  []byte            `json:"value_b64,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+}
+
+func (s *stdoutSink) write(_ context.Context, r *kgo.Record) error {
+	j := jsonRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()}
+	if r.Key != nil {
+		k := string(r.Key)
+		j.Key = &k
+	}
+	if utf8.Valid(r.Value) {
+		v := string(r.Value)
+		j.Value = &v
+	} else {
+		j.ValueB64 = r.Value
+	}
+	for _, h := range r.Headers {
+		if j.Headers == nil {
+			j.Headers = map[string]string{}
+		}
+		j.Headers[h.Key] = string(h.Value)
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Write(b)
+	return s.w.WriteByte('\n')
+}
+
+func (s *stdoutSink) flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Flush()
+}
+
+func (s *stdoutSink) abort(context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Reset(io.Discard)
+}
