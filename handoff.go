@@ -198,7 +198,8 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 }
 
 // handOver gives the baton to the successor in the record, in one write.
-// ok is false when the successor changed meanwhile; the caller then goes on.
+// ok is false when it did not happen (the successor changed, or the store
+// did not answer); the caller then goes on owning.
 func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
 	if err := p.flush(ctx); err != nil {
 		out, err := p.release(ctx, p.committed, err)
@@ -217,8 +218,10 @@ func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
 	case errors.Is(err, errTaken):
 		return outcome{}, false, nil
 	}
-	out, err = p.release(ctx, p.next, err)
-	return out, true, err
+	// Unknown outcome (the store is slow or down): go on owning; the next
+	// step tries again, and sink writes stop if the lease cannot be renewed.
+	p.log.Warn("hand over failed; will retry", "err", err)
+	return outcome{}, false, nil
 }
 
 // release records offset and state released. cause, when set, is the error

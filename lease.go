@@ -134,6 +134,14 @@ func (s settled) settle(ctx context.Context, key string, err error, wrote func(l
 	return lease{}, err
 }
 
+// close closes the backend's client, where it has one.
+func (s settled) close() error {
+	if c, ok := s.store.(interface{ close() error }); ok {
+		return c.close()
+	}
+	return nil
+}
+
 // isVerdict reports whether err is the store's answer (a condition that
 // failed), as opposed to a lost answer.
 func isVerdict(err error) bool {
@@ -277,8 +285,8 @@ func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim) er
 func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := m.leases[l.Key]
-	if cur.Epoch != l.Epoch || cur.Owner != l.Owner {
+	cur, ok := m.leases[l.Key]
+	if !ok || cur.Epoch != l.Epoch || cur.Owner != l.Owner {
 		return lease{}, fmt.Errorf("memory lease %s: hand over: %w", l.Key, errFenced)
 	}
 	if cur.Successor != l.Successor || l.Successor == "" {
@@ -295,8 +303,8 @@ func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (le
 func (m *memStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := m.leases[l.Key]
-	if cur.Epoch != l.Epoch || cur.Owner != l.Owner || cur.State != stateRunning {
+	cur, ok := m.leases[l.Key]
+	if !ok || cur.Epoch != l.Epoch || cur.Owner != l.Owner || cur.State != stateRunning {
 		return lease{}, fmt.Errorf("memory lease %s: commit: %w", l.Key, errFenced)
 	}
 	cur.Offset, cur.ExpiresAt = offset, exp
@@ -307,8 +315,8 @@ func (m *memStore) commit(ctx context.Context, l lease, offset, exp int64) (leas
 func (m *memStore) release(ctx context.Context, l lease, offset int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := m.leases[l.Key]
-	if cur.Epoch != l.Epoch || cur.Owner != l.Owner {
+	cur, ok := m.leases[l.Key]
+	if !ok || cur.Epoch != l.Epoch || cur.Owner != l.Owner {
 		return fmt.Errorf("memory lease %s: release: %w", l.Key, errFenced)
 	}
 	cur.Offset, cur.State = offset, stateReleased

@@ -1,0 +1,465 @@
+// handoff_test.go runs the protocol's scenarios against kfake in-process,
+// with the memory store and with the backend compiled into this build.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+)
+
+// backends is the memory store and the compiled backend, for scenarios.
+func backends(t testing.TB) []backend { return []backend{memBackend(), compiledBackend(t)} }
+
+// newCluster starts kfake on loopback with the topics, closed at cleanup.
+func newCluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// testConfig is a config with timings short enough for tests, and a lease
+// group of the test's own.
+func testConfig(t testing.TB, brokers []string, topic string) *config {
+	c := demoConfig(brokers)
+	c.Mode, c.Topic, c.Group = "lambda", topic, strings.ReplaceAll(testKey(t), "/", ".")
+	c.TTL, c.Skew, c.CommitEvery = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
+	c.setTiming()
+	c.NearHandoff, c.CheckEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
+	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 50*time.Millisecond
+	return c
+}
+
+// countingKafka counts the Kafka clients made, to show an invocation never
+// connected.
+type countingKafka struct{ n atomic.Int32 }
+
+func (c *countingKafka) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	c.n.Add(1)
+	return kgo.NewClient(opts...)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("BATON_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func testDeps(t testing.TB, s store, rec *recorder) (*deps, *countingKafka) {
+	k := &countingKafka{}
+	d := &deps{store: s, kafka: k.newClient, now: time.Now, log: testLogger(t), stdout: io.Discard}
+	if rec != nil {
+		d.wrapSink = rec.wrap
+	}
+	return d, k
+}
+
+// invoke runs one invocation with a deadline life away, in the background;
+// wait gives its outcome.
+func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+	var out outcome
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ictx, cancel := context.WithTimeout(ctx, life)
+		defer cancel()
+		out, err = runInvocation(ictx, cfg, d, inv)
+	}()
+	return func() (outcome, error) { <-done; return out, err }
+}
+
+// waitFor polls cond until it holds or the time runs out.
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHandoff_cooperative(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			d, _ := testDeps(t, s, rec)
+			ctx := ctxT(t)
+			pctx, stop := context.WithTimeout(ctx, 3*time.Second)
+			defer stop()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
+			bctx, stopB := context.WithCancel(ctx)
+			waitB := invoke(bctx, cfg, d, invocation{"src", 0, 2000, "B"}, time.Minute)
+			a, err := waitA()
+			if err != nil || a.End != endHanded {
+				t.Fatalf("A: %+v, %v; want handed over", a, err)
+			}
+			total := produced()
+			waitFor(t, "B to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopB()
+			bo, err := waitB()
+			if err != nil || bo.End != endReleased {
+				t.Fatalf("B: %+v, %v; want released at shutdown", bo, err)
+			}
+			tl := rec.tally(total)
+			if tl.Produced < 2000 || tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 1 {
+				t.Fatalf("sink: %+v; want every record once, in order, one handoff", tl)
+			}
+			if first := rec.first("B"); first != a.To {
+				t.Fatalf("B's first offset %d, A handed over at %d", first, a.To)
+			}
+			if bo.From != a.To {
+				t.Fatalf("B started from %d, A handed over at %d", bo.From, a.To)
+			}
+			t.Logf("%s: %d records, handoff at offset %d, gap %v", b.name, tl.Produced, a.To, rec.handoffs[0].Gap)
+		})
+	}
+}
+
+// count is how many records owner wrote to the sink.
+func (r *recorder) count(owner string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// first is the offset of owner's first write, or -1.
+func (r *recorder) first(owner string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				return w.Offset
+			}
+		}
+	}
+	return -1
+}
+
+func TestHandoff_duplicate_tick_exits(t *testing.T) {
+	testEarlyExit(t, 1000, endDuplicate)
+}
+
+func TestHandoff_stale_tick_exits(t *testing.T) {
+	testEarlyExit(t, 999, endStale)
+}
+
+// testEarlyExit runs an owner at tick 1000, then a second invocation at
+// tick; that one must end with want before it makes any Kafka client.
+func testEarlyExit(t *testing.T, tick int64, want string) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			d, kafka := testDeps(t, s, rec)
+			ctx, stop := context.WithCancel(ctxT(t))
+			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to own", 5*time.Second, func() bool {
+				l, err := s.load(ctx, leaseKey(cfg.Group, "src", 0))
+				return err == nil && l.Owner == "A"
+			})
+			before := kafka.n.Load()
+			d2, kafka2 := testDeps(t, s, rec)
+			out, err := runInvocation(ctx, cfg, d2, invocation{"src", 0, tick, "A-again"})
+			if err != nil || out.End != want {
+				t.Fatalf("second delivery: %+v, %v; want %s", out, err, want)
+			}
+			if n := kafka2.n.Load(); n != 0 {
+				t.Fatalf("second delivery made %d Kafka clients, want 0", n)
+			}
+			stop()
+			if a, err := waitA(); err != nil || a.End != endReleased || kafka.n.Load() != before {
+				t.Fatalf("owner: %+v, %v", a, err)
+			}
+		})
+	}
+}
+
+// faultStore fails or hangs a store on demand: down fails every call (a
+// crashed process writes nothing more), frozen hangs every write until it
+// thaws or the call's context ends (a paused owner).
+type faultStore struct {
+	store
+	down, frozen atomic.Bool
+}
+
+var errCrashed = fmt.Errorf("injected: process crashed")
+
+func (f *faultStore) gate(ctx context.Context) error {
+	for f.frozen.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if f.down.Load() {
+		return errCrashed
+	}
+	return nil
+}
+
+func (f *faultStore) load(ctx context.Context, key string) (lease, error) {
+	if f.down.Load() {
+		return lease{}, errCrashed
+	}
+	return f.store.load(ctx, key)
+}
+
+func (f *faultStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	if err := f.gate(ctx); err != nil {
+		return lease{}, err
+	}
+	return f.store.take(ctx, key, seen, c, exp)
+}
+
+func (f *faultStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	if err := f.gate(ctx); err != nil {
+		return err
+	}
+	return f.store.ask(ctx, key, epoch, c)
+}
+
+func (f *faultStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	if err := f.gate(ctx); err != nil {
+		return lease{}, err
+	}
+	return f.store.handOver(ctx, l, offset, exp)
+}
+
+func (f *faultStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	if err := f.gate(ctx); err != nil {
+		return lease{}, err
+	}
+	return f.store.commit(ctx, l, offset, exp)
+}
+
+func (f *faultStore) release(ctx context.Context, l lease, offset int64) error {
+	if err := f.gate(ctx); err != nil {
+		return err
+	}
+	return f.store.release(ctx, l, offset)
+}
+
+// crashSink drops every write once the process it stands for is down.
+type crashSink struct {
+	sink
+	down *atomic.Bool
+}
+
+func (c crashSink) write(ctx context.Context, r *kgo.Record) error {
+	if c.down.Load() {
+		return errCrashed
+	}
+	return c.sink.write(ctx, r)
+}
+
+func TestHandoff_crashed_owner(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithTimeout(ctx, 3*time.Second)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fa := &faultStore{store: s}
+			da, _ := testDeps(t, fa, nil)
+			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
+			actx, crashA := context.WithCancel(ctx)
+			waitA := invoke(actx, cfg, da, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 500 })
+			fa.down.Store(true) // from here A reaches neither the store nor the sink
+			crashA()
+			if a, err := waitA(); !errors.Is(err, errCrashed) {
+				t.Fatalf("crashed A: %+v, %v", a, err)
+			}
+			key := leaseKey(cfg.Group, "src", 0)
+			left, err := s.load(ctx, key)
+			if err != nil || left.Owner != "A" || left.State != stateRunning {
+				t.Fatalf("after the crash the lease must still be A's: %+v, %v", left, err)
+			}
+			db, _ := testDeps(t, s, rec)
+			bctx, stopB := context.WithCancel(ctx)
+			waitB := invoke(bctx, cfg, db, invocation{"src", 0, 2000, "B"}, time.Minute)
+			total := produced()
+			waitFor(t, "B to catch up", 15*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopB()
+			bo, err := waitB()
+			if err != nil || bo.From != left.Offset {
+				t.Fatalf("B: %+v, %v; want a start at A's last commit %d", bo, err, left.Offset)
+			}
+			if took := time.UnixMilli(left.ExpiresAt).Add(cfg.Skew); rec.firstAt("B").Before(took) {
+				t.Fatalf("B wrote at %v, before A's lease ended at %v", rec.firstAt("B"), took)
+			}
+			tl := rec.tally(total)
+			afterCommit := rec.count("A") - int(left.Offset)
+			if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated > afterCommit {
+				t.Fatalf("sink: %+v; want nothing lost and at most %d duplicates (A's writes after its last commit)", tl, afterCommit)
+			}
+			t.Logf("%s: A wrote %d, committed %d; B took over from %d; duplicates %d", b.name, rec.count("A"), left.Offset, bo.From, tl.Duplicated)
+		})
+	}
+}
+
+func TestHandoff_zombie_owner(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			cfg.StoreTimeout = 500 * time.Millisecond
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithTimeout(ctx, 4*time.Second)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fa := &faultStore{store: s}
+			da, _ := testDeps(t, fa, rec)
+			waitA := invoke(ctx, cfg, da, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 300 })
+			fa.frozen.Store(true)
+			db, _ := testDeps(t, s, rec)
+			bctx, stopB := context.WithCancel(ctx)
+			waitB := invoke(bctx, cfg, db, invocation{"src", 0, 2000, "B"}, time.Minute)
+			waitFor(t, "B to write", 10*time.Second, func() bool { return rec.count("B") > 0 })
+			fa.frozen.Store(false) // A resumes and must find itself fenced
+			a, err := waitA()
+			if err != nil || a.End != endFenced {
+				t.Fatalf("zombie A: %+v, %v; want fenced", a, err)
+			}
+			total := produced()
+			waitFor(t, "B to catch up", 15*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopB()
+			if _, err := waitB(); err != nil {
+				t.Fatal(err)
+			}
+			if last, first := rec.lastAt("A"), rec.firstAt("B"); !last.Before(first) {
+				t.Fatalf("A wrote at %v, after B's first write at %v", last, first)
+			}
+			if tl := rec.tally(total); tl.Lost != 0 || tl.Reordered != 0 {
+				t.Fatalf("sink: %+v", tl)
+			}
+		})
+	}
+}
+
+func (r *recorder) firstAt(owner string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				return w.At
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func (r *recorder) lastAt(owner string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Time
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner && w.At.After(last) {
+				last = w.At
+			}
+		}
+	}
+	return last
+}
+
+func TestHandler_container_reuse(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, kafka := testDeps(t, s, rec)
+			h := handler(cfg, d)
+			// The cluster, the producer and the store were made before the
+			// container's first call; whatever else runs after a call leaked.
+			ignore := []goleak.Option{goleak.IgnoreCurrent(),
+				// The broker's side of each connection lives in the broker.
+				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read"),
+				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).write"),
+				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read.func1"),
+				// The store's idle connections are kept for the next call.
+				goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+				goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")}
+			var outs []outcome
+			for i, tick := range []string{"2026-11-26T10:00:00Z", "2026-11-26T10:14:00Z"} {
+				cctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+				out, err := h(cctx, []byte(fmt.Sprintf(`{"topic":"src","partition":0,"tick":%q}`, tick)))
+				cancel()
+				if err != nil || out.End != endReleased {
+					t.Fatalf("call %d: %+v, %v; want released at the deadline", i+1, out, err)
+				}
+				if err := goleak.Find(ignore...); err != nil {
+					t.Fatalf("call %d left goroutines behind: %v", i+1, err)
+				}
+				if got, want := kafka.n.Load(), int32(i+1); got != want {
+					t.Fatalf("after call %d: %d Kafka clients made, want %d", i+1, got, want)
+				}
+				outs = append(outs, out)
+			}
+			if outs[1].From != outs[0].To || outs[1].Epoch != outs[0].Epoch+1 || outs[1].Records == 0 {
+				t.Fatalf("second call %+v must go on where the first %+v stopped", outs[1], outs[0])
+			}
+			stopProducing()
+			tl := rec.tally(produced())
+			if tl.Duplicated != 0 || tl.Reordered != 0 {
+				t.Fatalf("sink: %+v", tl)
+			}
+		})
+	}
+}

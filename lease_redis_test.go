@@ -1,0 +1,132 @@
+//go:build redis
+
+// lease_redis_test.go runs the conformance suite against a real Redis
+// (BATON_TEST_REDIS=host:port), plus what only Redis has: the epoch counter.
+
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func compiledBackend(t testing.TB) backend {
+	return backend{
+		name: "redis",
+		open: openTestRedis,
+		corrupt: func(t testing.TB, key, field string, remove bool) {
+			t.Helper()
+			rdb := rawTestRedis(t)
+			var err error
+			if remove {
+				err = rdb.rdb.HDel(ctxT(t), redisLeaseKey(key), field).Err()
+			} else {
+				err = rdb.rdb.HSet(ctxT(t), redisLeaseKey(key), field, "x").Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
+		unreachable: func(t testing.TB) (store, string) {
+			s, err := openRedis(config{Redis: "127.0.0.1:1", StoreTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.close() })
+			return settled{s}, "127.0.0.1:1"
+		},
+		// missing is nil: a Redis has no table to lack, and a database
+		// number out of range fails as the unreachable case does, at ping.
+	}
+}
+
+// openTestRedis opens the store as main does, through newStore.
+func openTestRedis(t testing.TB) store {
+	t.Helper()
+	s, err := newStore(ctxT(t), config{Redis: needServer(t, "BATON_TEST_REDIS")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.(settled).close() })
+	return s
+}
+
+// rawTestRedis gives the client itself, for edits behind the store's back.
+func rawTestRedis(t testing.TB) *redisStore {
+	t.Helper()
+	return openTestRedis(t).(settled).store.(*redisStore)
+}
+
+func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
+	s, key := rawTestRedis(t), testKey(t)
+	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	if err := s.release(ctxT(t), a, 7); err != nil {
+		t.Fatal(err)
+	}
+	b := mustTake(t, s, key, mustLoad(t, s, key), claim{"b", 200})
+	if err := s.rdb.Del(ctxT(t), redisLeaseKey(key)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.load(ctxT(t), key)
+	wantErr(t, "load of a deleted record", err, errNotFound)
+	c := mustTake(t, s, key, lease{}, claim{"c", 300})
+	if c.Epoch <= b.Epoch || c.Offset != noOffset {
+		t.Fatalf("take after the record was deleted: %+v; want an epoch above %d and no offset", c, b.Epoch)
+	}
+}
+
+func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
+	s, key := rawTestRedis(t), testKey(t)
+	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	if err := s.rdb.Del(ctxT(t), redisEpochKey(key)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.release(ctxT(t), a, 7); err != nil {
+		t.Fatal(err)
+	}
+	b := mustTake(t, s, key, mustLoad(t, s, key), claim{"b", 200})
+	if got, want := b.Epoch, a.Epoch+1; got != want {
+		t.Fatalf("epoch after the counter was lost: got %d, want %d", got, want)
+	}
+}
+
+// TestRedis_address_never_shows_password needs no server: the address is
+// refused, and the error must name it without the URL's password.
+func TestRedis_address_never_shows_password(t *testing.T) {
+	for _, addr := range []string{"redis://user:s3cret@127.0.0.1:1/0", "rediss://:s3cret@127.0.0.1:1", "redis://:s3cret@127.0.0.1:1/x", "redis://:s3cret@[::1"} {
+		s, err := newStore(ctxT(t), config{Redis: addr, StoreTimeout: time.Second})
+		if err == nil {
+			s.(settled).close()
+			t.Fatalf("%s: opened a store nobody serves", addr)
+		}
+		if msg := err.Error(); strings.Contains(msg, "s3cret") || !strings.Contains(msg, "127.0.0.1:1") && !strings.Contains(msg, "::1") {
+			t.Errorf("%s: error %q must name the address and not the password", addr, msg)
+		}
+	}
+}
+
+func TestRedis_options(t *testing.T) {
+	for _, tc := range []struct{ in, addr string }{
+		{"127.0.0.1:6379", "127.0.0.1:6379"},
+		{"redis://h:7000/2", "h:7000"},
+		{"rediss://u:p@h", "h:6379"},
+	} {
+		opt, err := redisOptions(config{Redis: tc.in})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if got, want := opt.Addr, tc.addr; got != want {
+			t.Errorf("%s: addr %q, want %q", tc.in, got, want)
+		}
+		if got, want := opt.ReadTimeout, defaultStoreTimeout; got != want {
+			t.Errorf("%s: read timeout %v, want %v", tc.in, got, want)
+		}
+	}
+	if _, err := redisOptions(config{}); err == nil {
+		t.Errorf("empty address: got %v, want an error", err)
+	}
+}

@@ -1,0 +1,116 @@
+// process_test.go runs process mode: shutdown by signal, and a rolling
+// deploy where a second process takes every partition over.
+
+package main
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func processConfig(t testing.TB, brokers []string, topic string) *config {
+	c := testConfig(t, brokers, topic)
+	c.Mode = "process"
+	return c
+}
+
+func TestProcess_sigterm_releases(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			s, cluster, rec := b.open(t), newCluster(t, 3, "src"), newRecorder(nil)
+			cfg := processConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			produced, err := produce(pctx, cfg.Brokers, "src", 3, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := testDeps(t, s, rec)
+			sctx, stopSignals := signalContext()
+			defer stopSignals()
+			done := make(chan error, 1)
+			go func() { done <- runProcess(sctx, cfg, d) }()
+			waitFor(t, "every partition to be read", 5*time.Second, func() bool {
+				w := rec.writesPer()
+				return len(w) == 3 && w[0] > 100 && w[1] > 100 && w[2] > 100
+			})
+			stopProducing()
+			total := produced()
+			waitFor(t, "the process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("process after SIGTERM: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("process did not end within 10s of SIGTERM")
+			}
+			for p := range int32(3) {
+				l, err := s.load(ctx, leaseKey(cfg.Group, "src", p))
+				if err != nil || l.State != stateReleased || l.Offset != total[p] {
+					t.Errorf("partition %d after SIGTERM: %+v, %v; want released at offset %d", p, l, err, total[p])
+				}
+			}
+		})
+	}
+}
+
+func TestProcess_rolling_takeover(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 4, "src"), newRecorder(nil)
+			cfg := processConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			produced, err := produce(pctx, cfg.Brokers, "src", 4, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d1, _ := testDeps(t, s, rec)
+			old := make(chan error, 1)
+			go func() { old <- runProcess(ctx, cfg, d1) }()
+			waitFor(t, "the old process to read every partition", 5*time.Second, func() bool { return len(rec.writesPer()) == 4 })
+			time.Sleep(2 * time.Millisecond) // a later start is a newer tick
+			d2, _ := testDeps(t, s, rec)
+			nctx, stopNew := context.WithCancel(ctx)
+			fresh := make(chan error, 1)
+			go func() { fresh <- runProcess(nctx, cfg, d2) }()
+			select {
+			case err := <-old:
+				if err != nil {
+					t.Fatalf("old process: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("old process did not hand every partition over within 10s")
+			}
+			stopProducing()
+			total := produced()
+			waitFor(t, "the new process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopNew()
+			if err := <-fresh; err != nil {
+				t.Fatal(err)
+			}
+			tl := rec.tally(total)
+			if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 4 {
+				t.Fatalf("sink: %+v; want every record once, in order, and one handoff a partition", tl)
+			}
+		})
+	}
+}
+
+// writesPer counts the writes of each partition.
+func (r *recorder) writesPer() map[int32]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[int32]int{}
+	for p, ws := range r.writes {
+		n[p] = len(ws)
+	}
+	return n
+}
