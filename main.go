@@ -316,9 +316,11 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 			d.log.Error("bad event", "err", err)
 			return outcome{End: endError}, err
 		}
+		// A retry keeps its request id, so the id alone would let a retry
+		// pass for the owner it replaces.
 		inv.Owner = newOwnerID("lambda")
 		if lc, ok := lambdacontext.FromContext(ctx); ok {
-			inv.Owner = lc.AwsRequestID
+			inv.Owner = newOwnerID(lc.AwsRequestID)
 		}
 		out, err := runInvocation(ctx, cfg, d, inv)
 		d.log.Info("invocation done", "outcome", out, "err", err)
