@@ -99,7 +99,7 @@ start_dynamo() {
   # It loads its native libraries relative to the working directory. It has no
   # bind-address option (listens on all interfaces); we only ever dial 127.0.0.1.
   (cd "$DDB_DIR" && exec setsid java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-    -inMemory -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
+    -inMemory -sharedDb -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
   PIDS+=($!)
   wait_for "DynamoDB Local" $! "$RUN/dynamo.log" http_answers "$port"
   export BATON_TEST_DYNAMO=http://127.0.0.1:$port

@@ -1,0 +1,438 @@
+//go:build !redis
+
+// lease_dynamo.go holds the DynamoDB lease store: one item per key, every
+// write an UpdateItem conditional on the epoch (and owner) read.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+const storeName = "dynamodb"
+
+// Attribute names of a lease item; "key" is the partition key. Several are
+// DynamoDB reserved words, so expressions always name them through #names.
+const (
+	attrKey           = "key"
+	attrOwner         = "owner"
+	attrTick          = "tick"
+	attrEpoch         = "epoch"
+	attrOffset        = "offset"
+	attrState         = "state"
+	attrSuccessor     = "successor"      // absent when nobody asked
+	attrSuccessorTick = "successor_tick" // absent when nobody asked
+	attrExpiresAt     = "expires_at"
+)
+
+const (
+	// dynamoAttempts caps the SDK's retries so that an unreachable endpoint
+	// fails within the store timeout rather than after its own backoff.
+	dynamoAttempts = 3
+	// tableWait bounds -create-table's wait for a new table to turn ACTIVE.
+	tableWait = 2 * time.Minute
+)
+
+// dynamoAPI is the part of the DynamoDB client the store uses, so a test can
+// put a fault in front of it.
+type dynamoAPI interface {
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	CreateTable(context.Context, *dynamodb.CreateTableInput, ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+// dynamoStore is the DynamoDB implementation of store.
+//
+// baton never deletes an item, so a key's epochs never repeat; deleting an
+// item by hand restarts them at 1, and a fenced owner from before could then
+// match again.
+type dynamoStore struct {
+	db      dynamoAPI
+	table   string
+	where   string // "at <endpoint>" or "in region <r>", for error messages
+	timeout time.Duration
+}
+
+var _ store = (*dynamoStore)(nil)
+
+// newStore opens the DynamoDB store; the SDK finds the endpoint, including
+// AWS_ENDPOINT_URL_DYNAMODB.
+func newStore(ctx context.Context, cfg config) (store, error) {
+	s, err := openDynamo(ctx, cfg, "")
+	if err != nil {
+		return nil, err
+	}
+	return settled{s}, nil
+}
+
+// openDynamo opens the store at endpoint, or where the SDK's configuration
+// says when endpoint is "".
+func openDynamo(ctx context.Context, cfg config, endpoint string, opts ...func(*awsconfig.LoadOptions) error) (*dynamoStore, error) {
+	if cfg.LeaseTable == "" {
+		return nil, errors.New("dynamodb: no lease table given (-lease-table or BATON_LEASE_TABLE)")
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("dynamodb: no AWS region configured (set AWS_REGION)")
+	}
+	s := &dynamoStore{table: cfg.LeaseTable, where: "in region " + awsCfg.Region, timeout: cfg.StoreTimeout}
+	if s.timeout <= 0 {
+		s.timeout = defaultStoreTimeout
+	}
+	s.db = dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		o.RetryMaxAttempts = dynamoAttempts
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		if o.BaseEndpoint != nil { // set here or by AWS_ENDPOINT_URL(_DYNAMODB)
+			s.where = "at " + *o.BaseEndpoint
+			// DynamoDB Local's error responses fail the CRC32 check, and
+			// the SDK would log a warning on every failed condition.
+			o.DisableValidateResponseChecksum = true
+		}
+	})
+	if cfg.CreateTable {
+		if err := s.createTable(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// createTable creates the table when it is missing and waits until it is
+// ACTIVE. An existing table needs only DescribeTable permission.
+func (s *dynamoStore) createTable(ctx context.Context) error {
+	fail := func(err error) error { return fmt.Errorf("dynamodb table %q %s: create: %w", s.table, s.where, err) }
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.db.DescribeTable(cctx, &dynamodb.DescribeTableInput{TableName: &s.table})
+	var missing *types.ResourceNotFoundException
+	switch {
+	case err == nil && out.Table.TableStatus == types.TableStatusActive:
+		return nil
+	case errors.As(err, &missing):
+		_, err = s.db.CreateTable(cctx, &dynamodb.CreateTableInput{
+			TableName:            &s.table,
+			BillingMode:          types.BillingModePayPerRequest,
+			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
+			KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(attrKey), KeyType: types.KeyTypeHash}},
+		})
+		var inUse *types.ResourceInUseException // another process created it first
+		if err != nil && !errors.As(err, &inUse) {
+			return fail(err)
+		}
+	case err != nil:
+		return fail(err)
+	}
+	w := dynamodb.NewTableExistsWaiter(s.db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = time.Second, 5*time.Second
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: &s.table}, tableWait); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+func (s *dynamoStore) load(ctx context.Context, key string) (lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &s.table,
+		Key:            map[string]types.AttributeValue{attrKey: str(key)},
+		ConsistentRead: aws.Bool(true), // a write just made by another invocation must show
+	})
+	if err != nil {
+		return lease{}, s.fail(key, "load", err, nil)
+	}
+	if len(out.Item) == 0 {
+		return lease{}, fmt.Errorf("dynamodb lease %s: %w", key, errNotFound)
+	}
+	l, err := fromItem(key, out.Item)
+	if err != nil {
+		return lease{}, fmt.Errorf("dynamodb lease %s: load: %w", key, err)
+	}
+	return l, nil
+}
+
+func (s *dynamoStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	e := newExpr()
+	var cond string
+	if seen.Epoch == 0 {
+		cond = "attribute_not_exists(" + e.name(attrKey) + ")"
+	} else {
+		cond = e.eq(attrEpoch, num(seen.Epoch)) + " AND " + e.tickFree(c)
+	}
+	offset := e.name(attrOffset)
+	update := e.newOwner(e.eq(attrOwner, str(c.Owner)), e.eq(attrTick, num(c.Tick)), e.eq(attrEpoch, num(seen.Epoch+1)),
+		e.eq(attrState, str(stateRunning)), e.eq(attrExpiresAt, num(exp)),
+		offset+" = if_not_exists("+offset+", "+e.value(num(noOffset))+")")
+	return s.update(ctx, key, "take", e, cond, update, func(cur lease, exists bool) error {
+		return takeCheck(cur, exists, seen, c)
+	})
+}
+
+func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	e := newExpr()
+	cond := e.eq(attrEpoch, num(epoch)) + " AND " + e.tickFree(c)
+	update := "SET " + e.eq(attrSuccessor, str(c.Owner)) + ", " + e.eq(attrSuccessorTick, num(c.Tick))
+	_, err := s.update(ctx, key, "ask", e, cond, update, func(cur lease, exists bool) error {
+		if !exists {
+			return errTaken
+		}
+		return takeCheck(cur, exists, lease{Epoch: epoch}, c)
+	})
+	return err
+}
+
+func (s *dynamoStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	e := newExpr()
+	cond := e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner)) + " AND " + e.eq(attrSuccessor, str(l.Successor))
+	if l.Successor == "" {
+		// Nobody to hand over to: the write must fail, and the check says why.
+		cond += " AND attribute_not_exists(" + e.name(attrKey) + ")"
+	}
+	successorTick := e.name(attrTick) + " = " + e.name(attrSuccessorTick) // as the record has it
+	update := e.newOwner(e.eq(attrOwner, str(l.Successor)), successorTick,
+		e.eq(attrEpoch, num(l.Epoch+1)), e.eq(attrOffset, num(offset)), e.eq(attrState, str(stateRunning)),
+		e.eq(attrExpiresAt, num(exp)))
+	return s.update(ctx, l.Key, "hand over", e, cond, update, func(cur lease, exists bool) error {
+		if !exists || cur.Epoch != l.Epoch || cur.Owner != l.Owner {
+			return errFenced
+		}
+		if cur.Successor != l.Successor || l.Successor == "" {
+			return errTaken
+		}
+		return nil
+	})
+}
+
+func (s *dynamoStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	e := newExpr()
+	cond := e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner)) + " AND " + e.eq(attrState, str(stateRunning))
+	update := "SET " + e.eq(attrOffset, num(offset)) + ", " + e.eq(attrExpiresAt, num(exp))
+	return s.update(ctx, l.Key, "commit", e, cond, update, fencedCheck)
+}
+
+func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error {
+	e := newExpr()
+	cond := e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+	update := "SET " + e.eq(attrOffset, num(offset)) + ", " + e.eq(attrState, str(stateReleased))
+	_, err := s.update(ctx, l.Key, "release", e, cond, update, fencedCheck)
+	return err
+}
+
+// fencedCheck is commit's and release's: their condition is only that the
+// owner still holds its epoch, so any failure means it was fenced.
+func fencedCheck(lease, bool) error { return errFenced }
+
+// update runs one conditional UpdateItem and returns the item as written.
+// check tells, from the item as it was when the condition failed, which of
+// the package's errors the failure is.
+func (s *dynamoStore) update(ctx context.Context, key, step string, e *expr, cond, update string, check func(cur lease, exists bool) error) (lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           &s.table,
+		Key:                                 map[string]types.AttributeValue{attrKey: str(key)},
+		ConditionExpression:                 &cond,
+		UpdateExpression:                    &update,
+		ExpressionAttributeNames:            e.names,
+		ExpressionAttributeValues:           e.values,
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err != nil {
+		return lease{}, s.fail(key, step, err, check)
+	}
+	l, err := fromItem(key, out.Attributes)
+	if err != nil {
+		return lease{}, fmt.Errorf("dynamodb lease %s: %s: wrote, but %w", key, step, err)
+	}
+	return l, nil
+}
+
+// fail turns an SDK error into the package's: a failed condition becomes the
+// verdict check gives for the old item DynamoDB returned with it (no second
+// read, which could see a later state); a missing table and an unreachable
+// endpoint are named.
+func (s *dynamoStore) fail(key, step string, err error, check func(cur lease, exists bool) error) error {
+	var (
+		failed  *types.ConditionalCheckFailedException
+		missing *types.ResourceNotFoundException
+		conn    *net.OpError
+	)
+	switch {
+	case errors.As(err, &failed) && check != nil:
+		err = verdict(key, failed.Item, check)
+	case errors.As(err, &missing):
+		err = fmt.Errorf("dynamodb table %q not found %s (create it, or run with -create-table)", s.table, s.where)
+	case errors.As(err, &conn):
+		err = fmt.Errorf("no connection to dynamodb %s (table %q): %w", s.where, s.table, conn)
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("no answer in time from dynamodb %s (table %q): %w", s.where, s.table, err)
+	default:
+		err = fmt.Errorf("dynamodb %s (table %q): %w", s.where, s.table, err)
+	}
+	return fmt.Errorf("dynamodb lease %s: %s: %w", key, step, err)
+}
+
+// verdict is check's answer for the item as it was when a condition failed.
+func verdict(key string, item map[string]types.AttributeValue, check func(cur lease, exists bool) error) error {
+	var cur lease
+	if len(item) > 0 {
+		var err error
+		if cur, err = fromItem(key, item); err != nil {
+			return err
+		}
+	}
+	if err := check(cur, len(item) > 0); err != nil {
+		return err
+	}
+	return fmt.Errorf("condition failed on a record that meets it (a bug in baton): %+v", cur)
+}
+
+// fromItem parses an item strictly: a missing or mistyped attribute is an
+// error naming it. Only the successor attributes are optional.
+func fromItem(key string, item map[string]types.AttributeValue) (lease, error) {
+	p := parser{item: item}
+	l := lease{
+		Key:           key,
+		Owner:         p.str(attrOwner, true),
+		Tick:          p.num(attrTick, true),
+		Epoch:         p.num(attrEpoch, true),
+		Offset:        p.num(attrOffset, true),
+		State:         p.str(attrState, true),
+		Successor:     p.str(attrSuccessor, false),
+		SuccessorTick: p.num(attrSuccessorTick, false),
+		ExpiresAt:     p.num(attrExpiresAt, true),
+	}
+	return l, p.err
+}
+
+// parser reads attributes of one item and keeps the first error.
+type parser struct {
+	item map[string]types.AttributeValue
+	err  error
+}
+
+func (p *parser) str(name string, required bool) string {
+	switch v := p.item[name].(type) {
+	case *types.AttributeValueMemberS:
+		return v.Value
+	case nil:
+		if required {
+			p.fault(name, "missing")
+		}
+	default:
+		p.fault(name, "want a string, got "+typeName(v))
+	}
+	return ""
+}
+
+func (p *parser) num(name string, required bool) int64 {
+	switch v := p.item[name].(type) {
+	case *types.AttributeValueMemberN:
+		n, err := strconv.ParseInt(v.Value, 10, 64)
+		if err != nil {
+			p.fault(name, fmt.Sprintf("want an integer, got %q", v.Value))
+		}
+		return n
+	case nil:
+		if required {
+			p.fault(name, "missing")
+		}
+	default:
+		p.fault(name, "want a number, got "+typeName(v))
+	}
+	return 0
+}
+
+func (p *parser) fault(name, why string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("field %q: %s", name, why)
+	}
+}
+
+// typeName is DynamoDB's name for an attribute's type: S, N, BOOL, M, ...
+func typeName(v types.AttributeValue) string {
+	return strings.TrimPrefix(fmt.Sprintf("%T", v), "*types.AttributeValueMember")
+}
+
+func str(s string) types.AttributeValue {
+	return &types.AttributeValueMemberS{Value: s}
+}
+
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+// expr collects the #names and :values of one request's expressions;
+// DynamoDB refuses any that an expression does not use.
+type expr struct {
+	names  map[string]string
+	values map[string]types.AttributeValue
+}
+
+func newExpr() *expr {
+	return &expr{names: map[string]string{}, values: map[string]types.AttributeValue{}}
+}
+
+func (e *expr) name(attr string) string {
+	e.names["#"+attr] = attr
+	return "#" + attr
+}
+
+func (e *expr) value(v types.AttributeValue) string {
+	p := ":v" + strconv.Itoa(len(e.values))
+	e.values[p] = v
+	return p
+}
+
+// eq is "attr = value": a condition, or an assignment in SET.
+func (e *expr) eq(attr string, v types.AttributeValue) string {
+	return e.name(attr) + " = " + e.value(v)
+}
+
+// newOwner is the update of a write that sets the owner: the assignments,
+// and the successor removed, since nobody is asking the new owner yet.
+func (e *expr) newOwner(assign ...string) string {
+	return "SET " + strings.Join(assign, ", ") + " REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick)
+}
+
+// tickFree is tickCheck as a condition: c is the owner or the successor, or
+// every tick on the record is older than c's. A zero tick is no tick, so two
+// zeros are not duplicates. An absent successor tick counts as zero, which
+// passes for any c.Tick >= 0.
+func (e *expr) tickFree(c claim) string {
+	op := " < "
+	if c.Tick == 0 {
+		op = " <= "
+	}
+	tick := e.value(num(c.Tick))
+	older := e.name(attrTick) + op + tick
+	successorOlder := e.name(attrSuccessorTick) + op + tick
+	if c.Tick >= 0 {
+		successorOlder = "(attribute_not_exists(" + e.name(attrSuccessorTick) + ") OR " + successorOlder + ")"
+	}
+	me := e.value(str(c.Owner))
+	mine := e.name(attrOwner) + " = " + me
+	if c.Owner != "" {
+		mine += " OR " + e.name(attrSuccessor) + " = " + me
+	}
+	return "(" + mine + " OR (" + older + " AND " + successorOlder + "))"
+}

@@ -1,0 +1,242 @@
+//go:build !redis
+
+// lease_dynamo_test.go runs the conformance suite against DynamoDB Local
+// (BATON_TEST_DYNAMO=http://host:port) and tests what is DynamoDB's own.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// compiledBackend is the DynamoDB backend: one table for the whole run,
+// created on first use and deleted when the caller ends.
+func compiledBackend(tb testing.TB) backend {
+	var once sync.Once
+	var table string
+	var tableErr error
+	tb.Cleanup(func() {
+		if table != "" && tableErr == nil {
+			dropTable(tb, table)
+		}
+	})
+	shared := func(t testing.TB) *dynamoStore {
+		t.Helper()
+		url := needServer(t, "BATON_TEST_DYNAMO")
+		once.Do(func() {
+			table = fmt.Sprintf("baton-test-%d", time.Now().UnixNano())
+			_, tableErr = openDynamo(context.Background(), config{LeaseTable: table, CreateTable: true}, url, testAWS()...)
+		})
+		if tableErr != nil {
+			t.Fatal(tableErr)
+		}
+		return testDynamo(t, url, table)
+	}
+	return backend{
+		name: storeName,
+		open: func(t testing.TB) store { return shared(t) },
+		corrupt: func(t testing.TB, key, field string, remove bool) {
+			t.Helper()
+			e := newExpr()
+			update := "REMOVE " + e.name(field)
+			if !remove {
+				bad := str("x")
+				switch field {
+				case attrOwner, attrState, attrSuccessor:
+					bad = num(7)
+				case attrExpiresAt:
+					bad = &types.AttributeValueMemberBOOL{Value: true}
+				}
+				update = "SET " + e.name(field) + " = " + e.value(bad)
+			}
+			in := &dynamodb.UpdateItemInput{
+				TableName:                aws.String(table),
+				Key:                      map[string]types.AttributeValue{attrKey: str(key)},
+				UpdateExpression:         &update,
+				ExpressionAttributeNames: e.names,
+			}
+			if len(e.values) > 0 { // DynamoDB refuses an empty map
+				in.ExpressionAttributeValues = e.values
+			}
+			_, err := shared(t).db.UpdateItem(ctxT(t), in)
+			if err != nil {
+				t.Fatalf("corrupt %s of %s: %v", field, key, err)
+			}
+		},
+		unreachable: func(t testing.TB) (store, string) {
+			const nobody = "http://127.0.0.1:1"
+			return testDynamo(t, nobody, "baton-test-unreachable"), nobody
+		},
+		missing: func(t testing.TB) (store, string) {
+			table := fmt.Sprintf("baton-test-missing-%d", time.Now().UnixNano())
+			return testDynamo(t, needServer(t, "BATON_TEST_DYNAMO"), table), table
+		},
+	}
+}
+
+// testAWS gives DynamoDB Local the region and credentials it needs (any
+// will do) when the environment has none.
+func testAWS() []func(*awsconfig.LoadOptions) error {
+	var opts []func(*awsconfig.LoadOptions) error
+	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
+		opts = append(opts, awsconfig.WithRegion("us-east-1"))
+	}
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+	}
+	return opts
+}
+
+// testDynamo opens the store on an existing table (or none) at url.
+func testDynamo(t testing.TB, url, table string) *dynamoStore {
+	t.Helper()
+	s, err := openDynamo(ctxT(t), config{LeaseTable: table}, url, testAWS()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func dropTable(t testing.TB, table string) {
+	s := testDynamo(t, os.Getenv("BATON_TEST_DYNAMO"), table)
+	_, err := s.db.(*dynamodb.Client).DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: &table})
+	if err != nil {
+		t.Errorf("delete test table %s: %v", table, err)
+	}
+}
+
+func TestDynamo_create_table_is_idempotent(t *testing.T) {
+	url := needServer(t, "BATON_TEST_DYNAMO")
+	cfg := config{LeaseTable: fmt.Sprintf("baton-test-create-%d", time.Now().UnixNano())}
+	_, err := testDynamo(t, url, cfg.LeaseTable).load(ctxT(t), "k")
+	if err == nil || !contains(err, cfg.LeaseTable, "-create-table") {
+		t.Fatalf("load before the table exists: got %v, want an error naming the table and -create-table", err)
+	}
+	cfg.CreateTable = true
+	for range 2 {
+		if _, err := openDynamo(ctxT(t), cfg, url, testAWS()...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { dropTable(t, cfg.LeaseTable) })
+	s := testDynamo(t, url, cfg.LeaseTable)
+	out, err := s.db.DescribeTable(ctxT(t), &dynamodb.DescribeTableInput{TableName: &cfg.LeaseTable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks := out.Table.KeySchema; len(ks) != 1 || *ks[0].AttributeName != attrKey || ks[0].KeyType != types.KeyTypeHash {
+		t.Fatalf("key schema %+v, want hash key %q only", ks, attrKey)
+	}
+	mustTake(t, s, "k", lease{}, claim{"a", 1})
+}
+
+// countingDB counts the reads that reach DynamoDB.
+type countingDB struct {
+	dynamoAPI
+	gets atomic.Int32
+}
+
+func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.gets.Add(1)
+	return c.dynamoAPI.GetItem(ctx, in, opts...)
+}
+
+// A refused write is classified from the item DynamoDB returns with the
+// failed condition, not from a second read that could see a later state.
+func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
+	s := compiledBackend(t).open(t).(*dynamoStore)
+	db := &countingDB{dynamoAPI: s.db}
+	s.db = db
+	key := testKey(t)
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	_, err := s.take(ctxT(t), key, lease{}, claim{"b", 200}, in(time.Minute))
+	wantErr(t, "take of a taken key", err, errTaken)
+	_, err = s.take(ctxT(t), key, a, claim{"a2", 100}, in(time.Minute))
+	wantErr(t, "take with the owner's tick", err, errDuplicate)
+	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{"old", 99}), errStale)
+	_, err = s.take(ctxT(t), key, a, claim{"b", 200}, in(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.commit(ctxT(t), a, 5, in(time.Minute))
+	wantErr(t, "commit by a fenced owner", err, errFenced)
+	_, err = s.handOver(ctxT(t), a, 5, in(time.Minute))
+	wantErr(t, "hand over by a fenced owner", err, errFenced)
+	if n := db.gets.Load(); n != 0 {
+		t.Fatalf("%d reads to classify refusals, want 0", n)
+	}
+}
+
+func contains(err error, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			return false
+		}
+	}
+	return true
+}
+
+// The DynamoDB store gives the memory store's answers: the same random steps,
+// from stale and current views, with zero, negative, shared and empty
+// claims, leave the same records and the same verdicts.
+func TestDynamo_matches_memory_store(t *testing.T) {
+	d, m := compiledBackend(t).open(t), newMemStore()
+	ctx := ctxT(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	claims := []claim{{"a", 1}, {"b", 2}, {"c", 2}, {"d", 0}, {"e", -1}, {"f", 0}, {"", 3}}
+	key := testKey(t)
+	seen := []lease{{}}
+	for i := range 500 {
+		c, l := claims[rng.IntN(len(claims))], seen[rng.IntN(len(seen))]
+		l.Key = key // a view of the record before it existed too
+		op, delta, n := rng.IntN(5), int64(rng.IntN(3)-1), int64(i)
+		step := func(s store) (lease, error) {
+			switch op {
+			case 0:
+				return s.take(ctx, key, l, c, n)
+			case 1:
+				return lease{}, s.ask(ctx, key, l.Epoch+delta, c)
+			case 2:
+				return s.handOver(ctx, l, n, n)
+			case 3:
+				return s.commit(ctx, l, n, n)
+			}
+			return lease{}, s.release(ctx, l, n)
+		}
+		want, memErr := step(m)
+		got, err := step(d)
+		if sentinel(err) != sentinel(memErr) || got != want {
+			t.Fatalf("step %d, op %d by %+v from %+v: dynamodb gave %+v, %v; memory %+v, %v", i, op, c, l, got, err, want, memErr)
+		}
+		want, _ = m.load(ctx, key)
+		if got, _ = d.load(ctx, key); got != want {
+			t.Fatalf("step %d, op %d by %+v from %+v: dynamodb holds %+v, memory %+v", i, op, c, l, got, want)
+		}
+		seen = append(seen, want)
+	}
+}
+
+// sentinel is the package error err is, or err itself.
+func sentinel(err error) error {
+	for _, e := range []error{errNotFound, errDuplicate, errStale, errTaken, errFenced} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return err
+}
