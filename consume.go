@@ -135,6 +135,9 @@ func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map
 	return counts, nil
 }
 
+// progressEvery spaces the owner's progress lines, so a person sees it work.
+const progressEvery = time.Minute
+
 // run is one owned stretch of a partition, from taking the baton to
 // passing it on.
 type run struct {
@@ -153,6 +156,7 @@ type run struct {
 	nextCheck  time.Time
 	slowest    time.Duration // longest flush+commit seen: sets the deadline margin
 	deadline   time.Time     // the runtime's deadline; zero in process mode
+	reported   time.Time     // the last progress line
 
 	from                           int64
 	records, written, deadLettered int
@@ -286,6 +290,10 @@ func (p *run) commit(ctx context.Context) error {
 	p.l, p.committed = l, p.next
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowest = max(p.slowest, p.d.now().Sub(start))
+	if start.Sub(p.reported) >= progressEvery {
+		p.reported = start
+		p.log.Info("progress", "offset", p.committed, "records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
+	}
 	return nil
 }
 
