@@ -75,7 +75,9 @@ func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 		return err
 	}
 	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
-	s.cl.Produce(ctx, out, s.done)
+	// A shutdown must not fail records already handed to the sink: the
+	// owner flushes them before it lets go of the lease.
+	s.cl.Produce(context.WithoutCancel(ctx), out, s.done)
 	return nil
 }
 
