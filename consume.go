@@ -347,6 +347,7 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 		p.deadLettered++
 	}
 	for _, o := range out {
+		o.Partition = r.Partition // keeps order per source partition at the sink
 		if err := p.k.sink.write(ctx, o); err != nil {
 			return err
 		}

@@ -53,6 +53,11 @@ type outcome struct {
 // handed over, released, or owned with a correct offset and an expiry that
 // lets the next invocation take it.
 func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (out outcome, err error) {
+	defer func() {
+		if err != nil && out.End == "" {
+			out.End = endError
+		}
+	}()
 	key := leaseKey(cfg.Group, inv.Topic, inv.Partition)
 	log := d.log.With("key", key, "owner", inv.Owner, "tick", inv.Tick)
 	out = outcome{Key: key, Owner: inv.Owner, From: noOffset, To: noOffset}

@@ -146,8 +146,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"]}
 	var errs []error
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
-	if b := strings.TrimSpace(*v["brokers"]); b != "" {
-		c.Brokers = strings.Split(b, ",")
+	for _, b := range strings.Split(*v["brokers"], ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
 	}
 	switch {
 	case c.Mode == "" && getenv("AWS_LAMBDA_RUNTIME_API") != "":
@@ -174,6 +176,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.SinkScheme, c.SinkTopic, err = parseSink(c.Sink); err != nil {
 		bad("sink", "%v", err)
+	}
+	if c.Topic != "" && (c.SinkTopic == c.Topic || c.DLQ == c.Topic) {
+		bad("sink", "the sink and -dlq (BATON_DLQ) must not be the source topic %q: baton would read its own output", c.Topic)
 	}
 	if m := *v["match"]; m != "" {
 		if c.Match, err = regexp.Compile(m); err != nil {
@@ -213,6 +218,9 @@ func parsePartitions(s string) ([]int32, error) {
 		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
 		if err != nil || n < 0 {
 			return nil, fmt.Errorf("want partition numbers like 0,3,5 or all, got %q", s)
+		}
+		if slices.Contains(ps, int32(n)) {
+			return nil, fmt.Errorf("partition %d is listed twice in %q", n, s)
 		}
 		ps = append(ps, int32(n))
 	}

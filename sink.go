@@ -4,7 +4,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -107,62 +107,79 @@ func (s *kafkaSink) flush(ctx context.Context) error {
 
 func (s *kafkaSink) abort(ctx context.Context) { _ = s.cl.AbortBufferedRecords(ctx) }
 
-// stdoutSink writes one JSON object a line. Values that are not UTF-8 are
-// written as base64 under value_b64.
+// stdoutSink writes one JSON object a line. Keys and values that are not
+// UTF-8 are written as base64 under key_b64 and value_b64.
 type stdoutSink struct {
-	mu sync.Mutex
-	w  *bufio.Writer
+	w   io.Writer
+	buf bytes.Buffer
 }
 
-func newStdoutSink(w io.Writer) *stdoutSink { return &stdoutSink{w: bufio.NewWriter(w)} }
+// stdoutMu keeps lines whole when several partitions share one stdout.
+var stdoutMu sync.Mutex
+
+// stdoutChunk is how much the sink holds before it writes whole lines out.
+const stdoutChunk = 64 << 10
+
+func newStdoutSink(w io.Writer) *stdoutSink { return &stdoutSink{w: w} }
 
 type jsonRecord struct {
-	Topic     string            `json:"topic"`
-	Partition int32             `json:"partition"`
-	Offset    int64             `json:"offset"`
-	Timestamp int64             `json:"timestamp_ms"`
-	Key       *string           `json:"key,omitempty"`
-	Value     *string           `json:"value,omitempty"`
-	ValueB64  []byte            `json:"value_b64,omitempty"`
-	Headers   map[string]string `json:"headers,omitempty"`
+	Topic     string       `json:"topic"`
+	Partition int32        `json:"partition"`
+	Offset    int64        `json:"offset"`
+	Timestamp int64        `json:"timestamp_ms"`
+	Key       *string      `json:"key,omitempty"`
+	KeyB64    []byte       `json:"key_b64,omitempty"`
+	Value     *string      `json:"value,omitempty"`
+	ValueB64  []byte       `json:"value_b64,omitempty"`
+	Headers   []jsonHeader `json:"headers,omitempty"`
 }
 
-func (s *stdoutSink) write(_ context.Context, r *kgo.Record) error {
+type jsonHeader struct {
+	Key      string  `json:"key"`
+	Value    *string `json:"value,omitempty"`
+	ValueB64 []byte  `json:"value_b64,omitempty"`
+}
+
+// text returns b as a string when it is UTF-8, else as bytes for base64.
+func text(b []byte) (*string, []byte) {
+	if b == nil {
+		return nil, nil
+	}
+	if utf8.Valid(b) {
+		s := string(b)
+		return &s, nil
+	}
+	return nil, b
+}
+
+func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
 	j := jsonRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()}
-	if r.Key != nil {
-		k := string(r.Key)
-		j.Key = &k
-	}
-	if utf8.Valid(r.Value) {
-		v := string(r.Value)
-		j.Value = &v
-	} else {
-		j.ValueB64 = r.Value
-	}
+	j.Key, j.KeyB64 = text(r.Key)
+	j.Value, j.ValueB64 = text(r.Value)
 	for _, h := range r.Headers {
-		if j.Headers == nil {
-			j.Headers = map[string]string{}
-		}
-		j.Headers[h.Key] = string(h.Value)
+		jh := jsonHeader{Key: h.Key}
+		jh.Value, jh.ValueB64 = text(h.Value)
+		j.Headers = append(j.Headers, jh)
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.w.Write(b)
-	return s.w.WriteByte('\n')
+	s.buf.Write(b)
+	s.buf.WriteByte('\n')
+	if s.buf.Len() >= stdoutChunk {
+		return s.flush(ctx)
+	}
+	return nil
 }
 
+// flush writes the held lines in one call, so lines stay whole.
 func (s *stdoutSink) flush(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Flush()
+	stdoutMu.Lock()
+	defer stdoutMu.Unlock()
+	_, err := s.w.Write(s.buf.Bytes())
+	s.buf.Reset()
+	return err
 }
 
-func (s *stdoutSink) abort(context.Context) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.w.Reset(io.Discard)
-}
+func (s *stdoutSink) abort(context.Context) { s.buf.Reset() }
