@@ -57,7 +57,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		kgo.FetchMaxWait(cfg.FetchWait),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(samePartition),
-		kgo.RecordDeliveryTimeout(cfg.TTL / 2),
+		kgo.RecordDeliveryTimeout(max(time.Second, cfg.TTL/2)), // franz-go refuses less than 1s
 	}, cfg.KafkaOpts...)
 	cl, err := d.kafka(opts...)
 	if err != nil {

@@ -59,7 +59,7 @@ func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
 
 	pctx, stopProducing := context.WithTimeout(ctx, demoProduce)
 	defer stopProducing()
-	produced, err := produce(pctx, cfg.Brokers, demoTopic, demoPartitions, demoRate)
+	produced, err := produceAcked(pctx, cfg.Brokers, demoTopic, demoPartitions, demoRate, rec.acked)
 	if err != nil {
 		return err
 	}
@@ -111,6 +111,11 @@ func schedule(ctx context.Context, cfg *config, d *deps, partitions int32) {
 // interval, until ctx ends. The function it returns waits for the producer
 // and gives the count acknowledged per partition.
 func produce(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration) (func() []int64, error) {
+	return produceAcked(ctx, brokers, topic, partitions, every, nil)
+}
+
+// produceAcked is produce, telling acked of every record the broker took.
+func produceAcked(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration, acked func(*kgo.Record)) (func() []int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		return nil, err
@@ -126,10 +131,14 @@ func produce(ctx context.Context, brokers []string, topic string, partitions int
 			for p := range partitions {
 				r := &kgo.Record{Topic: topic, Partition: p, Value: []byte(strconv.Itoa(n))}
 				cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-					if err == nil {
-						mu.Lock()
-						counts[r.Partition]++
-						mu.Unlock()
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					counts[r.Partition]++
+					mu.Unlock()
+					if acked != nil {
+						acked(r)
 					}
 				})
 			}
@@ -159,7 +168,7 @@ func waitDelivered(ctx context.Context, rec *recorder, total []int64, limit time
 }
 
 // A handoff is seen at the sink: the first write of a new owner of a
-// partition, and the time since the previous owner's last write.
+// partition, and how long the partition went unserved before it.
 type handoff struct {
 	Partition int32
 	From, To  string
@@ -178,12 +187,26 @@ type write struct {
 type recorder struct {
 	mu        sync.Mutex
 	writes    map[int32][]write
+	acks      map[ackKey]time.Time // when the broker took each record, if told
 	handoffs  []handoff
 	onHandoff func(handoff)
 }
 
 func newRecorder(onHandoff func(handoff)) *recorder {
-	return &recorder{writes: map[int32][]write{}, onHandoff: onHandoff}
+	return &recorder{writes: map[int32][]write{}, acks: map[ackKey]time.Time{}, onHandoff: onHandoff}
+}
+
+type ackKey struct {
+	partition int32
+	offset    int64
+}
+
+// acked notes when the broker took a record, so a gap that the producer
+// caused is not blamed on a handoff.
+func (r *recorder) acked(rec *kgo.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.acks[ackKey{rec.Partition, rec.Offset}] = time.Now()
 }
 
 func (r *recorder) wrap(inv invocation, s sink) sink { return recordingSink{s, r, inv.Owner} }
@@ -205,7 +228,13 @@ func (r *recorder) note(owner string, rec *kgo.Record) {
 	now := time.Now()
 	ws := r.writes[rec.Partition]
 	if n := len(ws); n > 0 && ws[n-1].Owner != owner {
-		h := handoff{Partition: rec.Partition, From: ws[n-1].Owner, To: owner, Offset: rec.Offset, Gap: now.Sub(ws[n-1].At)}
+		// The stream was unserved from the old owner's last write, or from
+		// when the broker took this record if that came later.
+		since := ws[n-1].At
+		if at, ok := r.acks[ackKey{rec.Partition, rec.Offset}]; ok && at.After(since) {
+			since = at
+		}
+		h := handoff{Partition: rec.Partition, From: ws[n-1].Owner, To: owner, Offset: rec.Offset, Gap: now.Sub(since)}
 		r.handoffs = append(r.handoffs, h)
 		if r.onHandoff != nil {
 			r.onHandoff(h)

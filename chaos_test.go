@@ -1,0 +1,582 @@
+// chaos_test.go is the seeded fault-injection harness: many short, overlapping
+// invocations under crashes, freezes, duplicate and late ticks, store and
+// broker faults and clock skew, then the invariants baton promises.
+//
+//	go test -run TestChaos -v ./...                          # the 20 CI seeds
+//	go test -run TestChaos -chaos.seed 7 -v ./...             # one seed again
+//	go test -run TestChaos -chaos.duration 10m -timeout 0 ./... # a soak
+//
+// A seed fixes the schedule and every fault drawn; goroutine timing still
+// varies, so a rerun replays the same faults, not the same interleaving.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
+)
+
+var (
+	chaosSeed     = flag.Uint64("chaos.seed", 0, "run this one chaos seed (0: the fixed CI set)")
+	chaosDuration = flag.Duration("chaos.duration", 0, "soak: run seeds one after another for this long and print the totals")
+)
+
+const (
+	chaosSeeds      = 20
+	chaosPartitions = 3
+	chaosWindow     = 4 * time.Second         // faults and ticks
+	chaosLife       = 1200 * time.Millisecond // an invocation's deadline
+	chaosEvery      = 800 * time.Millisecond  // the schedule: overlap of 400 ms
+)
+
+// chaosConfig: a 1 s lease, so frozen owners outlive it within a run.
+func chaosConfig(t testing.TB, brokers []string) *config {
+	c := testConfig(t, brokers, "src")
+	c.TTL, c.Skew, c.CommitEvery = time.Second, 100*time.Millisecond, 150*time.Millisecond
+	c.setTiming()
+	c.NearHandoff, c.CheckEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
+	c.MarginFloor, c.FetchWait, c.StoreTimeout = 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
+	return c
+}
+
+// chaosStats are the totals a run (or a soak) reports.
+type chaosStats struct {
+	Runs, Invocations, Handoffs, Crashes, Freezes, Duplicates, Stales int64
+	StoreFaults, BrokerFaults                                         int64
+	Produced, Lost, Reordered, Twice, Overlaps                        int64
+	MaxGap                                                            time.Duration
+}
+
+func (s *chaosStats) add(o chaosStats) {
+	s.Runs += o.Runs
+	s.Invocations += o.Invocations
+	s.Handoffs += o.Handoffs
+	s.Crashes += o.Crashes
+	s.Freezes += o.Freezes
+	s.Duplicates += o.Duplicates
+	s.Stales += o.Stales
+	s.StoreFaults += o.StoreFaults
+	s.BrokerFaults += o.BrokerFaults
+	s.Produced += o.Produced
+	s.Lost += o.Lost
+	s.Reordered += o.Reordered
+	s.Twice += o.Twice
+	s.Overlaps += o.Overlaps
+	s.MaxGap = max(s.MaxGap, o.MaxGap)
+}
+
+func (s chaosStats) String() string {
+	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d max_handoff_gap_ms=%.1f",
+		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Freezes, s.Duplicates, s.Stales, s.StoreFaults, s.BrokerFaults,
+		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, float64(s.MaxGap.Microseconds())/1000)
+}
+
+func TestChaos(t *testing.T) {
+	// Not parallel: the goroutine check at the end needs the process to itself.
+	ignore := goleak.IgnoreCurrent()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			var total chaosStats
+			var mu sync.Mutex
+			run := func(t *testing.T, seed uint64) {
+				st := chaosRun(t, b, seed)
+				mu.Lock()
+				total.add(st)
+				mu.Unlock()
+			}
+			switch {
+			case *chaosDuration > 0:
+				end := time.Now().Add(*chaosDuration)
+				for seed := uint64(1000); time.Now().Before(end); seed++ {
+					if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { run(t, seed) }) {
+						break
+					}
+				}
+				fmt.Printf("chaos soak %s %v: %s\n", b.name, *chaosDuration, total)
+			case *chaosSeed != 0:
+				t.Run(fmt.Sprintf("seed=%d", *chaosSeed), func(t *testing.T) { run(t, *chaosSeed) })
+			default:
+				t.Run("seeds", func(t *testing.T) {
+					for seed := uint64(1); seed <= chaosSeeds; seed++ {
+						t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+							t.Parallel()
+							run(t, seed)
+						})
+					}
+				})
+			}
+			t.Logf("%s: %s", b.name, total)
+		})
+	}
+	if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")); err != nil {
+		t.Errorf("invariant every-goroutine-ended: %v", err)
+	}
+}
+
+// chaosRun is one seeded run; it fails the test with the seed on any broken
+// invariant.
+func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
+	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
+	fail := func(invariant, format string, a ...any) {
+		t.Helper()
+		t.Errorf("invariant %s broken (seed %d; rerun with -run 'TestChaos/%s' -chaos.seed %d): %s",
+			invariant, seed, b.name, seed, fmt.Sprintf(format, a...))
+	}
+	cluster := newCluster(t, chaosPartitions, "src")
+	cfg := chaosConfig(t, cluster.ListenAddrs())
+	st := chaosStats{Runs: 1}
+	var brokerFaults atomic.Int64
+	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &brokerFaults)
+
+	obs := &observer{store: b.open(t)}
+	rec := newRecorder(nil)
+	ctx := ctxT(t)
+	pctx, stopProducing := context.WithTimeout(ctx, chaosWindow)
+	defer stopProducing()
+	produced, err := produceAcked(pctx, cfg.Brokers, "src", chaosPartitions, 2*time.Millisecond, rec.acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &chaosHarness{cfg: cfg, obs: obs, rec: rec, log: testLogger(t), seed: seed}
+	start := time.Now()
+	for n := 0; time.Since(start) < chaosWindow; n++ {
+		tick := start.Add(time.Duration(n) * chaosEvery)
+		time.Sleep(time.Until(tick))
+		for p := range int32(chaosPartitions) {
+			h.tick(ctx, rng, p, tick, n)
+		}
+	}
+	total := produced()
+	// The faults stop; clean invocations finish the job, as the schedule would.
+	deadline := time.Now().Add(20 * time.Second)
+	for n := 1000; rec.tally(total).Lost > 0 && time.Now().Before(deadline); n++ {
+		tick := time.Now()
+		for p := range int32(chaosPartitions) {
+			h.start(ctx, invocation{"src", p, tick.UnixMilli(), fmt.Sprintf("clean-%d", n)}, plan{}, tick, 0)
+		}
+		time.Sleep(chaosEvery)
+	}
+	if !h.wait(10 * time.Second) {
+		fail("every-handler-returned", "%d invocations still running 10s after the last deadline", h.running.Load())
+	}
+	tl := rec.tally(total)
+	if tl.Lost > 0 {
+		fail("nothing-lost", "%d of %d produced records never reached the sink", tl.Lost, tl.Produced)
+	}
+	if tl.Reordered > 0 {
+		fail("order-kept", "%d records reached the sink out of order (duplicates removed)", tl.Reordered)
+	}
+	if msg := obs.check(); msg != "" {
+		fail("epoch-fencing", "%s", msg)
+	}
+	st.Invocations, st.Crashes, st.Freezes = h.invocations.Load(), h.crashes.Load(), h.freezes.Load()
+	st.Duplicates, st.Stales, st.StoreFaults = h.duplicates.Load(), h.stales.Load(), h.storeFaults.Load()
+	st.BrokerFaults = brokerFaults.Load()
+	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
+	st.Handoffs, st.MaxGap, st.Overlaps = int64(tl.Handoffs), tl.MaxGap, int64(rec.overlaps())
+	for _, hd := range rec.handoffs {
+		if hd.Gap > 3*cfg.TTL {
+			t.Logf("seed %d: long handoff gap %v on p%d from %s to %s at offset %d", seed, hd.Gap, hd.Partition, hd.From, hd.To, hd.Offset)
+		}
+	}
+	return st
+}
+
+// A plan is what goes wrong in one invocation, drawn from the seed.
+type plan struct {
+	crashAt   string // a store step, "batch" (mid-batch) or "" for none
+	crashN    int    // at that step's n-th call (sink write, for batch)
+	afterLand bool   // a crashing store write lands before the crash
+	freezeAt  int    // freeze at this commit (0: never), longer than the lease
+	faults    bool   // store calls fail, hang or lose answers at random
+	skew      time.Duration
+}
+
+func drawPlan(rng *rand.Rand, skew time.Duration) plan {
+	pl := plan{faults: rng.IntN(3) == 0, skew: time.Duration(rng.Int64N(int64(skew))) - skew/2}
+	switch r := rng.IntN(100); {
+	case r < 20:
+		pl.crashAt = []string{"take", "ask", "batch", "commit", "handOver", "release"}[rng.IntN(6)]
+		pl.crashN, pl.afterLand = 1+rng.IntN(3), rng.IntN(2) == 0
+		if pl.crashAt == "batch" {
+			pl.crashN = 1 + rng.IntN(500)
+		}
+	case r < 30:
+		pl.freezeAt = 1 + rng.IntN(4)
+	}
+	return pl
+}
+
+// chaosHarness starts invocations and counts what it injected.
+type chaosHarness struct {
+	cfg  *config
+	obs  *observer
+	rec  *recorder
+	log  *slog.Logger
+	seed uint64
+
+	wg                                                             sync.WaitGroup
+	running                                                        atomic.Int64
+	invocations, crashes, freezes, duplicates, stales, storeFaults atomic.Int64
+}
+
+// tick delivers one schedule tick for a partition: once, twice (a duplicate
+// delivery), or once and then late again (a stale tick).
+func (h *chaosHarness) tick(ctx context.Context, rng *rand.Rand, p int32, tick time.Time, n int) {
+	owner := func(tag string) string { return fmt.Sprintf("t%d-p%d%s", n, p, tag) }
+	inv := invocation{"src", p, tick.UnixMilli(), owner("")}
+	h.start(ctx, inv, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
+	switch r := rng.IntN(100); {
+	case r < 10:
+		h.duplicates.Add(1)
+		dup := inv
+		dup.Owner = owner("-dup")
+		h.start(ctx, dup, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
+	case r < 15 && n > 0:
+		h.stales.Add(1)
+		late := invocation{"src", p, tick.Add(-chaosEvery).UnixMilli(), owner("-late")}
+		h.start(ctx, late, drawPlan(rng, h.cfg.Skew), tick.Add(chaosEvery/2), rng.Uint64())
+	}
+}
+
+// start runs one invocation at its time, with its own faulty view of the
+// store and the sink, and a deadline chaosLife after it.
+func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at time.Time, seed uint64) {
+	h.invocations.Add(1)
+	h.running.Add(1)
+	h.wg.Go(func() {
+		defer h.running.Add(-1)
+		time.Sleep(time.Until(at))
+		ictx, cancel := context.WithDeadline(ctx, at.Add(chaosLife))
+		defer cancel()
+		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel}
+		d := &deps{store: settled{cs}, kafka: kgo.NewClient, log: h.log, stdout: io.Discard,
+			now:      func() time.Time { return time.Now().Add(pl.skew) },
+			wrapSink: func(inv invocation, s sink) sink { return h.rec.wrap(inv, chaosSink{s, cs}) }}
+		out, err := runInvocation(ictx, h.cfg, d, inv)
+		h.log.Info("chaos invocation", "owner", inv.Owner, "plan", fmt.Sprintf("%+v", pl), "outcome", fmt.Sprintf("%+v", out), "err", err)
+	})
+}
+
+// wait waits for every invocation, up to limit.
+func (h *chaosHarness) wait(limit time.Duration) bool {
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(chaosLife + limit):
+		return false
+	}
+}
+
+var errInjected = errors.New("injected: store unavailable")
+
+// chaosStore is one invocation's view of the store: its planned crash or
+// freeze, and random faults: a call that fails, hangs, or lands and then
+// loses its answer.
+type chaosStore struct {
+	inner *observer
+	plan  plan
+	h     *chaosHarness
+	crash context.CancelFunc
+
+	mu      sync.Mutex
+	rng     *rand.Rand
+	calls   map[string]int
+	commits int
+	down    atomic.Bool
+}
+
+// do runs one store step through the plan; write performs it.
+func (c *chaosStore) do(ctx context.Context, op string, write func() error) error {
+	if c.down.Load() {
+		return errCrashed
+	}
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[op]++
+	n, roll := c.calls[op], c.rng.IntN(100)
+	if op == "commit" {
+		c.commits++
+	}
+	freeze := op == "commit" && c.commits == c.plan.freezeAt
+	c.mu.Unlock()
+	if freeze {
+		// Frozen like a paused process: the clock runs, nothing else does.
+		c.h.freezes.Add(1)
+		time.Sleep(c.h.cfg.TTL + c.h.cfg.Skew + 300*time.Millisecond)
+	}
+	if op == c.plan.crashAt && n == c.plan.crashN {
+		if c.plan.afterLand {
+			write()
+		}
+		c.die()
+		return errCrashed
+	}
+	if c.plan.faults && op != "load" {
+		switch {
+		case roll < 4:
+			c.h.storeFaults.Add(1)
+			return errInjected
+		case roll < 6:
+			c.h.storeFaults.Add(1)
+			<-ctx.Done()
+			return ctx.Err()
+		case roll < 10:
+			c.h.storeFaults.Add(1)
+			if err := write(); err != nil {
+				return err
+			}
+			return errLost
+		}
+	}
+	return write()
+}
+
+func (c *chaosStore) die() {
+	if !c.down.Swap(true) {
+		c.h.crashes.Add(1)
+		c.crash()
+	}
+}
+
+func (c *chaosStore) load(ctx context.Context, key string) (l lease, err error) {
+	err = c.do(ctx, "load", func() error { l, err = c.inner.load(ctx, key); return err })
+	return l, err
+}
+
+func (c *chaosStore) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (l lease, err error) {
+	err = c.do(ctx, "take", func() error { l, err = c.inner.take(ctx, key, seen, cl, exp); return err })
+	return l, err
+}
+
+func (c *chaosStore) ask(ctx context.Context, key string, epoch int64, cl claim) error {
+	return c.do(ctx, "ask", func() error { return c.inner.ask(ctx, key, epoch, cl) })
+}
+
+func (c *chaosStore) handOver(ctx context.Context, x lease, offset, exp int64) (l lease, err error) {
+	err = c.do(ctx, "handOver", func() error { l, err = c.inner.handOver(ctx, x, offset, exp); return err })
+	return l, err
+}
+
+func (c *chaosStore) commit(ctx context.Context, x lease, offset, exp int64) (l lease, err error) {
+	err = c.do(ctx, "commit", func() error { l, err = c.inner.commit(ctx, x, offset, exp); return err })
+	return l, err
+}
+
+func (c *chaosStore) release(ctx context.Context, x lease, offset int64) error {
+	return c.do(ctx, "release", func() error { return c.inner.release(ctx, x, offset) })
+}
+
+// chaosSink crashes its invocation mid-batch when the plan says so, and
+// takes nothing once it is down.
+type chaosSink struct {
+	sink
+	c *chaosStore
+}
+
+func (s chaosSink) write(ctx context.Context, r *kgo.Record) error {
+	if s.c.down.Load() {
+		return errCrashed
+	}
+	if s.c.plan.crashAt == "batch" {
+		s.c.mu.Lock()
+		s.c.calls["batch"]++
+		n := s.c.calls["batch"]
+		s.c.mu.Unlock()
+		if n == s.c.plan.crashN {
+			s.c.die()
+			return errCrashed
+		}
+	}
+	return s.sink.write(ctx, r)
+}
+
+// observer sits on the real store and keeps every write that landed: the
+// epoch it was made under and the epoch it left.
+type observer struct {
+	store
+	mu     sync.Mutex
+	writes []landed
+}
+
+type landed struct {
+	key, op    string
+	owner      string
+	start, end time.Time
+	held, made int64
+}
+
+func (o *observer) note(key, op, owner string, start time.Time, held, made int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writes = append(o.writes, landed{key, op, owner, start, time.Now(), held, made})
+}
+
+func (o *observer) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	start := time.Now()
+	l, err := o.store.take(ctx, key, seen, c, exp)
+	if err == nil {
+		o.note(key, "take", c.Owner, start, seen.Epoch, l.Epoch)
+	}
+	return l, err
+}
+
+func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim) error {
+	start := time.Now()
+	err := o.store.ask(ctx, key, epoch, c)
+	if err == nil {
+		o.note(key, "ask", c.Owner, start, epoch, epoch)
+	}
+	return err
+}
+
+func (o *observer) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	start := time.Now()
+	l, err := o.store.handOver(ctx, x, offset, exp)
+	if err == nil {
+		o.note(x.Key, "handOver", x.Owner, start, x.Epoch, l.Epoch)
+	}
+	return l, err
+}
+
+func (o *observer) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	start := time.Now()
+	l, err := o.store.commit(ctx, x, offset, exp)
+	if err == nil {
+		o.note(x.Key, "commit", x.Owner, start, x.Epoch, l.Epoch)
+	}
+	return l, err
+}
+
+func (o *observer) release(ctx context.Context, x lease, offset int64) error {
+	start := time.Now()
+	err := o.store.release(ctx, x, offset)
+	if err == nil {
+		o.note(x.Key, "release", x.Owner, start, x.Epoch, x.Epoch)
+	}
+	return err
+}
+
+// check: on each key, no write was accepted under an epoch older than one
+// already written before it began, and the epoch never went down.
+func (o *observer) check() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	byEnd := slices.Clone(o.writes)
+	slices.SortFunc(byEnd, func(a, b landed) int { return a.end.Compare(b.end) })
+	var problems []string
+	for _, w := range o.writes {
+		for _, v := range byEnd {
+			if !v.end.Before(w.start) {
+				break
+			}
+			if v.key == w.key && (v.made > w.held || v.made > w.made) {
+				problems = append(problems, fmt.Sprintf("%s by %s under epoch %d (leaving %d) accepted after %s by %s had left epoch %d",
+					w.op, w.owner, w.held, w.made, v.op, v.owner, v.made))
+				break
+			}
+		}
+	}
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
+	}
+	return strings.Join(problems, "; ")
+}
+
+// overlaps counts sink writes by an owner after a newer owner's first write
+// to the same partition: zero means ownership at the sink never overlapped.
+func (r *recorder) overlaps() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ws := range r.writes {
+		newest, seen := "", map[string]bool{}
+		for _, w := range ws {
+			switch {
+			case !seen[w.Owner]:
+				seen[w.Owner], newest = true, w.Owner
+			case w.Owner != newest:
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// injectBrokerFaults makes the broker answer some fetches and produces with
+// partition errors (not leader, request timed out), as a broker in trouble
+// does; clients must retry through them.
+func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
+	var mu sync.Mutex
+	roll := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return rng.IntN(100) < 3
+	}
+	c.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !roll() {
+			return nil, nil, false
+		}
+		count.Add(1)
+		req := kr.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.NotLeaderForPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !roll() {
+			return nil, nil, false
+		}
+		count.Add(1)
+		req := kr.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		code := kerr.NotLeaderForPartition.Code
+		if count.Load()%2 == 0 {
+			code = kerr.RequestTimedOut.Code
+		}
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+}
