@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -160,6 +161,14 @@ type run struct {
 
 	from                           int64
 	records, written, deadLettered int
+
+	// metrics (metrics.go)
+	calls         *atomic.Int64 // lease store calls of this invocation
+	sent          figures       // counts as of the last metrics line
+	highWater     int64         // the partition's high watermark, last seen
+	slowestCommit time.Duration // since the last metrics line
+	gap           time.Duration // from the hand-over write to my first sink write
+	handedAt      time.Time     // when the baton was handed to me; zero if taken
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -290,9 +299,11 @@ func (p *run) commit(ctx context.Context) error {
 	p.l, p.committed = l, p.next
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowest = max(p.slowest, p.d.now().Sub(start))
+	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
 	if start.Sub(p.reported) >= progressEvery {
 		p.reported = start
 		p.log.Info("progress", "offset", p.committed, "records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
+		p.emitMetrics()
 	}
 	return nil
 }
@@ -318,6 +329,7 @@ func (p *run) poll(ctx context.Context) error {
 	pctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	fs := p.k.cl.PollFetches(pctx)
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) { p.highWater = max(p.highWater, fp.HighWatermark) })
 	for _, e := range fs.Errors() {
 		if !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, context.Canceled) {
 			p.log.Warn("fetch", "topic", e.Topic, "partition", e.Partition, "err", e.Err)
@@ -345,6 +357,9 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 			return err
 		}
 		p.deadLettered++
+	}
+	if len(out) > 0 && p.written == 0 && !p.handedAt.IsZero() {
+		p.gap = p.d.now().Sub(p.handedAt)
 	}
 	for _, o := range out {
 		o.Partition = r.Partition // keeps order per source partition at the sink

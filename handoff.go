@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +63,10 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	log := d.log.With("key", key, "owner", inv.Owner, "tick", inv.Tick)
 	out = outcome{Key: key, Owner: inv.Owner, From: noOffset, To: noOffset}
 	me := claim{inv.Owner, inv.Tick}
+	calls := new(atomic.Int64)
+	counting := *d
+	counting.store = counted{d.store, calls}
+	d = &counting
 
 	l, err := loadOrNew(ctx, cfg, d.store, key)
 	if err != nil {
@@ -77,7 +82,7 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	defer k.close()
 
 	start := d.now()
-	l, err = acquire(ctx, cfg, d, log, l, me)
+	l, handed, err := acquire(ctx, cfg, d, log, l, me)
 	out.WaitedMs = d.now().Sub(start).Milliseconds()
 	switch {
 	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
@@ -91,6 +96,12 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	}
 	p := newRun(cfg, d, log.With("epoch", l.Epoch), inv, l, k)
 	p.deadline, _ = ctx.Deadline()
+	p.calls = calls
+	if handed {
+		// The old owner wrote my expiry as its clock's hand-over time + TTL.
+		p.handedAt = time.UnixMilli(l.ExpiresAt).Add(-cfg.TTL)
+	}
+	defer p.emitMetrics()
 	return p.own(ctx)
 }
 
@@ -117,15 +128,16 @@ var errGaveUp = errors.New("no time left to wait for the baton")
 
 // acquire takes the lease when it is free, and otherwise asks for it and
 // polls until the owner hands it over or its lease runs out (then takes it
-// by force, fencing the old owner). It returns the lease I own.
-func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim) (lease, error) {
+// by force, fencing the old owner). It returns the lease I own, and whether
+// it was handed to me.
+func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim) (lease, bool, error) {
 	for {
 		if l.Owner == me.Owner && l.State == stateRunning {
 			log.Info("baton received", "epoch", l.Epoch, "offset", l.Offset)
-			return l, nil
+			return l, true, nil
 		}
 		if err := l.tickCheck(me); err != nil {
-			return l, err
+			return l, false, err
 		}
 		var err error
 		sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
@@ -135,7 +147,7 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			if got, err = d.store.take(sctx, l.Key, l, me, d.now().Add(cfg.TTL).UnixMilli()); err == nil {
 				cancel()
 				log.Info("lease taken", "epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
-				return got, nil
+				return got, false, nil
 			}
 		case l.Successor != me.Owner:
 			if err = d.store.ask(sctx, l.Key, l.Epoch, me); err == nil {
@@ -144,13 +156,13 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		}
 		cancel()
 		if errors.Is(err, errDuplicate) || errors.Is(err, errStale) {
-			return l, err
+			return l, false, err
 		}
 		if err != nil && !errors.Is(err, errTaken) {
 			log.Warn("lease store", "err", err)
 		}
 		if err := waitPoll(ctx, cfg, d); err != nil {
-			return l, err
+			return l, false, err
 		}
 		if next, err := loadOrNew(ctx, cfg, d.store, l.Key); err == nil {
 			l = next

@@ -234,6 +234,7 @@ type deps struct {
 	now    func() time.Time
 	log    *slog.Logger
 	stdout io.Writer
+	emf    io.Writer // EMF metric lines (metrics.go); nil: none
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
 	action   func(*kgo.Record) ([]*kgo.Record, error)
@@ -414,7 +415,12 @@ func start(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: os.Stdout}
+	// EMF lines go where CloudWatch reads them: stdout under Lambda; in
+	// process mode stderr, beside the logs, so stdout holds only records.
+	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: os.Stdout, emf: os.Stderr}
+	if cfg.Mode == "lambda" {
+		d.emf = os.Stdout
+	}
 	if cfg.Mode == "lambda" {
 		if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
 			return errors.New("-mode lambda needs AWS_LAMBDA_RUNTIME_API: run it under Lambda or aws-lambda-rie")

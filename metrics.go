@@ -1,0 +1,128 @@
+// metrics.go holds baton's metrics: CloudWatch Embedded Metric Format lines
+// (read from the logs by CloudWatch: no SDK calls, no PutMetricData cost),
+// and the store-call counter they need.
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// emfNamespace is the CloudWatch namespace of baton's metrics.
+const emfNamespace = "baton"
+
+// A tally of one owned run since its last metrics line.
+type figures struct {
+	in, out, dead, calls int64
+}
+
+// emfMetric names one metric and its unit, in the order lines carry them.
+type emfMetric struct{ Name, Unit string }
+
+var emfMetrics = []emfMetric{
+	{"RecordsIn", "Count"}, {"RecordsOut", "Count"}, {"DeadLettered", "Count"},
+	{"Lag", "Count"}, {"HandoffGap", "Milliseconds"}, {"CommitLatency", "Milliseconds"},
+	{"LeaseStoreCalls", "Count"},
+}
+
+// emitMetrics writes one EMF line: counts since the previous line, lag and
+// the slowest commit now. It is called once a minute and when the run ends.
+func (p *run) emitMetrics() {
+	if p.d.emf == nil {
+		return
+	}
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
+	d := figures{now.in - p.sent.in, now.out - p.sent.out, now.dead - p.sent.dead, now.calls - p.sent.calls}
+	p.sent = now
+	values := map[string]any{
+		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls,
+		"Lag":           max(0, p.highWater-p.next),
+		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
+	}
+	if p.gap > 0 {
+		values["HandoffGap"] = float64(p.gap.Microseconds()) / 1000
+		p.gap = 0
+	}
+	p.slowestCommit = 0
+	writeEMF(p.d.emf, p.d.now(), map[string]string{
+		"Group": p.cfg.Group, "Topic": p.inv.Topic, "Partition": strconv.Itoa(int(p.inv.Partition)),
+	}, values)
+}
+
+// emfMu keeps EMF lines whole when partitions share one writer.
+var emfMu sync.Mutex
+
+// writeEMF writes one line in the Embedded Metric Format: the dimension
+// values and metric values at the top level, and _aws saying which is which.
+func writeEMF(w io.Writer, at time.Time, dims map[string]string, values map[string]any) {
+	var names []string
+	var metrics []emfMetric
+	line := map[string]any{}
+	for k, v := range dims {
+		names = append(names, k)
+		line[k] = v
+	}
+	slices.Sort(names)
+	for _, m := range emfMetrics {
+		if v, ok := values[m.Name]; ok {
+			metrics = append(metrics, m)
+			line[m.Name] = v
+		}
+	}
+	line["_aws"] = map[string]any{
+		"Timestamp": at.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace": emfNamespace, "Dimensions": [][]string{names}, "Metrics": metrics,
+		}},
+	}
+	b, err := json.Marshal(line)
+	if err != nil {
+		return
+	}
+	emfMu.Lock()
+	defer emfMu.Unlock()
+	w.Write(append(b, '\n'))
+}
+
+// counted counts the calls an invocation makes to the lease store.
+type counted struct {
+	store
+	n *atomic.Int64
+}
+
+func (c counted) load(ctx context.Context, key string) (lease, error) {
+	c.n.Add(1)
+	return c.store.load(ctx, key)
+}
+
+func (c counted) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (lease, error) {
+	c.n.Add(1)
+	return c.store.take(ctx, key, seen, cl, exp)
+}
+
+func (c counted) ask(ctx context.Context, key string, epoch int64, cl claim) error {
+	c.n.Add(1)
+	return c.store.ask(ctx, key, epoch, cl)
+}
+
+func (c counted) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	c.n.Add(1)
+	return c.store.handOver(ctx, l, offset, exp)
+}
+
+func (c counted) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	c.n.Add(1)
+	return c.store.commit(ctx, l, offset, exp)
+}
+
+func (c counted) release(ctx context.Context, l lease, offset int64) error {
+	c.n.Add(1)
+	return c.store.release(ctx, l, offset)
+}

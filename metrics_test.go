@@ -1,0 +1,131 @@
+// metrics_test.go checks the EMF lines of a handler run against what it did.
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// emfLine is one EMF line as CloudWatch reads it.
+type emfLine struct {
+	AWS struct {
+		Timestamp         int64 `json:"Timestamp"`
+		CloudWatchMetrics []struct {
+			Namespace  string     `json:"Namespace"`
+			Dimensions [][]string `json:"Dimensions"`
+			Metrics    []struct{ Name, Unit string }
+		} `json:"CloudWatchMetrics"`
+	} `json:"_aws"`
+	values map[string]any
+}
+
+// parseEMF checks each line is EMF: every dimension and metric it declares
+// is present at the top level, metrics as numbers.
+func parseEMF(t *testing.T, out []byte) []emfLine {
+	t.Helper()
+	var lines []emfLine
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var l emfLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("not JSON: %s: %v", sc.Text(), err)
+		}
+		json.Unmarshal(sc.Bytes(), &l.values)
+		if l.AWS.Timestamp == 0 || len(l.AWS.CloudWatchMetrics) != 1 {
+			t.Fatalf("not EMF (no _aws.Timestamp or CloudWatchMetrics): %s", sc.Text())
+		}
+		cw := l.AWS.CloudWatchMetrics[0]
+		if cw.Namespace != emfNamespace || len(cw.Dimensions) != 1 || len(cw.Metrics) == 0 {
+			t.Fatalf("bad CloudWatchMetrics: %s", sc.Text())
+		}
+		for _, d := range cw.Dimensions[0] {
+			if _, ok := l.values[d].(string); !ok {
+				t.Fatalf("dimension %s missing or not a string: %s", d, sc.Text())
+			}
+		}
+		for _, m := range cw.Metrics {
+			if _, ok := l.values[m.Name].(float64); !ok {
+				t.Fatalf("metric %s missing or not a number: %s", m.Name, sc.Text())
+			}
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+func (l emfLine) num(name string) int {
+	v, _ := l.values[name].(float64)
+	return int(v)
+}
+
+func TestMetrics_emf_counts_match_the_run(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "src", "dlq")
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg.DLQ = "dlq"
+	var emf bytes.Buffer
+	d, _ := testDeps(t, newMemStore(), newRecorder(nil))
+	d.emf = &emf
+	// Keep even values, dead-letter multiples of 7.
+	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+		var n int
+		fmt.Sscan(string(r.Value), &n)
+		switch {
+		case n%7 == 0:
+			return nil, errors.New("seven")
+		case n%2 == 0:
+			return []*kgo.Record{r}, nil
+		}
+		return nil, nil
+	}
+	ctx := ctxT(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := 1; i <= 100; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := handler(cfg, d)
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	out, err := h(hctx, []byte(`{"topic":"src","partition":0}`))
+	if err != nil || out.Records != 100 {
+		t.Fatalf("run: %+v, %v", out, err)
+	}
+	lines := parseEMF(t, emf.Bytes())
+	if len(lines) == 0 {
+		t.Fatal("no EMF line at the end of the run")
+	}
+	var in, written, dead, calls int
+	for _, l := range lines {
+		in, written, dead, calls = in+l.num("RecordsIn"), written+l.num("RecordsOut"), dead+l.num("DeadLettered"), calls+l.num("LeaseStoreCalls")
+		if got := l.values["Partition"]; got != "0" || l.values["Topic"] != "src" || l.values["Group"] != cfg.Group {
+			t.Errorf("dimensions %v", l.values)
+		}
+	}
+	if in != 100 || written != out.Written || dead != out.DeadLettered || written != 43 || dead != 14 {
+		t.Fatalf("EMF counts in=%d out=%d dead=%d; the run handled %d, wrote %d, dead-lettered %d (want 100, 43, 14)",
+			in, written, dead, out.Records, out.Written, out.DeadLettered)
+	}
+	if calls < 3 {
+		t.Fatalf("LeaseStoreCalls=%d: a run loads, takes and releases at least", calls)
+	}
+	last := lines[len(lines)-1]
+	if !slices.ContainsFunc(last.AWS.CloudWatchMetrics[0].Metrics, func(m struct{ Name, Unit string }) bool { return m.Name == "Lag" }) {
+		t.Fatalf("the last line has no Lag: %v", last.values)
+	}
+}
