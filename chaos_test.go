@@ -580,3 +580,8 @@ func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 		return resp, nil, true
 	})
 }
+
+// control is the operator's, not the invocation's: it passes through.
+func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	return c.inner.control(ctx, l, seek, paused)
+}

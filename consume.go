@@ -169,6 +169,8 @@ type run struct {
 	slowestCommit time.Duration // since the last metrics line
 	gap           time.Duration // from the hand-over write to my first sink write
 	handedAt      time.Time     // when the baton was handed to me; zero if taken
+	paused        bool          // an operator paused reading (baton ctl pause)
+	pending       []*kgo.Record // fetched, not yet handled
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -198,6 +200,9 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			out, err = p.release(ctx, p.committed, fmt.Errorf("panic: %v", r))
 		}
 	}()
+	if p.l.Seek != noOffset {
+		p.next = p.l.Seek // an operator's seek waiting for the new owner
+	}
 	start := kgo.NewOffset().AtStart()
 	if p.next >= 0 {
 		start = kgo.NewOffset().At(p.next)
@@ -206,6 +211,10 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 	for {
 		if done, out, err := p.step(ctx); done {
 			return out, err
+		}
+		if p.paused {
+			p.idle(ctx)
+			continue
 		}
 		if p.d.now().After(p.validUntil) {
 			// Not renewed in time: others may think me dead. Write nothing
@@ -237,20 +246,72 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 	case !now.Before(p.nextCommit):
 		if err := p.commit(ctx); errors.Is(err, errFenced) {
 			return true, p.fenced(ctx), nil
+		} else if errors.Is(err, errTaken) {
+			p.check(ctx) // a newer seek came: read it
 		} else if err != nil {
 			p.log.Warn("commit failed; will retry", "err", err)
 		}
 	case p.nearHandoff(now) && !now.Before(p.nextCheck):
 		p.check(ctx)
 	}
-	if p.l.Successor == "" {
-		return false, out, nil
+	if p.l.Successor != "" {
+		out, ok, err := p.handOver(ctx)
+		if !ok {
+			p.check(ctx) // the successor changed: read it again and go on
+		}
+		return ok, out, err
 	}
-	out, ok, err := p.handOver(ctx)
-	if !ok {
-		p.check(ctx) // the successor changed: read it again and go on
+	if err := p.obey(ctx); errors.Is(err, errFenced) {
+		return true, p.fenced(ctx), nil
+	} else if err != nil {
+		p.log.Warn("operator control not applied yet; will retry", "err", err)
 	}
-	return ok, out, err
+	return false, out, nil
+}
+
+// obey applies what an operator wrote in the record (baton ctl): a seek
+// moves the reading position and is cleared by the commit that records it;
+// a pause flushes, commits, and stops reading until a resume.
+func (p *run) obey(ctx context.Context) error {
+	if p.l.Seek != noOffset {
+		from, to := p.next, p.l.Seek
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		// SetOffsets drops what the client fetched from the old position.
+		p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
+		p.next, p.pending = to, nil
+		switch err := p.commit(ctx); {
+		case errors.Is(err, errTaken):
+			p.check(ctx) // a newer seek: the next step applies it
+			return nil
+		case err != nil:
+			return err
+		}
+		p.log.Info("operator seek applied", "from", from, "to", to)
+	}
+	if p.l.Paused != p.paused {
+		p.paused = p.l.Paused
+		p.log.Info("operator control", "paused", p.paused, "offset", p.next)
+		if p.paused {
+			return p.commit(ctx)
+		}
+	}
+	return nil
+}
+
+// idle waits, reading nothing, until the next commit or lease check is due.
+func (p *run) idle(ctx context.Context) {
+	until := earliest(p.nextCommit, p.stopAt())
+	if p.nearHandoff(p.d.now()) {
+		until = earliest(until, p.nextCheck)
+	}
+	t := time.NewTimer(until.Sub(p.d.now()))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // stopAt is when the owner stops to flush, commit and release before the
@@ -319,13 +380,35 @@ func (p *run) flush(ctx context.Context) error {
 	return p.k.sink.flush(fctx)
 }
 
-// poll fetches once, up to the next thing due, and hands each record to the
-// action and the sink.
+// poll hands records to the action and the sink until the next thing is
+// due, fetching when none are left from the last fetch. A long batch yields
+// to the deadline, lease checks and commits: the rest waits in pending.
 func (p *run) poll(ctx context.Context) error {
 	until := earliest(p.nextCommit, p.stopAt(), p.validUntil)
 	if p.nearHandoff(p.d.now()) {
 		until = earliest(until, p.nextCheck)
 	}
+	if len(p.pending) == 0 {
+		p.pending = p.fetch(ctx, until)
+	}
+	for i, r := range p.pending {
+		if i%checkEvery == checkEvery-1 && p.d.now().After(until) {
+			p.pending = p.pending[i:]
+			return nil
+		}
+		if err := p.handle(ctx, r); err != nil {
+			p.pending = nil
+			return err
+		}
+	}
+	p.pending = nil
+	return nil
+}
+
+// checkEvery is how many records pass between looks at the clock.
+const checkEvery = 64
+
+func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	pctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	fs := p.k.cl.PollFetches(pctx)
@@ -335,12 +418,7 @@ func (p *run) poll(ctx context.Context) error {
 			p.log.Warn("fetch", "topic", e.Topic, "partition", e.Partition, "err", e.Err)
 		}
 	}
-	for _, r := range fs.Records() {
-		if err := p.handle(ctx, r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fs.Records()
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {

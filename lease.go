@@ -26,6 +26,8 @@ type lease struct {
 	Successor     string // an invocation asking for the baton, or ""
 	SuccessorTick int64
 	ExpiresAt     int64 // the owner's lease end
+	Seek          int64 // an operator's request to read from here next; noOffset: none
+	Paused        bool  // an operator's request to stop reading (the lease is kept)
 }
 
 const (
@@ -108,7 +110,17 @@ type store interface {
 	// release records offset and state released if l.Owner still holds
 	// l.Epoch; otherwise errFenced. A waiting successor then takes it.
 	release(ctx context.Context, l lease, offset int64) error
+	// control is an operator's write (baton ctl): it sets seek and paused,
+	// if the record is still at l.Epoch with l.Owner (any state); otherwise
+	// errFenced, or errNotFound when there is no record yet. Records
+	// written before these fields existed read as no seek, not paused.
+	control(ctx context.Context, l lease, seek int64, paused bool) (lease, error)
 }
+
+// The owner obeys a seek with its next commit: commit with l.Seek set (the
+// seek it saw) requires the record's seek to be the same (errTaken when a
+// newer seek came meanwhile) and clears it in the same write. take and
+// handOver keep seek and paused as they are.
 
 // settleTimeout bounds the read that settles a write whose answer was lost.
 const settleTimeout = 3 * time.Second
@@ -187,7 +199,8 @@ func (s settled) commit(ctx context.Context, l lease, offset, exp int64) (lease,
 		return n, nil
 	}
 	return s.settle(ctx, l.Key, err, func(cur lease) bool {
-		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Offset == offset && cur.ExpiresAt == exp
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Offset == offset && cur.ExpiresAt == exp &&
+			(l.Seek == noOffset || cur.Seek == noOffset)
 	})
 }
 
@@ -197,6 +210,16 @@ func (s settled) release(ctx context.Context, l lease, offset int64) error {
 		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.State == stateReleased && cur.Offset == offset
 	})
 	return err
+}
+
+func (s settled) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	n, err := s.store.control(ctx, l, seek, paused)
+	if err == nil {
+		return n, nil
+	}
+	return s.settle(ctx, l.Key, err, func(cur lease) bool {
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Seek == seek && cur.Paused == paused
+	})
 }
 
 // memStore is the in-memory store: for unit tests and the demo. A mutex
@@ -237,7 +260,7 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 		return lease{}, fmt.Errorf("memory lease %s: take: %w", key, err)
 	}
 	if !ok {
-		cur = lease{Key: key, Offset: noOffset}
+		cur = lease{Key: key, Offset: noOffset, Seek: noOffset}
 	}
 	cur.Epoch++
 	cur.Owner, cur.Tick, cur.State, cur.ExpiresAt = c.Owner, c.Tick, stateRunning, exp
@@ -307,6 +330,12 @@ func (m *memStore) commit(ctx context.Context, l lease, offset, exp int64) (leas
 	if !ok || cur.Epoch != l.Epoch || cur.Owner != l.Owner || cur.State != stateRunning {
 		return lease{}, fmt.Errorf("memory lease %s: commit: %w", l.Key, errFenced)
 	}
+	if l.Seek != noOffset {
+		if cur.Seek != l.Seek {
+			return lease{}, fmt.Errorf("memory lease %s: commit: seek changed: %w", l.Key, errTaken)
+		}
+		cur.Seek = noOffset
+	}
 	cur.Offset, cur.ExpiresAt = offset, exp
 	m.leases[l.Key] = cur
 	return cur, nil
@@ -322,4 +351,19 @@ func (m *memStore) release(ctx context.Context, l lease, offset int64) error {
 	cur.Offset, cur.State = offset, stateReleased
 	m.leases[l.Key] = cur
 	return nil
+}
+
+func (m *memStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.leases[l.Key]
+	switch {
+	case !ok:
+		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errNotFound)
+	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
+		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errFenced)
+	}
+	cur.Seek, cur.Paused = seek, paused
+	m.leases[l.Key] = cur
+	return cur, nil
 }

@@ -34,6 +34,8 @@ const (
 	attrSuccessor     = "successor"      // absent when nobody asked
 	attrSuccessorTick = "successor_tick" // absent when nobody asked
 	attrExpiresAt     = "expires_at"
+	attrSeek          = "seek"   // absent when no seek is asked (and on older records)
+	attrPaused        = "paused" // absent on records older than baton ctl
 )
 
 const (
@@ -225,7 +227,21 @@ func (s *dynamoStore) commit(ctx context.Context, l lease, offset, exp int64) (l
 	e := newExpr()
 	cond := e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner)) + " AND " + e.eq(attrState, str(stateRunning))
 	update := "SET " + e.eq(attrOffset, num(offset)) + ", " + e.eq(attrExpiresAt, num(exp))
-	return s.update(ctx, l.Key, "commit", e, cond, update, fencedCheck)
+	if l.Seek != noOffset {
+		// The owner applies the seek it saw: only if no newer one came,
+		// and it is cleared in the same write.
+		cond += " AND " + e.eq(attrSeek, num(l.Seek))
+		update += " REMOVE " + e.name(attrSeek)
+	}
+	return s.update(ctx, l.Key, "commit", e, cond, update, func(cur lease, exists bool) error {
+		if !exists || cur.Epoch != l.Epoch || cur.Owner != l.Owner || cur.State != stateRunning {
+			return errFenced
+		}
+		if l.Seek != noOffset && cur.Seek != l.Seek {
+			return fmt.Errorf("seek changed: %w", errTaken)
+		}
+		return nil
+	})
 }
 
 func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error {
@@ -236,8 +252,27 @@ func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error 
 	return err
 }
 
-// fencedCheck is commit's and release's: their condition is only that the
-// owner still holds its epoch, so any failure means it was fenced.
+// control sets the operator's seek and pause. No seek is stored as no seek
+// attribute, as on a record written before there were seeks.
+func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	e := newExpr()
+	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+	update := "SET " + e.eq(attrPaused, &types.AttributeValueMemberBOOL{Value: paused})
+	if seek == noOffset {
+		update += " REMOVE " + e.name(attrSeek)
+	} else {
+		update += ", " + e.eq(attrSeek, num(seek))
+	}
+	return s.update(ctx, l.Key, "control", e, cond, update, func(cur lease, exists bool) error {
+		if !exists {
+			return errNotFound
+		}
+		return errFenced
+	})
+}
+
+// fencedCheck is release's: its condition is only that the owner still
+// holds its epoch, so any failure means it was fenced.
 func fencedCheck(lease, bool) error { return errFenced }
 
 // update runs one conditional UpdateItem and returns the item as written.
@@ -307,9 +342,11 @@ func verdict(key string, item map[string]types.AttributeValue, check func(cur le
 }
 
 // fromItem parses an item strictly: a missing or mistyped attribute is an
-// error naming it. Only the successor attributes are optional.
+// error naming it. Only the successor attributes and the operator's seek
+// and pause are optional; records written before seek and pause existed
+// read as no seek, not paused.
 func fromItem(key string, item map[string]types.AttributeValue) (lease, error) {
-	p := parser{item: item}
+	p := itemParser{item: item}
 	l := lease{
 		Key:           key,
 		Owner:         p.str(attrOwner, true),
@@ -320,17 +357,22 @@ func fromItem(key string, item map[string]types.AttributeValue) (lease, error) {
 		Successor:     p.str(attrSuccessor, false),
 		SuccessorTick: p.num(attrSuccessorTick, false),
 		ExpiresAt:     p.num(attrExpiresAt, true),
+		Seek:          noOffset,
+		Paused:        p.bool(attrPaused, false),
+	}
+	if _, ok := item[attrSeek]; ok {
+		l.Seek = p.num(attrSeek, true)
 	}
 	return l, p.err
 }
 
-// parser reads attributes of one item and keeps the first error.
-type parser struct {
+// itemParser reads attributes of one item and keeps the first error.
+type itemParser struct {
 	item map[string]types.AttributeValue
 	err  error
 }
 
-func (p *parser) str(name string, required bool) string {
+func (p *itemParser) str(name string, required bool) string {
 	switch v := p.item[name].(type) {
 	case *types.AttributeValueMemberS:
 		return v.Value
@@ -344,7 +386,7 @@ func (p *parser) str(name string, required bool) string {
 	return ""
 }
 
-func (p *parser) num(name string, required bool) int64 {
+func (p *itemParser) num(name string, required bool) int64 {
 	switch v := p.item[name].(type) {
 	case *types.AttributeValueMemberN:
 		n, err := strconv.ParseInt(v.Value, 10, 64)
@@ -362,7 +404,21 @@ func (p *parser) num(name string, required bool) int64 {
 	return 0
 }
 
-func (p *parser) fault(name, why string) {
+func (p *itemParser) bool(name string, required bool) bool {
+	switch v := p.item[name].(type) {
+	case *types.AttributeValueMemberBOOL:
+		return v.Value
+	case nil:
+		if required {
+			p.fault(name, "missing")
+		}
+	default:
+		p.fault(name, "want a boolean, got "+typeName(v))
+	}
+	return false
+}
+
+func (p *itemParser) fault(name, why string) {
 	if p.err == nil {
 		p.err = fmt.Errorf("field %q: %s", name, why)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,7 +125,7 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	url := needServer(t, "BATON_TEST_DYNAMO")
 	cfg := config{LeaseTable: fmt.Sprintf("baton-test-create-%d", time.Now().UnixNano())}
 	_, err := testDynamo(t, url, cfg.LeaseTable).load(ctxT(t), "k")
-	if err == nil || !contains(err, cfg.LeaseTable, "-create-table") {
+	if err == nil || !errContains(err, cfg.LeaseTable, "-create-table") {
 		t.Fatalf("load before the table exists: got %v, want an error naming the table and -create-table", err)
 	}
 	cfg.CreateTable = true
@@ -169,7 +170,7 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	_, err = s.take(ctxT(t), key, a, claim{"a2", 100}, in(time.Minute))
 	wantErr(t, "take with the owner's tick", err, errDuplicate)
 	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{"old", 99}), errStale)
-	_, err = s.take(ctxT(t), key, a, claim{"b", 200}, in(time.Minute))
+	b, err := s.take(ctxT(t), key, a, claim{"b", 200}, in(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,12 +178,78 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	wantErr(t, "commit by a fenced owner", err, errFenced)
 	_, err = s.handOver(ctxT(t), a, 5, in(time.Minute))
 	wantErr(t, "hand over by a fenced owner", err, errFenced)
+	_, err = s.control(ctxT(t), a, 5, true)
+	wantErr(t, "control under an old epoch", err, errFenced)
+	_, err = s.control(ctxT(t), lease{Key: testKey(t)}, 5, true)
+	wantErr(t, "control of a missing record", err, errNotFound)
+	if _, err := s.control(ctxT(t), b, 9, false); err != nil {
+		t.Fatal(err)
+	}
+	b.Seek = 8 // a seek it saw, since replaced by 9
+	_, err = s.commit(ctxT(t), b, 8, in(time.Minute))
+	wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
 	if n := db.gets.Load(); n != 0 {
 		t.Fatalf("%d reads to classify refusals, want 0", n)
 	}
 }
 
-func contains(err error, parts ...string) bool {
+// seek and paused are optional, for records written before baton ctl, and
+// strict on type when present.
+func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
+	b := compiledBackend(t)
+	s := b.open(t).(*dynamoStore)
+	raw := func(key string) map[string]types.AttributeValue {
+		t.Helper()
+		out, err := s.db.GetItem(ctxT(t), &dynamodb.GetItemInput{
+			TableName: &s.table, Key: map[string]types.AttributeValue{attrKey: str(key)}, ConsistentRead: aws.Bool(true),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item
+	}
+	key := testKey(t)
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	item := raw(key)
+	if _, ok := item[attrSeek]; ok {
+		t.Fatalf("a new record has a seek attribute: %v", item)
+	}
+	if _, ok := item[attrPaused]; ok {
+		t.Fatalf("a new record has a paused attribute: %v", item)
+	}
+	if a.Seek != noOffset || a.Paused {
+		t.Fatalf("a record without seek and paused reads as %+v, want no seek, not paused", a)
+	}
+	got, err := s.control(ctxT(t), a, 42, true)
+	if err != nil || got.Seek != 42 || !got.Paused {
+		t.Fatalf("control: %+v, %v", got, err)
+	}
+	item = raw(key)
+	if v, ok := item[attrSeek].(*types.AttributeValueMemberN); !ok || v.Value != "42" {
+		t.Fatalf("seek stored as %#v, want N 42", item[attrSeek])
+	}
+	if v, ok := item[attrPaused].(*types.AttributeValueMemberBOOL); !ok || !v.Value {
+		t.Fatalf("paused stored as %#v, want BOOL true", item[attrPaused])
+	}
+	got, err = s.commit(ctxT(t), got, 42, in(time.Minute))
+	if err != nil || got.Seek != noOffset || !got.Paused {
+		t.Fatalf("commit applying the seek: %+v, %v", got, err)
+	}
+	if _, ok := raw(key)[attrSeek]; ok {
+		t.Fatalf("the applied seek is still stored: %v", raw(key))
+	}
+	for _, field := range []string{attrSeek, attrPaused} {
+		key := testKey(t)
+		mustTake(t, s, key, lease{}, claim{"a", 100})
+		b.corrupt(t, key, field, false)
+		_, err := s.load(ctxT(t), key)
+		if err == nil || !errContains(err, key, strconv.Quote(field)) {
+			t.Errorf("load of a record with %s mistyped: error %v must name key %s and field %s", field, err, key, field)
+		}
+	}
+}
+
+func errContains(err error, parts ...string) bool {
 	for _, p := range parts {
 		if !strings.Contains(err.Error(), p) {
 			return false
@@ -193,18 +260,27 @@ func contains(err error, parts ...string) bool {
 
 // The DynamoDB store gives the memory store's answers: the same random steps,
 // from stale and current views, with zero, negative, shared and empty
-// claims, leave the same records and the same verdicts.
+// claims, operators' seeks and pauses, and commits applying seeks seen or
+// replaced, leave the same records and the same verdicts.
 func TestDynamo_matches_memory_store(t *testing.T) {
 	d, m := compiledBackend(t).open(t), newMemStore()
 	ctx := ctxT(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	claims := []claim{{"a", 1}, {"b", 2}, {"c", 2}, {"d", 0}, {"e", -1}, {"f", 0}, {"", 3}}
+	seeks := []int64{noOffset, noOffset, 0, 7, -5}
 	key := testKey(t)
 	seen := []lease{{}}
 	for i := range 500 {
+		op, delta, n := rng.IntN(6), int64(rng.IntN(3)-1), int64(i)
+		seek, paused := seeks[rng.IntN(len(seeks))], rng.IntN(2) == 0
 		c, l := claims[rng.IntN(len(claims))], seen[rng.IntN(len(seen))]
+		if (op == 3 || op == 4) && rng.IntN(2) == 0 {
+			l = seen[len(seen)-1] // the current record, so seeks get obeyed too
+		}
 		l.Key = key // a view of the record before it existed too
-		op, delta, n := rng.IntN(5), int64(rng.IntN(3)-1), int64(i)
+		if op == 3 && rng.IntN(4) == 0 {
+			l.Seek = seek // a commit applying a seek the record may not hold
+		}
 		step := func(s store) (lease, error) {
 			switch op {
 			case 0:
@@ -215,6 +291,8 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 				return s.handOver(ctx, l, n, n)
 			case 3:
 				return s.commit(ctx, l, n, n)
+			case 4:
+				return s.control(ctx, l, seek, paused)
 			}
 			return lease{}, s.release(ctx, l, n)
 		}

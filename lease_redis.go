@@ -57,7 +57,7 @@ var takeScript = redis.NewScript(luaCommon + `
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 if fresh then
   if ARGV[1] ~= '0' then return 'taken' end
-  redis.call('HSET', KEYS[1], 'offset', '-1')
+  redis.call('HSET', KEYS[1], 'offset', '-1', 'seek', '-1', 'paused', '0')
 else
   local verdict = tick_check(redis.call('HMGET', KEYS[1], 'owner', 'tick', 'successor', 'successor_tick'), ARGV[2], ARGV[3])
   if verdict then return verdict end
@@ -90,11 +90,17 @@ redis.call('HDEL', KEYS[1], 'successor', 'successor_tick')
 return redis.call('HGETALL', KEYS[1])
 `)
 
-// commit: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] offset, ARGV[4] expires_at.
+// commit: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] offset, ARGV[4] expires_at, ARGV[5] seek applied or -1.
+// A record without seek (written before it existed) has none: -1.
 var commitScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'state')
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'state', 'seek')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] or h[3] ~= 'running' then return 'fenced' end
-redis.call('HSET', KEYS[1], 'offset', ARGV[3], 'expires_at', ARGV[4])
+if ARGV[5] ~= '-1' then
+  if (h[4] or '-1') ~= ARGV[5] then return 'seek changed' end
+  redis.call('HSET', KEYS[1], 'offset', ARGV[3], 'expires_at', ARGV[4], 'seek', '-1')
+else
+  redis.call('HSET', KEYS[1], 'offset', ARGV[3], 'expires_at', ARGV[4])
+end
 return redis.call('HGETALL', KEYS[1])
 `)
 
@@ -106,8 +112,20 @@ redis.call('HSET', KEYS[1], 'offset', ARGV[3], 'state', 'released')
 return 'ok'
 `)
 
+// control: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] seek, ARGV[4] paused (1 or 0).
+var controlScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
+redis.call('HSET', KEYS[1], 'seek', ARGV[3], 'paused', ARGV[4])
+return redis.call('HGETALL', KEYS[1])
+`)
+
 // verdicts are the scripts' answers for a condition that failed.
-var verdicts = map[string]error{"taken": errTaken, "duplicate": errDuplicate, "stale": errStale, "fenced": errFenced}
+var verdicts = map[string]error{
+	"taken": errTaken, "duplicate": errDuplicate, "stale": errStale, "fenced": errFenced, "not found": errNotFound,
+	"seek changed": fmt.Errorf("seek changed: %w", errTaken),
+}
 
 // redisStore is the Redis implementation of store.
 type redisStore struct {
@@ -212,12 +230,20 @@ func (s *redisStore) handOver(ctx context.Context, l lease, offset, exp int64) (
 }
 
 func (s *redisStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	return s.run(ctx, commitScript, "commit", l.Key, l.Epoch, l.Owner, offset, exp)
+	return s.run(ctx, commitScript, "commit", l.Key, l.Epoch, l.Owner, offset, exp, l.Seek)
 }
 
 func (s *redisStore) release(ctx context.Context, l lease, offset int64) error {
 	_, err := s.run(ctx, releaseScript, "release", l.Key, l.Epoch, l.Owner, offset)
 	return err
+}
+
+func (s *redisStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	flag := "0"
+	if paused {
+		flag = "1"
+	}
+	return s.run(ctx, controlScript, "control", l.Key, l.Epoch, l.Owner, seek, flag)
 }
 
 // run runs one step's script (EVALSHA, EVAL when the server lacks it) and
@@ -249,7 +275,9 @@ func (s *redisStore) run(ctx context.Context, sc *redis.Script, step, key string
 }
 
 // parseLease reads a record from its hash, naming the first field that is
-// missing or malformed. Only successor and successor_tick may be absent.
+// missing or malformed. Only successor, successor_tick, seek and paused may
+// be absent; records written before seek and paused existed read as no seek,
+// not paused.
 func parseLease(key string, h map[string]string) (lease, error) {
 	p := fieldParser{key: key, h: h}
 	l := lease{
@@ -262,6 +290,11 @@ func parseLease(key string, h map[string]string) (lease, error) {
 		Successor:     p.str("successor", false),
 		SuccessorTick: p.int("successor_tick", false),
 		ExpiresAt:     p.int("expires_at", true),
+		Seek:          p.int("seek", false),
+		Paused:        p.flag("paused"),
+	}
+	if _, ok := h["seek"]; !ok {
+		l.Seek = noOffset
 	}
 	if p.err == nil && l.State != stateRunning && l.State != stateReleased {
 		p.fail("state", "want %s or %s, got %q", stateRunning, stateReleased, l.State)
@@ -303,4 +336,13 @@ func (p *fieldParser) int(field string, required bool) int64 {
 		p.fail(field, "want an integer, got %q", v)
 	}
 	return n
+}
+
+// flag reads an optional 1 or 0; absent is false.
+func (p *fieldParser) flag(field string) bool {
+	v, ok := p.h[field]
+	if ok && v != "0" && v != "1" {
+		p.fail(field, "want 1 or 0, got %q", v)
+	}
+	return v == "1"
 }

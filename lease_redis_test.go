@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,45 @@ func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 	b := mustTake(t, s, key, mustLoad(t, s, key), claim{"b", 200})
 	if got, want := b.Epoch, a.Epoch+1; got != want {
 		t.Fatalf("epoch after the counter was lost: got %d, want %d", got, want)
+	}
+}
+
+// Records written before seek and paused existed lack both fields: they read
+// as no seek, not paused, and every step works on them. When present, the
+// fields are strict.
+func TestRedis_control_fields_optional_and_strict(t *testing.T) {
+	s, key := rawTestRedis(t), testKey(t)
+	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	if err := s.rdb.HDel(ctxT(t), redisLeaseKey(key), "seek", "paused").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, key); got != a || got.Seek != noOffset || got.Paused {
+		t.Fatalf("record without seek and paused: %+v, want %+v", got, a)
+	}
+	got, err := s.commit(ctxT(t), a, 5, a.ExpiresAt)
+	if err != nil || got.Seek != noOffset || got.Paused || got.Offset != 5 {
+		t.Fatalf("commit of a record without seek and paused: %+v, %v", got, err)
+	}
+	seeking := got
+	seeking.Seek = 9
+	_, err = s.commit(ctxT(t), seeking, 9, a.ExpiresAt)
+	wantErr(t, "commit applying a seek the record without seek never had", err, errTaken)
+	got, err = s.control(ctxT(t), got, 9, true)
+	if err != nil || got.Seek != 9 || !got.Paused {
+		t.Fatalf("control of a record without seek and paused: %+v, %v", got, err)
+	}
+	for _, field := range []string{"seek", "paused"} {
+		if err := s.rdb.HSet(ctxT(t), redisLeaseKey(key), field, "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.load(ctxT(t), key)
+		if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), strconv.Quote(field)) {
+			t.Errorf("load with %s malformed: error %v must name key %s and field %s", field, err, key, field)
+		}
+		if err := s.rdb.HDel(ctxT(t), redisLeaseKey(key), field).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -108,7 +108,7 @@ func testStore(t *testing.T, b backend) {
 		if got != l {
 			t.Fatalf("take returned %+v, load gives %+v", l, got)
 		}
-		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset {
+		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset || got.Seek != noOffset || got.Paused {
 			t.Fatalf("after first take: %+v", got)
 		}
 		_, err = s.take(ctxT(t), key, lease{}, claim{"b", 200}, in(time.Minute))
@@ -213,7 +213,7 @@ func testStore(t *testing.T, b backend) {
 		if got != mustLoad(t, s, key) {
 			t.Fatalf("hand over returned %+v, load gives %+v", got, mustLoad(t, s, key))
 		}
-		want := lease{Key: key, Owner: "b", Tick: 200, Epoch: a.Epoch + 1, Offset: 77, State: stateRunning, ExpiresAt: exp}
+		want := lease{Key: key, Owner: "b", Tick: 200, Epoch: a.Epoch + 1, Offset: 77, State: stateRunning, ExpiresAt: exp, Seek: noOffset}
 		if got != want {
 			t.Fatalf("after hand over: got %+v, want %+v", got, want)
 		}
@@ -297,6 +297,58 @@ func testStore(t *testing.T, b backend) {
 		}
 		_, err := s.commit(ctxT(t), a, 10, in(time.Minute))
 		wantErr(t, "commit after release", err, errFenced)
+	})
+
+	t.Run("control_fenced_kept_and_obeyed", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		_, err := s.control(ctxT(t), lease{Key: key}, 5, false)
+		wantErr(t, "control of a missing record", err, errNotFound)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		got, err := s.control(ctxT(t), a, 500, false)
+		if err != nil || got.Seek != 500 || got.Paused || got.Epoch != a.Epoch || got.Owner != "a" {
+			t.Fatalf("control seek: %+v, %v", got, err)
+		}
+		// The owner has not seen it yet: its commit leaves the seek there
+		// and shows it.
+		got, err = s.commit(ctxT(t), a, 10, in(time.Minute))
+		if err != nil || got.Seek != 500 || got.Offset != 10 {
+			t.Fatalf("commit before seeing the seek: %+v, %v", got, err)
+		}
+		seen := got
+		if _, err := s.control(ctxT(t), seen, 700, false); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.commit(ctxT(t), seen, 500, in(time.Minute))
+		wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
+		seen = mustLoad(t, s, key)
+		got, err = s.commit(ctxT(t), seen, 700, in(time.Minute))
+		if err != nil || got.Seek != noOffset || got.Offset != 700 {
+			t.Fatalf("commit applying the seek must clear it: %+v, %v", got, err)
+		}
+		got, err = s.control(ctxT(t), got, noOffset, true)
+		if err != nil || !got.Paused || got.Seek != noOffset {
+			t.Fatalf("pause: %+v, %v", got, err)
+		}
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.handOver(ctxT(t), mustLoad(t, s, key), 700, in(time.Minute))
+		if err != nil || !got.Paused {
+			t.Fatalf("hand over must keep the pause: %+v, %v", got, err)
+		}
+		_, err = s.control(ctxT(t), a, noOffset, false)
+		wantErr(t, "control under an old epoch", err, errFenced)
+		if err := s.release(ctxT(t), got, 700); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.control(ctxT(t), mustLoad(t, s, key), 3, true)
+		if err != nil || got.Seek != 3 || got.State != stateReleased {
+			t.Fatalf("control of a released lease: %+v, %v", got, err)
+		}
+		got = mustTake(t, s, key, got, claim{"c", 300})
+		if got.Seek != 3 || !got.Paused || got.Offset != 700 {
+			t.Fatalf("take must keep seek and pause for the new owner: %+v", got)
+		}
 	})
 
 	t.Run("concurrent_takers_one_winner", func(t *testing.T) {
