@@ -59,7 +59,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(samePartition),
 		kgo.RecordDeliveryTimeout(max(time.Second, cfg.TTL/2)), // franz-go refuses less than 1s
-	}, cfg.KafkaOpts...)
+	}, append(authOpts(cfg), cfg.KafkaOpts...)...)
 	cl, err := d.kafka(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

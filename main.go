@@ -90,6 +90,17 @@ type config struct {
 	KafkaTimeout time.Duration
 	FetchWait    time.Duration
 
+	// Kafka security (auth.go). The password never prints.
+	TLS          bool   // TLS to the brokers; implied by the files below and by aws-msk-iam
+	TLSCA        string // PEM CA file; empty: the system roots
+	TLSCert      string // PEM client certificate (mutual TLS), with TLSKey
+	TLSKey       string
+	SASL         string // none, plain, scram-sha-256, scram-sha-512 or aws-msk-iam
+	SASLUser     string
+	SASLPassword secret     // from BATON_SASL_PASSWORD only: flags show in process lists
+	SASLSecret   string     // Secrets Manager ARN of {"username", "password"}, read once
+	auth         *kafkaAuth // what the above resolve to (setAuth); shared by copies
+
 	KafkaOpts []kgo.Opt // extra client options (tests)
 }
 
@@ -111,6 +122,13 @@ var options = []option{
 	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
 	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
+	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
+	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
+	{"tls-cert", "BATON_TLS_CERT", "", "PEM client certificate for mutual TLS, with -tls-key"},
+	{"tls-key", "BATON_TLS_KEY", "", "PEM private key of -tls-cert"},
+	{"sasl", "BATON_SASL", "none", "none, plain, scram-sha-256, scram-sha-512, or aws-msk-iam (AWS credentials from the SDK's default chain)"},
+	{"sasl-user", "BATON_SASL_USER", "", "user for plain and scram; the password is read from BATON_SASL_PASSWORD only, never a flag"},
+	{"sasl-secret", "BATON_SASL_SECRET", "", "Secrets Manager ARN of {\"username\", \"password\"} for plain and scram, instead of BATON_SASL_PASSWORD; read once"},
 }
 
 // optionErr names the flag and its environment variable in an error.
@@ -196,6 +214,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	if c.TTL > 0 && c.CommitEvery*2 > c.TTL {
 		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
 	}
+	errs = append(errs, parseAuth(c, v, getenv)...)
 	c.setTiming()
 	return c, errors.Join(errs...)
 }
