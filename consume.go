@@ -165,6 +165,7 @@ type run struct {
 	// metrics (metrics.go)
 	calls         *atomic.Int64 // lease store calls of this invocation
 	sent          figures       // counts as of the last metrics line
+	published     figures       // counts as of the last publish to /metrics
 	highWater     int64         // the partition's high watermark, last seen
 	slowestCommit time.Duration // since the last metrics line
 	gap           time.Duration // from the hand-over write to my first sink write
@@ -361,6 +362,7 @@ func (p *run) commit(ctx context.Context) error {
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowest = max(p.slowest, p.d.now().Sub(start))
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
+	p.publish()
 	if start.Sub(p.reported) >= progressEvery {
 		p.reported = start
 		p.log.Info("progress", "offset", p.committed, "records", p.records, "written", p.written, "dead_lettered", p.deadLettered)

@@ -60,7 +60,7 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 		}
 	}()
 	key := leaseKey(cfg.Group, inv.Topic, inv.Partition)
-	log := d.log.With("key", key, "owner", inv.Owner, "tick", inv.Tick)
+	log := d.log.With("topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner, "tick", inv.Tick)
 	out = outcome{Key: key, Owner: inv.Owner, From: noOffset, To: noOffset}
 	me := claim{inv.Owner, inv.Tick}
 	calls := new(atomic.Int64)
@@ -72,8 +72,9 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	if err != nil {
 		return out, err
 	}
+	seen := log.With("epoch", l.Epoch) // until I own it: the epoch I saw
 	if err := l.tickCheck(me); err != nil {
-		return exitEarly(log, out, err), nil
+		return exitEarly(seen, out, err), nil
 	}
 	k, err := connect(ctx, cfg, d, inv)
 	if err != nil {
@@ -82,14 +83,14 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	defer k.close()
 
 	start := d.now()
-	l, handed, err := acquire(ctx, cfg, d, log, l, me)
+	l, handed, err := acquire(ctx, cfg, d, seen, l, me)
 	out.WaitedMs = d.now().Sub(start).Milliseconds()
 	switch {
 	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
-		return exitEarly(log, out, err), nil
+		return exitEarly(seen, out, err), nil
 	case errors.Is(err, errGaveUp):
 		out.End = endGaveUp
-		log.Warn("gave up waiting for the baton", "waited_ms", out.WaitedMs)
+		seen.Warn("gave up waiting for the baton", "waited_ms", out.WaitedMs)
 		return out, nil
 	case err != nil:
 		return out, err
@@ -101,6 +102,7 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 		// The old owner wrote my expiry as its clock's hand-over time + TTL.
 		p.handedAt = time.UnixMilli(l.ExpiresAt).Add(-cfg.TTL)
 	}
+	defer p.publish()
 	defer p.emitMetrics()
 	return p.own(ctx)
 }
@@ -133,7 +135,7 @@ var errGaveUp = errors.New("no time left to wait for the baton")
 func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim) (lease, bool, error) {
 	for {
 		if l.Owner == me.Owner && l.State == stateRunning {
-			log.Info("baton received", "epoch", l.Epoch, "offset", l.Offset)
+			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset)
 			return l, true, nil
 		}
 		if err := l.tickCheck(me); err != nil {
@@ -146,12 +148,12 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			var got lease
 			if got, err = d.store.take(sctx, l.Key, l, me, d.now().Add(cfg.TTL).UnixMilli()); err == nil {
 				cancel()
-				log.Info("lease taken", "epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
+				log.Info("lease taken", "owned_epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
 				return got, false, nil
 			}
 		case l.Successor != me.Owner:
 			if err = d.store.ask(sctx, l.Key, l.Epoch, me); err == nil {
-				log.Info("asked for the baton", "epoch", l.Epoch, "current_owner", l.Owner)
+				log.Info("asked for the baton", "owner_epoch", l.Epoch, "current_owner", l.Owner)
 			}
 		}
 		cancel()

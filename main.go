@@ -27,6 +27,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
@@ -101,7 +103,8 @@ type config struct {
 	SASLSecret   string     // Secrets Manager ARN of {"username", "password"}, read once
 	auth         *kafkaAuth // what the above resolve to (setAuth); shared by copies
 
-	KafkaOpts []kgo.Opt // extra client options (tests)
+	KafkaOpts   []kgo.Opt // extra client options (tests)
+	MetricsAddr string    // process mode: serve /metrics here
 }
 
 // option is one flag and its environment fallback.
@@ -122,6 +125,7 @@ var options = []option{
 	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
 	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
+	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
 	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
 	{"tls-cert", "BATON_TLS_CERT", "", "PEM client certificate for mutual TLS, with -tls-key"},
@@ -203,6 +207,11 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 			bad("match", "%v", err)
 		}
 	}
+	if c.MetricsAddr = *v["metrics-addr"]; c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil || c.Mode != "process" {
+			bad("metrics-addr", "want host:port in process mode, got %q in %s mode", c.MetricsAddr, c.Mode)
+		}
+	}
 	if c.CreateTable, err = strconv.ParseBool(*v["create-table"]); err != nil {
 		bad("create-table", "want true or false, got %q", *v["create-table"])
 	}
@@ -253,7 +262,8 @@ type deps struct {
 	now    func() time.Time
 	log    *slog.Logger
 	stdout io.Writer
-	emf    io.Writer // EMF metric lines (metrics.go); nil: none
+	emf    io.Writer     // EMF metric lines (metrics.go); nil: none
+	prom   *promRegistry // /metrics in process mode; nil: none
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
 	action   func(*kgo.Record) ([]*kgo.Record, error)
@@ -351,7 +361,8 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 			inv.Owner = newOwnerID(lc.AwsRequestID)
 		}
 		out, err := runInvocation(ctx, cfg, d, inv)
-		d.log.Info("invocation done", "outcome", out, "err", err)
+		d.log.Info("invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		return out, err
 	}
 }
@@ -369,16 +380,45 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 	tick, owner := d.now().UnixMilli(), newOwnerID("process")
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
+	if cfg.MetricsAddr != "" {
+		stop, err := serveMetrics(cfg.MetricsAddr, d)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	for i, p := range parts {
 		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
 		wg.Go(func() {
 			out, err := runInvocation(ctx, cfg, d, inv)
-			d.log.Info("partition done", "outcome", out, "err", err)
+			d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+				"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 			errs[i] = err
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// serveMetrics serves /metrics until stop, which waits for the server.
+func serveMetrics(addr string, d *deps) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, optionErr("metrics-addr", "%v", err)
+	}
+	d.prom = newPromRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.prom)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ln) })
+	d.log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		wg.Wait()
+	}, nil
 }
 
 // listPartitions asks the brokers how many partitions the topic has.
@@ -399,14 +439,43 @@ func listPartitions(ctx context.Context, cfg *config, d *deps) ([]int32, error) 
 	return ps, nil
 }
 
-func newLogger(mode string, w io.Writer) *slog.Logger {
+// newLogger writes JSON under Lambda (text when AWS_LAMBDA_LOG_FORMAT says
+// Text) at AWS_LAMBDA_LOG_LEVEL; in process mode, text on a terminal and
+// JSON otherwise, at BATON_LOG_LEVEL. Credentials never reach a log line.
+func newLogger(mode string, w *os.File, getenv func(string) string) *slog.Logger {
+	level, json := getenv("BATON_LOG_LEVEL"), !isTerminal(w)
 	if mode == "lambda" {
-		return slog.New(slog.NewJSONHandler(w, nil))
+		level, json = getenv("AWS_LAMBDA_LOG_LEVEL"), !strings.EqualFold(getenv("AWS_LAMBDA_LOG_FORMAT"), "text")
 	}
-	return slog.New(slog.NewTextHandler(w, nil))
+	opts := &slog.HandlerOptions{Level: logLevel(level)}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logLevel reads Lambda's level names (TRACE and FATAL included).
+func logLevel(s string) slog.Level {
+	switch strings.ToUpper(s) {
+	case "TRACE", "DEBUG":
+		return slog.LevelDebug
+	case "WARN":
+		return slog.LevelWarn
+	case "ERROR", "FATAL":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "ctl" {
+		os.Exit(ctlMain(os.Args[2:]))
+	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage()
@@ -426,7 +495,7 @@ func main() {
 
 // start runs the mode the config chose.
 func start(ctx context.Context, cfg *config) error {
-	log := newLogger(cfg.Mode, os.Stderr)
+	log := newLogger(cfg.Mode, os.Stderr, os.Getenv)
 	if cfg.Mode == "demo" {
 		return runDemo(ctx, os.Stdout, log)
 	}
@@ -448,6 +517,32 @@ func start(ctx context.Context, cfg *config) error {
 		return nil
 	}
 	return runProcess(ctx, cfg, d)
+}
+
+// ctlMain runs `baton ctl ...`: exit 2 for a usage error, 1 for a failure.
+func ctlMain(args []string) int {
+	a, rest, err := parseCtl(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
+		return 2
+	}
+	cfg, err := parseConfig(append([]string{"-mode", "process"}, rest...), os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
+		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	st, err := newStore(ctx, *cfg)
+	if err == nil {
+		d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: newLogger("process", os.Stderr, os.Getenv)}
+		err = runCtl(ctx, cfg, d, a, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // signalContext ends on the first SIGINT or SIGTERM; a second one exits at

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -327,5 +328,41 @@ func TestMargin(t *testing.T) {
 				t.Errorf("margin(%v, %v) = %v, want %v", tt.floor, tt.slowest, got, want)
 			}
 		})
+	}
+}
+
+func TestLogger_formats_and_levels(t *testing.T) {
+	for _, tc := range []struct {
+		mode      string
+		env       map[string]string
+		json      bool
+		debugSeen bool
+	}{
+		{"lambda", nil, true, false},
+		{"lambda", map[string]string{"AWS_LAMBDA_LOG_FORMAT": "Text"}, false, false},
+		{"lambda", map[string]string{"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "DEBUG"}, true, true},
+		{"lambda", map[string]string{"AWS_LAMBDA_LOG_LEVEL": "ERROR"}, true, false},
+		{"process", nil, true, false}, // a file is not a terminal
+		{"process", map[string]string{"BATON_LOG_LEVEL": "debug"}, true, true},
+	} {
+		f, err := os.CreateTemp(t.TempDir(), "log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := newLogger(tc.mode, f, fakeEnv(tc.env))
+		log.Debug("debug line", "partition", 1)
+		log.Info("info line", "partition", 1)
+		f.Close()
+		b, _ := os.ReadFile(f.Name())
+		out := string(b)
+		if got := strings.HasPrefix(out, "{"); got != tc.json && out != "" {
+			t.Errorf("%s %v: JSON=%v, want %v: %s", tc.mode, tc.env, got, tc.json, out)
+		}
+		if got := strings.Contains(out, "debug line"); got != tc.debugSeen {
+			t.Errorf("%s %v: debug line shown=%v, want %v", tc.mode, tc.env, got, tc.debugSeen)
+		}
+		if wantInfo := tc.env["AWS_LAMBDA_LOG_LEVEL"] != "ERROR"; strings.Contains(out, "info line") != wantInfo {
+			t.Errorf("%s %v: info line shown=%v, want %v", tc.mode, tc.env, !wantInfo, wantInfo)
+		}
 	}
 }

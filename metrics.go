@@ -5,9 +5,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -89,6 +92,76 @@ func writeEMF(w io.Writer, at time.Time, dims map[string]string, values map[stri
 	emfMu.Lock()
 	defer emfMu.Unlock()
 	w.Write(append(b, '\n'))
+}
+
+// promRegistry sums every partition's figures for /metrics in process
+// mode (-metrics-addr), in Prometheus's text format.
+type promRegistry struct {
+	mu    sync.Mutex
+	parts map[promKey]*promFigures
+}
+
+type promKey struct {
+	group, topic string
+	partition    int32
+}
+
+type promFigures struct {
+	figures
+	lag int64
+}
+
+func newPromRegistry() *promRegistry { return &promRegistry{parts: map[promKey]*promFigures{}} }
+
+// publish adds what the run did since it last published.
+func (p *run) publish() {
+	if p.d.prom == nil {
+		return
+	}
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
+	d := figures{now.in - p.published.in, now.out - p.published.out, now.dead - p.published.dead, now.calls - p.published.calls}
+	p.published = now
+	r := p.d.prom
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := promKey{p.cfg.Group, p.inv.Topic, p.inv.Partition}
+	f := r.parts[k]
+	if f == nil {
+		f = &promFigures{}
+		r.parts[k] = f
+	}
+	f.in, f.out, f.dead, f.calls = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls
+	f.lag = max(0, p.highWater-p.next)
+}
+
+var promMetrics = []struct {
+	name, kind, help string
+	value            func(*promFigures) int64
+}{
+	{"baton_records_in_total", "counter", "Records read from the source partition.", func(f *promFigures) int64 { return f.in }},
+	{"baton_records_out_total", "counter", "Records written to the sink.", func(f *promFigures) int64 { return f.out }},
+	{"baton_dead_lettered_total", "counter", "Records sent to the dead-letter topic.", func(f *promFigures) int64 { return f.dead }},
+	{"baton_lease_store_calls_total", "counter", "Calls to the lease store.", func(f *promFigures) int64 { return f.calls }},
+	{"baton_lag_records", "gauge", "High watermark minus the next offset to read.", func(f *promFigures) int64 { return f.lag }},
+}
+
+func (r *promRegistry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]promKey, 0, len(r.parts))
+	for k := range r.parts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b promKey) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	for _, m := range promMetrics {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.kind)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s{group=%q,topic=%q,partition=\"%d\"} %d\n", m.name, k.group, k.topic, k.partition, m.value(r.parts[k]))
+		}
+	}
 }
 
 // counted counts the calls an invocation makes to the lease store.

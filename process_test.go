@@ -5,6 +5,11 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,4 +118,54 @@ func (r *recorder) writesPer() map[int32]int {
 		n[p] = len(ws)
 	}
 	return n
+}
+
+func TestProcess_metrics_endpoint(t *testing.T) {
+	t.Parallel()
+	s, cluster, rec := newMemStore(), newCluster(t, 2, "src"), newRecorder(nil)
+	cfg := processConfig(t, cluster.ListenAddrs(), "src")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MetricsAddr = ln.Addr().String()
+	ln.Close()
+	ctx, stop := context.WithCancel(ctxT(t))
+	pctx, stopProducing := context.WithCancel(ctx)
+	defer stopProducing()
+	if _, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := testDeps(t, s, rec)
+	done := make(chan error, 1)
+	go func() { done <- runProcess(ctx, cfg, d) }()
+	var body string
+	waitFor(t, "/metrics to count records of both partitions", 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + cfg.MetricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		for _, p := range []string{"0", "1"} {
+			m := regexp.MustCompile(`baton_records_in_total\{group="[^"]+",topic="src",partition="` + p + `"\} (\d+)`).FindStringSubmatch(body)
+			if m == nil || m[1] == "0" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, want := range []string{"# TYPE baton_records_in_total counter", "# TYPE baton_lag_records gauge", "baton_lease_store_calls_total{"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %q:\n%s", want, body)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + cfg.MetricsAddr + "/metrics"); err == nil {
+		t.Fatal("/metrics still served after the process ended")
+	}
 }
