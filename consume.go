@@ -172,6 +172,7 @@ type run struct {
 	handedAt      time.Time     // when the baton was handed to me; zero if taken
 	paused        bool          // an operator paused reading (baton ctl pause)
 	pending       []*kgo.Record // fetched, not yet handled
+	stalled       bool          // sink writes paused: the lease was not renewed in time
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -220,12 +221,19 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 		if p.d.now().After(p.validUntil) {
 			// Not renewed in time: others may think me dead. Write nothing
 			// until a renewal succeeds (or the commit says I am fenced).
-			p.log.Warn("lease not renewed in time; sink writes paused", "valid_until", p.validUntil)
+			if !p.stalled {
+				p.log.Warn("lease not renewed in time; sink writes paused", "valid_until", p.validUntil)
+			}
+			p.stalled = true
 			p.nextCommit = p.d.now()
 			if err := waitPoll(ctx, p.cfg, p.d); err != nil && ctx.Err() == nil {
 				return p.leave(ctx, "deadline")
 			}
 			continue
+		}
+		if p.stalled {
+			p.log.Info("lease renewed; sink writes resume")
+			p.stalled = false
 		}
 		if err := p.poll(ctx); err != nil {
 			return p.fail(ctx, err)
