@@ -4,6 +4,8 @@
 #   ./bootstrap.sh services             start the test servers and wait (Ctrl-C stops)
 #   ./bootstrap.sh zip                  build bootstrap and function.zip for Lambda
 #                                       (ARCH=amd64 for x86; TAGS=redis for the Redis store)
+#   ./bootstrap.sh deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]
+#                                       build the zip, upload it, deploy template.json with CloudFormation
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,6 +17,11 @@ DDB_NPM=amplify-dynamodb-simulator@2.9.30
 DDB_SHA256=3503ffac19f183407909fecdacf4db51ab1fdad1da7b2f177016670b2d80e4b9
 DDB_DIR=$CACHE/ddb/1.25.1
 WAIT_SECS=30
+
+# Pinned: the Lambda runtime interface emulator the e2e tests run the binary under.
+RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d
+RIE_MODULE=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION
+RIE_DIR=$CACHE/rie/$RIE_VERSION
 
 RUN=""      # per-run temp dir for logs and data
 PIDS=()     # servers we started, stopped by cleanup
@@ -51,7 +58,14 @@ install_dynamo() {
   rm -rf "$tmp"
 }
 
-install_all() { install_redis; install_java; install_dynamo; }
+# Into the cache, so the pinned version is the one on PATH; the e2e tests
+# look on PATH, then in $(go env GOPATH)/bin.
+install_rie() {
+  [[ -x $RIE_DIR/aws-lambda-rie ]] || { log "installing aws-lambda-rie ($RIE_MODULE)"; GOBIN=$RIE_DIR go install "$RIE_MODULE"; }
+  export PATH=$RIE_DIR:$PATH
+}
+
+install_all() { install_redis; install_java; install_dynamo; install_rie; }
 
 # Ask the kernel for a free port. Racy in theory, but each server is started
 # right after its port is picked, so two picks never see the same free port.
@@ -148,6 +162,11 @@ cmd_test() {
   # 2-core machine busy without starving their short invocations.
   step "go test -race -count=1 -parallel 4 ./... $*";            go test -race -count=1 -parallel 4 ./... "$@"
   step "go test -race -count=1 -parallel 4 -tags redis ./... $*"; go test -race -count=1 -parallel 4 -tags redis ./... "$@"
+  step "go vet -tags e2e ./... and -tags e2e,redis";  go vet -tags e2e ./...; go vet -tags e2e,redis ./...
+  step "e2e: the real binary under aws-lambda-rie and in process mode (DynamoDB Local)"
+  go test -race -count=1 -tags e2e -run E2E ./...
+  step "e2e: the same against Redis"
+  go test -race -count=1 -tags e2e,redis -run E2E ./...
   step "all checks passed"
 }
 
@@ -157,6 +176,7 @@ cmd_services() {
   # Printed unexpanded, so real credentials never reach the screen and stay if set.
   # shellcheck disable=SC2016
   printf 'export %s=${%s:-%s}\n' AWS_ACCESS_KEY_ID{,} local AWS_SECRET_ACCESS_KEY{,} local AWS_REGION{,} us-east-1
+  printf 'export PATH=%s:$PATH\n' "$RIE_DIR"
   log "servers running; Ctrl-C stops them"
   wait -n "${PIDS[@]}" || true   # Ctrl-C exits through the trap; getting here means a server died
   tail -n 20 "$RUN"/*.log >&2 || true
@@ -176,6 +196,7 @@ cmd_zip() {
 import zipfile
 with zipfile.ZipFile("function.zip", "w", zipfile.ZIP_DEFLATED) as z:
     info = zipfile.ZipInfo.from_file("bootstrap", "bootstrap")
+    info.date_time = (1980, 1, 1, 0, 0, 0)  # fixed: the same binary makes the same zip (and deploy key)
     info.external_attr = 0o100755 << 16  # the run bit, which Lambda needs
     with open("bootstrap", "rb") as f:
         z.writestr(info, f.read(), zipfile.ZIP_DEFLATED)
@@ -183,7 +204,65 @@ PY
   log "function.zip: $(stat -c %s function.zip) bytes (bootstrap: $(stat -c %s bootstrap) bytes, linux/$arch, tags $tags)"
 }
 
-usage() { log "usage: $0 test [go test args...] | services | zip"; exit 2; }
+# Deploy to AWS: build function.zip, upload it to S3 under a key named by its
+# sha256 (a new zip, a new key, so CloudFormation sees the code change), then
+# create or update the stack of template.json. --dry-run builds the zip and
+# prints the aws commands instead of running them.
+deploy_usage() {
+  [[ -z ${1:-} ]] || log "deploy: $1"
+  log "usage: $0 deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"
+  log "  KEY is a template.json parameter: Brokers and Topic are required, PartitionCount and the rest optional"
+  exit 2
+}
+
+# deploy_run CMD...: run CMD, or under --dry-run (cmd_deploy's dry_run) print
+# it, quoted so that it can be pasted into a shell.
+deploy_run() {
+  local line; line=$(printf '%q ' "$@"); line=${line% }
+  if [[ -n $dry_run ]]; then printf '%s\n' "$line"; else step "$line"; "$@"; fi
+}
+
+cmd_deploy() {
+  local dry_run="" stack="" bucket="" params=() p
+  while (($#)); do
+    case $1 in
+      --dry-run) dry_run=1 ;;
+      --stack | --bucket | --param)
+        (($# >= 2)) || deploy_usage "$1 needs a value"
+        case $1 in
+          --stack) stack=$2 ;;
+          --bucket) bucket=$2 ;;
+          --param) params+=("$2") ;;
+        esac
+        shift ;;
+      -h | --help) deploy_usage ;;
+      *) deploy_usage "unknown argument '$1'" ;;
+    esac
+    shift
+  done
+  [[ -n $stack && -n $bucket ]] || deploy_usage "--stack and --bucket are required"
+  for p in "${params[@]}"; do
+    [[ $p =~ ^[A-Za-z0-9]+= ]] || deploy_usage "--param wants KEY=VALUE, got '$p'"
+    case ${p%%=*} in CodeBucket | CodeKey) deploy_usage "--param ${p%%=*}: deploy sets it" ;; esac
+  done
+  [[ ${TAGS:-} != *redis* ]] || die "deploy: template.json is for the default (DynamoDB) build; unset TAGS"
+  if [[ -z $dry_run ]]; then
+    command -v aws >/dev/null || die "deploy needs the AWS CLI (aws): see README.md, Deploy to AWS"
+  fi
+  # The AWS CLI v1 reads only AWS_DEFAULT_REGION.
+  [[ -z ${AWS_REGION:-} || -n ${AWS_DEFAULT_REGION:-} ]] || export AWS_DEFAULT_REGION=$AWS_REGION
+  deploy_run aws sts get-caller-identity --query Account --output text  # fails fast without credentials
+  ARCH=arm64 cmd_zip   # template.json's function is arm64
+  local key; key=$stack/function-$(sha256sum function.zip | cut -d' ' -f1).zip
+  deploy_run aws s3 cp function.zip "s3://$bucket/$key"
+  # --s3-bucket: the template is over the 51,200 bytes CloudFormation takes inline.
+  deploy_run aws cloudformation deploy --stack-name "$stack" --template-file template.json \
+    --s3-bucket "$bucket" --s3-prefix "$stack" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    --parameter-overrides "CodeBucket=$bucket" "CodeKey=$key" "${params[@]}"
+  deploy_run aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].Outputs' --output table
+}
+
+usage() { log "usage: $0 test [go test args...] | services | zip | deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"; exit 2; }
 
 main() {
   local cmd=${1:-}; shift || true
@@ -191,6 +270,7 @@ main() {
     test) cmd_test "$@" ;;
     services) cmd_services "$@" ;;
     zip) cmd_zip "$@" ;;
+    deploy) cmd_deploy "$@" ;;
     *) usage ;;
   esac
 }

@@ -585,3 +585,8 @@ func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
 	return c.inner.control(ctx, l, seek, paused)
 }
+
+func (c *chaosStore) withdraw(ctx context.Context, key string, cl claim) (l lease, err error) {
+	err = c.do(ctx, "withdraw", func() error { l, err = c.inner.withdraw(ctx, key, cl); return err })
+	return l, err
+}

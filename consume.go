@@ -476,7 +476,9 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 // lease released, so the next invocation starts at the record that failed.
 func (p *run) fail(ctx context.Context, cause error) (outcome, error) {
 	p.log.Error("run failed", "err", cause, "offset", p.next)
-	if err := p.flush(context.WithoutCancel(ctx)); err != nil {
+	fctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	if err := p.flush(fctx); err != nil {
 		return p.release(ctx, p.committed, errors.Join(cause, err))
 	}
 	return p.release(ctx, p.next, cause)

@@ -76,14 +76,25 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	if err := l.tickCheck(me); err != nil {
 		return exitEarly(seen, out, err), nil
 	}
-	k, err := connect(ctx, cfg, d, inv)
-	if err != nil {
-		return out, err
+	// An ask is written before any Kafka connection, so a second delivery
+	// of my tick racing me to a running owner loses on it without opening
+	// one; a take comes after connecting, so a bad topic, partition or
+	// password never takes a free lease.
+	var k *kafka
+	defer func() {
+		if k != nil {
+			k.close()
+		}
+	}()
+	connectOnce := func() (err error) {
+		if k == nil {
+			k, err = connect(ctx, cfg, d, inv)
+		}
+		return err
 	}
-	defer k.close()
 
 	start := d.now()
-	l, handed, err := acquire(ctx, cfg, d, seen, l, me)
+	l, handed, err := acquire(ctx, cfg, d, seen, l, me, connectOnce)
 	out.WaitedMs = d.now().Sub(start).Milliseconds()
 	switch {
 	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
@@ -130,9 +141,11 @@ var errGaveUp = errors.New("no time left to wait for the baton")
 
 // acquire takes the lease when it is free, and otherwise asks for it and
 // polls until the owner hands it over or its lease runs out (then takes it
-// by force, fencing the old owner). It returns the lease I own, and whether
-// it was handed to me.
-func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim) (lease, bool, error) {
+// by force, fencing the old owner). It connects to Kafka before a take and
+// right after an ask, so a successor is warm when the baton arrives. It returns the
+// lease I own, and whether it was handed to me; on every other way out it
+// leaves no ask of mine behind.
+func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, bool, error) {
 	for {
 		if l.Owner == me.Owner && l.State == stateRunning {
 			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset)
@@ -145,6 +158,11 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
 		switch {
 		case l.free(d.now(), cfg.Skew):
+			if err := connect(); err != nil { // before the take: a bad topic or password leaves the lease alone
+				cancel()
+				giveBack(ctx, cfg, d, log, l.Key, me)
+				return l, false, err
+			}
 			var got lease
 			if got, err = d.store.take(sctx, l.Key, l, me, d.now().Add(cfg.TTL).UnixMilli()); err == nil {
 				cancel()
@@ -154,6 +172,11 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		case l.Successor != me.Owner:
 			if err = d.store.ask(sctx, l.Key, l.Epoch, me); err == nil {
 				log.Info("asked for the baton", "owner_epoch", l.Epoch, "current_owner", l.Owner)
+				if err := connect(); err != nil {
+					cancel()
+					giveBack(ctx, cfg, d, log, l.Key, me)
+					return l, false, err
+				}
 			}
 		}
 		cancel()
@@ -164,6 +187,7 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			log.Warn("lease store", "err", err)
 		}
 		if err := waitPoll(ctx, cfg, d); err != nil {
+			giveBack(ctx, cfg, d, log, l.Key, me)
 			return l, false, err
 		}
 		if next, err := loadOrNew(ctx, cfg, d.store, l.Key); err == nil {
@@ -171,6 +195,21 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		} else {
 			log.Warn("lease store", "err", err)
 		}
+	}
+}
+
+// giveBack leaves nothing of mine in the record when I go without owning:
+// it withdraws my ask, and releases the lease if it reached me meanwhile
+// (or I took it and cannot use it), at the offset it holds.
+func giveBack(ctx context.Context, cfg *config, d *deps, log *slog.Logger, key string, me claim) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StoreTimeout)
+	defer cancel()
+	l, err := d.store.withdraw(sctx, key, me)
+	if err == nil && l.Owner == me.Owner && l.State == stateRunning {
+		err = d.store.release(sctx, l, l.Offset)
+	}
+	if err != nil && !errors.Is(err, errNotFound) {
+		log.Warn("could not take back my claim; it lapses with the lease", "err", err)
 	}
 }
 
@@ -197,10 +236,25 @@ func margin(floor, slowest time.Duration) time.Duration {
 	return max(floor, 3*slowest)
 }
 
+// endCtx is the context of a run's last writes: a shutdown signal must not
+// stop them, but the runtime's deadline still bounds them, with time left
+// to close the clients and return before the runtime is killed.
+func (p *run) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if p.deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, p.deadline.Add(-closeAllowance))
+}
+
+// closeAllowance is kept after the last write for closing clients.
+const closeAllowance = 150 * time.Millisecond
+
 // leave ends an owned run that was not fenced: flush, then hand the baton to
 // a waiting successor, or release it so the next invocation starts at once.
 func (p *run) leave(ctx context.Context, why string) (outcome, error) {
-	ctx = context.WithoutCancel(ctx) // a shutdown signal must not stop the hand-over
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
 	if err := p.flush(ctx); err != nil {
 		return p.release(ctx, p.committed, err)
 	}
@@ -246,7 +300,8 @@ func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
 // release records offset and state released. cause, when set, is the error
 // that ended the run and is returned.
 func (p *run) release(ctx context.Context, offset int64, cause error) (outcome, error) {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
 	defer cancel()
 	err := p.d.store.release(sctx, p.l, offset)

@@ -110,6 +110,10 @@ type store interface {
 	// release records offset and state released if l.Owner still holds
 	// l.Epoch; otherwise errFenced. A waiting successor then takes it.
 	release(ctx context.Context, l lease, offset int64) error
+	// withdraw takes back c's ask: it clears the successor if it is still
+	// c (any epoch), and otherwise changes nothing. It returns the record,
+	// so a caller to whom the baton arrived meanwhile sees it and releases.
+	withdraw(ctx context.Context, key string, c claim) (lease, error)
 	// control is an operator's write (baton ctl): it sets seek and paused,
 	// if the record is still at l.Epoch with l.Owner (any state); otherwise
 	// errFenced, or errNotFound when there is no record yet. Records
@@ -220,6 +224,14 @@ func (s settled) control(ctx context.Context, l lease, seek int64, paused bool) 
 	return s.settle(ctx, l.Key, err, func(cur lease) bool {
 		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Seek == seek && cur.Paused == paused
 	})
+}
+
+func (s settled) withdraw(ctx context.Context, key string, c claim) (lease, error) {
+	n, err := s.store.withdraw(ctx, key, c)
+	if err == nil {
+		return n, nil
+	}
+	return s.settle(ctx, key, err, func(cur lease) bool { return cur.Successor != c.Owner })
 }
 
 // memStore is the in-memory store: for unit tests and the demo. A mutex
@@ -365,5 +377,19 @@ func (m *memStore) control(ctx context.Context, l lease, seek int64, paused bool
 	}
 	cur.Seek, cur.Paused = seek, paused
 	m.leases[l.Key] = cur
+	return cur, nil
+}
+
+func (m *memStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.leases[key]
+	if !ok {
+		return lease{}, fmt.Errorf("memory lease %s: withdraw: %w", key, errNotFound)
+	}
+	if cur.Successor == c.Owner {
+		cur.Successor, cur.SuccessorTick = "", 0
+		m.leases[key] = cur
+	}
 	return cur, nil
 }

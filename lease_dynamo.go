@@ -271,6 +271,31 @@ func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused b
 	})
 }
 
+// withdraw takes back c's ask in one write. A failed condition is no
+// refusal: the successor is somebody else (or nobody), nothing changed, and
+// the record DynamoDB returns with the failure is the answer.
+func (s *dynamoStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {
+	e := newExpr()
+	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrSuccessor, str(c.Owner))
+	update := "REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick)
+	var old lease
+	l, err := s.update(ctx, key, "withdraw", e, cond, update, func(cur lease, exists bool) error {
+		if !exists {
+			return errNotFound
+		}
+		old = cur
+		return errUnchanged
+	})
+	if errors.Is(err, errUnchanged) {
+		return old, nil
+	}
+	return l, err
+}
+
+// errUnchanged is withdraw's check saying the record stands as it was; it
+// never leaves withdraw.
+var errUnchanged = errors.New("nothing to withdraw")
+
 // fencedCheck is release's: its condition is only that the owner still
 // holds its epoch, so any failure means it was fenced.
 func fencedCheck(lease, bool) error { return errFenced }

@@ -188,6 +188,11 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	b.Seek = 8 // a seek it saw, since replaced by 9
 	_, err = s.commit(ctxT(t), b, 8, in(time.Minute))
 	wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
+	_, err = s.withdraw(ctxT(t), testKey(t), claim{"c", 300})
+	wantErr(t, "withdraw on a missing record", err, errNotFound)
+	if got, err := s.withdraw(ctxT(t), key, claim{"c", 300}); err != nil || got.Owner != "b" || got.Epoch != b.Epoch {
+		t.Fatalf("withdraw by a stranger must answer with the record as it is: %+v, %v", got, err)
+	}
 	if n := db.gets.Load(); n != 0 {
 		t.Fatalf("%d reads to classify refusals, want 0", n)
 	}
@@ -260,8 +265,9 @@ func errContains(err error, parts ...string) bool {
 
 // The DynamoDB store gives the memory store's answers: the same random steps,
 // from stale and current views, with zero, negative, shared and empty
-// claims, operators' seeks and pauses, and commits applying seeks seen or
-// replaced, leave the same records and the same verdicts.
+// claims, operators' seeks and pauses, commits applying seeks seen or
+// replaced, and withdrawals by the successor or anybody else, leave the
+// same records and the same verdicts.
 func TestDynamo_matches_memory_store(t *testing.T) {
 	d, m := compiledBackend(t).open(t), newMemStore()
 	ctx := ctxT(t)
@@ -271,7 +277,7 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 	key := testKey(t)
 	seen := []lease{{}}
 	for i := range 500 {
-		op, delta, n := rng.IntN(6), int64(rng.IntN(3)-1), int64(i)
+		op, delta, n := rng.IntN(7), int64(rng.IntN(3)-1), int64(i)
 		seek, paused := seeks[rng.IntN(len(seeks))], rng.IntN(2) == 0
 		c, l := claims[rng.IntN(len(claims))], seen[rng.IntN(len(seen))]
 		if (op == 3 || op == 4) && rng.IntN(2) == 0 {
@@ -280,6 +286,9 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 		l.Key = key // a view of the record before it existed too
 		if op == 3 && rng.IntN(4) == 0 {
 			l.Seek = seek // a commit applying a seek the record may not hold
+		}
+		if op == 5 && rng.IntN(2) == 0 {
+			c.Owner = seen[len(seen)-1].Successor // the asker itself, or nobody's
 		}
 		step := func(s store) (lease, error) {
 			switch op {
@@ -293,6 +302,8 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 				return s.commit(ctx, l, n, n)
 			case 4:
 				return s.control(ctx, l, seek, paused)
+			case 5:
+				return s.withdraw(ctx, key, c)
 			}
 			return lease{}, s.release(ctx, l, n)
 		}

@@ -121,6 +121,15 @@ redis.call('HSET', KEYS[1], 'seek', ARGV[3], 'paused', ARGV[4])
 return redis.call('HGETALL', KEYS[1])
 `)
 
+// withdraw: KEYS[1] lease; ARGV[1] owner.
+var withdrawScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
+if redis.call('HGET', KEYS[1], 'successor') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'successor', 'successor_tick')
+end
+return redis.call('HGETALL', KEYS[1])
+`)
+
 // verdicts are the scripts' answers for a condition that failed.
 var verdicts = map[string]error{
 	"taken": errTaken, "duplicate": errDuplicate, "stale": errStale, "fenced": errFenced, "not found": errNotFound,
@@ -244,6 +253,10 @@ func (s *redisStore) control(ctx context.Context, l lease, seek int64, paused bo
 		flag = "1"
 	}
 	return s.run(ctx, controlScript, "control", l.Key, l.Epoch, l.Owner, seek, flag)
+}
+
+func (s *redisStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {
+	return s.run(ctx, withdrawScript, "withdraw", key, c.Owner)
 }
 
 // run runs one step's script (EVALSHA, EVAL when the server lacks it) and

@@ -95,6 +95,28 @@ func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 	}
 }
 
+// withdraw says "no successor" as take and handOver do: the fields are gone,
+// not left empty. An empty owner never matches the absent field.
+func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
+	s, key := rawTestRedis(t), testKey(t)
+	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.withdraw(ctxT(t), key, claim{"b", 200}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.withdraw(ctxT(t), key, claim{"", 0}); err != nil || got != a {
+		t.Fatalf("withdraw with an empty owner: %+v, %v; want %+v", got, err, a)
+	}
+	n, err := s.rdb.HExists(ctxT(t), redisLeaseKey(key), "successor").Result()
+	m, err2 := s.rdb.HExists(ctxT(t), redisLeaseKey(key), "successor_tick").Result()
+	if err != nil || err2 != nil || n || m {
+		t.Fatalf("after withdraw: successor field present %v, successor_tick %v (%v, %v); want both deleted", n, m, err, err2)
+	}
+}
+
 // Records written before seek and paused existed lack both fields: they read
 // as no seek, not paused, and every step works on them. When present, the
 // fields are strict.

@@ -299,6 +299,38 @@ func testStore(t *testing.T, b backend) {
 		wantErr(t, "commit after release", err, errFenced)
 	})
 
+	t.Run("withdraw_takes_back_only_my_ask", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		_, err := s.withdraw(ctxT(t), key, claim{"b", 200})
+		wantErr(t, "withdraw on a missing record", err, errNotFound)
+		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.withdraw(ctxT(t), key, claim{"c", 300})
+		if err != nil || got.Successor != "b" {
+			t.Fatalf("withdraw by a stranger must change nothing: %+v, %v", got, err)
+		}
+		got, err = s.withdraw(ctxT(t), key, claim{"b", 200})
+		if err != nil || got.Successor != "" || got.SuccessorTick != 0 || got.Epoch != a.Epoch || got.Owner != "a" {
+			t.Fatalf("withdraw of my ask: %+v, %v", got, err)
+		}
+		if got != mustLoad(t, s, key) || got != a {
+			t.Fatalf("after ask and withdraw the record must be as before: %+v, was %+v", got, a)
+		}
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+			t.Fatal(err)
+		}
+		b2, err := s.handOver(ctxT(t), mustLoad(t, s, key), 5, in(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.withdraw(ctxT(t), key, claim{"b", 200})
+		if err != nil || got != b2 || got.Owner != "b" {
+			t.Fatalf("withdraw after the baton arrived must show me the owner: %+v, %v", got, err)
+		}
+	})
+
 	t.Run("control_fenced_kept_and_obeyed", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		_, err := s.control(ctxT(t), lease{Key: key}, 5, false)
