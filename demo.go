@@ -1,3 +1,5 @@
+//go:build !lambda.norpc
+
 // demo.go holds the embedded default: an in-process Kafka, a producer, the
 // memory lease store and overlapping short invocations, so that `go run .`
 // shows baton's job done with no setup. Its recorder also serves the tests.
