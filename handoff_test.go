@@ -106,8 +106,8 @@ func TestHandoff_cooperative(t *testing.T) {
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			d, _ := testDeps(t, s, rec)
 			ctx := ctxT(t)
-			pctx, stop := context.WithTimeout(ctx, 3*time.Second)
-			defer stop()
+			pctx, stopProducing := context.WithCancel(ctx)
+			defer stopProducing()
 			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
@@ -120,6 +120,9 @@ func TestHandoff_cooperative(t *testing.T) {
 			if err != nil || a.End != endHanded {
 				t.Fatalf("A: %+v, %v; want handed over", a, err)
 			}
+			// 3,000 records at about one a millisecond, however slow the machine.
+			waitFor(t, "3,000 records at the sink", 20*time.Second, func() bool { return rec.count("A")+rec.count("B") >= 3000 })
+			stopProducing()
 			total := produced()
 			waitFor(t, "B to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
 			stopB()
@@ -128,7 +131,7 @@ func TestHandoff_cooperative(t *testing.T) {
 				t.Fatalf("B: %+v, %v; want released at shutdown", bo, err)
 			}
 			tl := rec.tally(total)
-			if tl.Produced < 2000 || tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 1 {
+			if tl.Produced < 3000 || tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 1 {
 				t.Fatalf("sink: %+v; want every record once, in order, one handoff", tl)
 			}
 			if first := rec.first("B"); first != a.To {
