@@ -244,10 +244,11 @@ func (p *run) endCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 	if p.deadline.IsZero() {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadline(ctx, p.deadline.Add(-closeAllowance))
+	return context.WithDeadline(ctx, p.deadline.Add(-min(closeAllowance, p.cfg.MarginFloor/4)))
 }
 
-// closeAllowance is kept after the last write for closing clients.
+// closeAllowance is kept after the last write for closing clients; never
+// more than a quarter of the margin, or the last writes get no time at all.
 const closeAllowance = 150 * time.Millisecond
 
 // leave ends an owned run that was not fenced: flush, then hand the baton to
