@@ -4,6 +4,8 @@
 #   ./bootstrap.sh services             start the test servers and wait (Ctrl-C stops)
 #   ./bootstrap.sh zip                  build bootstrap and function.zip for Lambda
 #                                       (ARCH=amd64 for x86; TAGS=redis for the Redis store)
+#   ./bootstrap.sh bench [-quick]       benchmarks beside plain franz-go (-quick: under a minute);
+#                                       ends with one "name: value" line per figure on stdout
 #   ./bootstrap.sh deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]
 #                                       build the zip, upload it, deploy template.json with CloudFormation
 set -euo pipefail
@@ -204,6 +206,55 @@ PY
   log "function.zip: $(stat -c %s function.zip) bytes (bootstrap: $(stat -c %s bootstrap) bytes, linux/$arch, tags $tags)"
 }
 
+# The figures `bench` ends with, in this order, one "name: value" line each
+# (TestBench prints them as "BENCH name: value"; notes start with "# ").
+BENCH_FIGURES=(
+  throughput_discard_ratio throughput_kafka_ratio
+  handoff_gap_p50_ms_memory handoff_gap_p99_ms_memory handoff_gap_max_ms_memory
+  handoff_gap_p50_ms_redis handoff_gap_p99_ms_redis handoff_gap_max_ms_redis
+  handoff_gap_p50_ms_dynamodb handoff_gap_p99_ms_dynamodb handoff_gap_max_ms_dynamodb
+  group_handoff_gap_p50_ms handoff_vs_group_ratio
+  crash_takeover_s crash_duplicates group_crash_takeover_s group_crash_duplicates
+  group_crash_takeover_s_45s group_crash_duplicates_45s
+  peak_rss_mib zip_bytes init_ms hello_init_ms
+  store_reads_per_min store_writes_per_min cost_per_partition_month_usd
+)
+
+# TestBench (bench_test.go) in both builds: baton and its franz-go baseline
+# alternate inside each run. Everything the runs print goes to stderr; stdout
+# gets only the figures, so `./bootstrap.sh bench -quick > figures.txt` works.
+cmd_bench() {
+  local mode=full
+  case ${1:-} in
+    -quick) mode=quick ;;
+    "") ;;
+    *) die "usage: $0 bench [-quick]" ;;
+  esac
+  cd "$ROOT"
+  local t0=$SECONDS
+  start_services
+  step "go test -c: the default and the -tags redis build"
+  go test -c -o "$RUN/bench.test" . &
+  local b1=$!
+  go test -c -tags redis -o "$RUN/bench-redis.test" . &
+  local b2=$!
+  wait "$b1" && wait "$b2" || die "building the benchmarks failed"
+  cmd_zip
+  local out=$RUN/bench.out rc=0
+  step "bench $mode, default build: throughput, handoffs (memory, DynamoDB), crashes, store traffic, peak RSS, start time"
+  BATON_BENCH=$mode "$RUN/bench.test" -test.run '^TestBench$' -test.timeout 30m | tee "$out" >&2 || rc=1
+  step "bench $mode, -tags redis build: handoffs on Redis beside the franz-go group consumer"
+  BATON_BENCH=$mode "$RUN/bench-redis.test" -test.run '^TestBench$' -test.timeout 30m | tee -a "$out" >&2 || rc=1
+  echo "BENCH zip_bytes: $(stat -c %s function.zip)" >>"$out"
+  step "figures (bench $mode, $((SECONDS - t0)) s)"
+  local name line
+  for name in "${BENCH_FIGURES[@]}"; do
+    line=$(grep -m1 "^BENCH $name: " "$out") || { line="BENCH $name: missing"; rc=1; }
+    echo "${line#BENCH }"
+  done
+  ((rc == 0)) || die "a benchmark failed or a figure is missing: see above"
+}
+
 # Deploy to AWS: build function.zip, upload it to S3 under a key named by its
 # sha256 (a new zip, a new key, so CloudFormation sees the code change), then
 # create or update the stack of template.json. --dry-run builds the zip and
@@ -262,7 +313,7 @@ cmd_deploy() {
   deploy_run aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].Outputs' --output table
 }
 
-usage() { log "usage: $0 test [go test args...] | services | zip | deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"; exit 2; }
+usage() { log "usage: $0 test [go test args...] | services | zip | bench [-quick] | deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"; exit 2; }
 
 main() {
   local cmd=${1:-}; shift || true
@@ -271,6 +322,7 @@ main() {
     services) cmd_services "$@" ;;
     zip) cmd_zip "$@" ;;
     deploy) cmd_deploy "$@" ;;
+    bench) cmd_bench "$@" ;;
     *) usage ;;
   esac
 }

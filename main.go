@@ -55,7 +55,7 @@ const (
 	defaultCommitEvery  = 5 * time.Second
 	defaultCheckEvery   = 500 * time.Millisecond
 	defaultNearHandoff  = 90 * time.Second
-	defaultWaitPoll     = 20 * time.Millisecond
+	defaultWaitPoll     = 5 * time.Millisecond
 	defaultMarginFloor  = 500 * time.Millisecond
 	defaultRenewMargin  = 10 * time.Second
 	defaultStoreTimeout = 3 * time.Second
