@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -369,52 +368,6 @@ type chain interface {
 // chainRate is the producer's pace in the handoff and crash runs.
 const chainRate = time.Millisecond
 
-// flow is demo.go's produce with no linger: franz-go's default 10 ms linger
-// would send the records in bursts of ten, and every gap would include up to
-// one burst's wait. It writes one record a partition every interval until
-// ctx ends; the function it returns waits and gives the counts acknowledged.
-// rec learns when the broker took each record: a gap then counts from the
-// later of the old owner's last write and the broker taking the new owner's
-// first record, so a stall of the producer is not blamed on a handoff.
-func flow(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration, rec *recorder) (func() []int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
-	if err != nil {
-		return nil, err
-	}
-	counts := make([]int64, partitions)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer cl.Close()
-		tk := time.NewTicker(every)
-		defer tk.Stop()
-		for n := 0; ctx.Err() == nil; n++ {
-			for p := range partitions {
-				r := &kgo.Record{Topic: topic, Partition: p, Value: []byte(strconv.Itoa(n))}
-				cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-					if err == nil {
-						mu.Lock()
-						counts[r.Partition]++
-						mu.Unlock()
-						rec.acked(r)
-					}
-				})
-			}
-			select {
-			case <-ctx.Done():
-			case <-tk.C:
-			}
-		}
-		cl.Flush(context.Background())
-	})
-	return func() []int64 {
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(counts)
-	}, nil
-}
-
 // settleRecords is how many records a new owner delivers before the next
 // handoff starts.
 const settleRecords = 50
@@ -510,7 +463,7 @@ func newBatonChain(t testing.TB, b *bench, label string, s store, brokers []stri
 	c.d = benchDeps(t)
 	c.d.store, c.d.wrapSink = c.steps, c.rec.wrap
 	pctx, stop := context.WithCancel(b.ctx)
-	total, err := flow(pctx, brokers, topic, 1, chainRate, c.rec)
+	total, err := produceAcked(pctx, brokers, topic, 1, chainRate, c.rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +661,7 @@ func newGroupChain(t testing.TB, b *bench, brokers []string, topic string) *grou
 	t.Helper()
 	c := &groupChain{label: "group", brokers: brokers, group: strings.ReplaceAll(testKey(t), "/", "."), topic: topic, rec: newRecorder(nil)}
 	pctx, stop := context.WithCancel(b.ctx)
-	total, err := flow(pctx, brokers, topic, 1, chainRate, c.rec)
+	total, err := produceAcked(pctx, brokers, topic, 1, chainRate, c.rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -835,7 +788,7 @@ func batonCrash(t testing.TB, ctx context.Context, s store, ttl, skew, commitEve
 	rec := newRecorder(nil)
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
-	produced, err := flow(pctx, cfg.Brokers, "src", 1, chainRate, rec)
+	produced, err := produceAcked(pctx, cfg.Brokers, "src", 1, chainRate, rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,7 +837,7 @@ func groupCrash(t testing.TB, ctx context.Context, session, commitEvery time.Dur
 	rec := newRecorder(nil)
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
-	produced, err := flow(pctx, brokers, "src", 1, chainRate, rec)
+	produced, err := produceAcked(pctx, brokers, "src", 1, chainRate, rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1052,7 +1005,7 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	pctx, stopProducing := context.WithCancel(b.ctx)
 	defer stopProducing()
 	rec := newRecorder(nil)
-	if _, err := flow(pctx, brokers, "ops", 2, chainRate, rec); err != nil {
+	if _, err := produceAcked(pctx, brokers, "ops", 2, chainRate, rec.acked); err != nil {
 		t.Fatal(err)
 	}
 	run := func(p int32, owner string, tick int64, life time.Duration) (*countingStore, chan time.Time, func() (outcome, error), func()) {

@@ -118,7 +118,9 @@ func produce(ctx context.Context, brokers []string, topic string, partitions int
 
 // produceAcked is produce, telling acked of every record the broker took.
 func produceAcked(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration, acked func(*kgo.Record)) (func() []int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// No linger: a record a millisecond goes out as it comes, not in bursts
+	// that would show up in every handoff gap.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		return nil, err
 	}
