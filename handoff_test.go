@@ -438,7 +438,10 @@ func TestHandler_container_reuse(t *testing.T) {
 			cl.Close()
 			d, kafka := testDeps(t, s, rec)
 			// A slow action, so the first call cannot read them all.
-			d.action = func(r *kgo.Record) ([]*kgo.Record, error) { time.Sleep(100 * time.Microsecond); return []*kgo.Record{r}, nil }
+			d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+				time.Sleep(100 * time.Microsecond)
+				return []*kgo.Record{r}, nil
+			}
 			h := handler(cfg, d)
 			// The cluster and the store were made before the container's
 			// first call; whatever else runs after a call leaked.
