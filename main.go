@@ -546,18 +546,26 @@ func ctlMain(args []string) int {
 }
 
 // signalContext ends on the first SIGINT or SIGTERM; a second one exits at
-// once.
-func signalContext() (context.Context, func()) {
+// once. stop ends the watching goroutine and waits for it.
+func signalContext() (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
+	ch, done := make(chan os.Signal, 2), make(chan struct{})
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ch
-		cancel()
-		<-ch
-		os.Exit(130)
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				if n > 0 {
+					os.Exit(130)
+				}
+				cancel()
+			}
+		}
+	})
+	return ctx, func() { signal.Stop(ch); close(done); wg.Wait(); cancel() }
 }
 
 func usage() {

@@ -26,6 +26,14 @@ type figures struct {
 	in, out, dead, calls int64
 }
 
+// countsSince returns the run's counts since *last, and moves *last on.
+func (p *run) countsSince(last *figures) figures {
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
+	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls}
+	*last = now
+	return d
+}
+
 // emfMetric names one metric and its unit, in the order lines carry them.
 type emfMetric struct{ Name, Unit string }
 
@@ -41,9 +49,7 @@ func (p *run) emitMetrics() {
 	if p.d.emf == nil {
 		return
 	}
-	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
-	d := figures{now.in - p.sent.in, now.out - p.sent.out, now.dead - p.sent.dead, now.calls - p.sent.calls}
-	p.sent = now
+	d := p.countsSince(&p.sent)
 	values := map[string]any{
 		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls,
 		"Lag":           max(0, p.highWater-p.next),
@@ -118,9 +124,7 @@ func (p *run) publish() {
 	if p.d.prom == nil {
 		return
 	}
-	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
-	d := figures{now.in - p.published.in, now.out - p.published.out, now.dead - p.published.dead, now.calls - p.published.calls}
-	p.published = now
+	d := p.countsSince(&p.published)
 	r := p.d.prom
 	r.mu.Lock()
 	defer r.mu.Unlock()
