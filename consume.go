@@ -42,9 +42,11 @@ func matching(re *regexp.Regexp, next func(*kgo.Record) ([]*kgo.Record, error)) 
 // kafka is one invocation's connection: one client that consumes the
 // partition and produces to the sink and the dead-letter topic.
 type kafka struct {
-	cl   *kgo.Client
-	sink sink
-	dlq  *kafkaSink // nil without -dlq
+	cl       *kgo.Client
+	sink     sink
+	dlq      *kafkaSink // nil without -dlq
+	tx       *txn       // nil unless the sink is kafka+txn
+	sourceID [16]byte   // the source topic's ID, for offset commits
 }
 
 func (k *kafka) close() { k.cl.Close() }
@@ -60,6 +62,9 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		kgo.RecordPartitioner(samePartition),
 		kgo.RecordDeliveryTimeout(max(time.Second, cfg.TTL/2)), // franz-go refuses less than 1s
 	}, append(authOpts(cfg), cfg.KafkaOpts...)...)
+	if cfg.SinkScheme == "kafka+txn" {
+		opts = append(opts, txnOpts(cfg, inv)...)
+	}
 	cl, err := d.kafka(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -70,15 +75,19 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		return nil, err
 	}
 	switch cfg.SinkScheme {
+	case "kafka+txn":
+		k.tx = &txn{cl: cl, id: txnID(cfg, inv), group: cfg.Group,
+			topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
+		k.sink = newKafkaSink(cl, cfg.SinkTopic, k.tx)
 	case "kafka":
-		k.sink = newKafkaSink(cl, cfg.SinkTopic)
+		k.sink = newKafkaSink(cl, cfg.SinkTopic, nil)
 	case "stdout":
 		k.sink = newStdoutSink(d.stdout)
 	default:
 		k.sink = discardSink{}
 	}
 	if cfg.DLQ != "" {
-		k.dlq = newKafkaSink(cl, cfg.DLQ)
+		k.dlq = newKafkaSink(cl, cfg.DLQ, k.tx)
 	}
 	if d.wrapSink != nil {
 		k.sink = d.wrapSink(inv, k.sink)
@@ -90,30 +99,31 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 // out-of-range partition before the lease is touched.
 func (k *kafka) check(ctx context.Context, cfg *config, inv invocation) error {
 	topics := []string{inv.Topic}
-	if cfg.SinkScheme == "kafka" {
+	if cfg.SinkTopic != "" {
 		topics = append(topics, cfg.SinkTopic)
 	}
 	if cfg.DLQ != "" {
 		topics = append(topics, cfg.DLQ)
 	}
-	counts, err := k.metadata(ctx, cfg, topics)
+	meta, err := k.metadata(ctx, cfg, topics)
 	if err != nil {
 		return err
 	}
-	if n := counts[inv.Topic]; int(inv.Partition) >= n {
+	if n := len(meta[inv.Topic].Partitions); int(inv.Partition) >= n {
 		return fmt.Errorf("partition %d out of range: topic %q has partitions 0..%d", inv.Partition, inv.Topic, n-1)
 	}
+	k.sourceID = meta[inv.Topic].TopicID
 	return nil
 }
 
 func (k *kafka) partitions(ctx context.Context, cfg *config, topic string) (int, error) {
-	counts, err := k.metadata(ctx, cfg, []string{topic})
-	return counts[topic], err
+	meta, err := k.metadata(ctx, cfg, []string{topic})
+	return len(meta[topic].Partitions), err
 }
 
-// metadata returns the partition count of each topic, or an error naming
-// the first topic the brokers do not have.
-func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map[string]int, error) {
+// metadata returns what the brokers know of each topic, or an error naming
+// the first topic they do not have.
+func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map[string]kmsg.MetadataResponseTopic, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	for _, t := range topics {
 		rt := kmsg.NewMetadataRequestTopic()
@@ -126,14 +136,14 @@ func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map
 	if err != nil {
 		return nil, fmt.Errorf("kafka %v: metadata: %w", cfg.Brokers, err)
 	}
-	counts := map[string]int{}
+	meta := map[string]kmsg.MetadataResponseTopic{}
 	for _, t := range resp.Topics {
 		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
 			return nil, fmt.Errorf("kafka topic %q: %w", *t.Topic, err)
 		}
-		counts[*t.Topic] = len(t.Partitions)
+		meta[*t.Topic] = t
 	}
-	return counts, nil
+	return meta, nil
 }
 
 // progressEvery spaces the owner's progress lines, so a person sees it work.
@@ -202,6 +212,11 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			out, err = p.release(ctx, p.committed, fmt.Errorf("panic: %v", r))
 		}
 	}()
+	if p.k.tx != nil {
+		if err := p.resume(ctx); err != nil {
+			return p.release(ctx, p.committed, err)
+		}
+	}
 	if p.l.Seek != noOffset {
 		p.next = p.l.Seek // an operator's seek waiting for the new owner
 	}
@@ -255,6 +270,9 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 	case !now.Before(p.nextCommit):
 		if err := p.commit(ctx); errors.Is(err, errFenced) {
 			return true, p.fenced(ctx), nil
+		} else if p.k.tx != nil && p.k.tx.err != nil {
+			out, err = p.release(ctx, p.committed, err) // the transaction is aborted: read it again
+			return true, out, err
 		} else if errors.Is(err, errTaken) {
 			p.check(ctx) // a newer seek came: read it
 		} else if err != nil {
@@ -286,6 +304,11 @@ func (p *run) obey(ctx context.Context) error {
 		from, to := p.next, p.l.Seek
 		if err := p.flush(ctx); err != nil {
 			return err
+		}
+		if p.k.tx != nil {
+			if err := p.k.tx.seek(ctx, to); err != nil {
+				return err
+			}
 		}
 		// SetOffsets drops what the client fetched from the old position.
 		p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
@@ -379,15 +402,41 @@ func (p *run) commit(ctx context.Context) error {
 	return nil
 }
 
+// flush makes what the sinks hold durable; with kafka+txn it commits the
+// transaction, and the offset next with it.
 func (p *run) flush(ctx context.Context) error {
 	fctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
+	err := p.flushSinks(fctx)
+	if p.k.tx != nil {
+		err = p.k.tx.end(fctx, p.next, err)
+	}
+	return err
+}
+
+func (p *run) flushSinks(ctx context.Context) error {
 	if p.k.dlq != nil {
-		if err := p.k.dlq.flush(fctx); err != nil {
+		if err := p.k.dlq.flush(ctx); err != nil {
 			return err
 		}
 	}
-	return p.k.sink.flush(fctx)
+	return p.k.sink.flush(ctx)
+}
+
+// resume starts a kafka+txn run where the last committed transaction
+// ended, when that is past the lease's offset.
+func (p *run) resume(ctx context.Context) error {
+	bctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+	defer cancel()
+	at, err := p.k.tx.begin(bctx)
+	if err != nil {
+		return err
+	}
+	if at > p.next {
+		p.log.Info("resuming after the last committed transaction", "lease_offset", p.next, "offset", at)
+		p.next, p.from = at, at
+	}
+	return nil
 }
 
 // poll hands records to the action and the sink until the next thing is

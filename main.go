@@ -69,9 +69,9 @@ type config struct {
 	Brokers    []string // empty: the demo
 	Topic      string
 	Partitions []int32 // process mode; nil means all
-	Group      string  // lease key namespace
+	Group      string  // lease key namespace; with kafka+txn also the Kafka group holding the offset
 	Sink       string
-	SinkScheme string // kafka, stdout or discard
+	SinkScheme string // kafka, kafka+txn, stdout or discard
 	SinkTopic  string
 	DLQ        string
 	Match      *regexp.Regexp
@@ -116,7 +116,7 @@ var options = []option{
 	{"topic", "BATON_TOPIC", "", "source topic (a Lambda event may name its own)"},
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
 	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
-	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, stdout or discard"},
+	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},

@@ -27,19 +27,21 @@ type sink interface {
 	abort(ctx context.Context)
 }
 
-// parseSink checks a -sink value: kafka://TOPIC, stdout or discard.
+// parseSink checks a -sink value: kafka://TOPIC, kafka+txn://TOPIC (exactly
+// once, txn.go), stdout or discard.
 func parseSink(v string) (scheme, topic string, err error) {
-	switch {
-	case v == "stdout" || v == "discard":
+	if v == "stdout" || v == "discard" {
 		return v, "", nil
-	case strings.HasPrefix(v, "kafka://"):
-		topic = strings.TrimPrefix(v, "kafka://")
-		if topic == "" || strings.ContainsAny(topic, "/ ") {
-			return "", "", fmt.Errorf("want kafka://TOPIC with a topic name, got %q", v)
-		}
-		return "kafka", topic, nil
 	}
-	return "", "", fmt.Errorf("want kafka://TOPIC, stdout or discard, got %q", v)
+	for _, scheme := range []string{"kafka", "kafka+txn"} {
+		if topic, ok := strings.CutPrefix(v, scheme+"://"); ok {
+			if topic == "" || strings.ContainsAny(topic, "/ ") {
+				return "", "", fmt.Errorf("want %s://TOPIC with a topic name, got %q", scheme, v)
+			}
+			return scheme, topic, nil
+		}
+	}
+	return "", "", fmt.Errorf("want kafka://TOPIC, kafka+txn://TOPIC, stdout or discard, got %q", v)
 }
 
 // discardSink drops every record: for benchmarks and dry runs.
@@ -55,13 +57,14 @@ func (discardSink) abort(context.Context)                    {}
 type kafkaSink struct {
 	cl    *kgo.Client
 	topic string
+	tx    *txn // the open transaction, for kafka+txn; nil otherwise
 
 	mu  sync.Mutex
 	err error // the first failed produce since the last flush
 }
 
-func newKafkaSink(cl *kgo.Client, topic string) *kafkaSink {
-	return &kafkaSink{cl: cl, topic: topic}
+func newKafkaSink(cl *kgo.Client, topic string, tx *txn) *kafkaSink {
+	return &kafkaSink{cl: cl, topic: topic, tx: tx}
 }
 
 // samePartition sends a record to the partition it names, so that a sink
@@ -73,6 +76,12 @@ var samePartition = kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record
 func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 	if err := s.failed(); err != nil {
 		return err
+	}
+	if s.tx != nil {
+		if s.tx.err != nil {
+			return s.tx.err
+		}
+		s.tx.writes++
 	}
 	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 	// A shutdown must not fail records already handed to the sink: the
@@ -105,7 +114,13 @@ func (s *kafkaSink) flush(ctx context.Context) error {
 	return s.failed()
 }
 
-func (s *kafkaSink) abort(ctx context.Context) { _ = s.cl.AbortBufferedRecords(ctx) }
+func (s *kafkaSink) abort(ctx context.Context) {
+	if s.tx != nil {
+		s.tx.abort(ctx)
+		return
+	}
+	_ = s.cl.AbortBufferedRecords(ctx)
+}
 
 // stdoutSink writes one JSON object a line. Keys and values that are not
 // UTF-8 are written as base64 under key_b64 and value_b64.

@@ -1,0 +1,242 @@
+// txn.go holds the exactly-once Kafka sink, -sink kafka+txn://TOPIC: what
+// the action keeps, the dead letters, and the consumed offset become
+// durable together, in one Kafka transaction per commit.
+//
+// Why it is sound (README, "Exactly once"): the transactional.id is the
+// lease key, and only an owner of the lease ever uses it. A new owner's
+// InitProducerID bumps the producer epoch, so the broker aborts the old
+// owner's open transaction and refuses its writes and commits from then on:
+// a second fence behind the lease's epoch. The offset is committed inside
+// the transaction (AddOffsetsToTxn and TxnOffsetCommit, sent by hand:
+// franz-go's GroupTransactSession needs a consumer group), so once the new
+// owner's InitProducerID returns, the group's offset is where the committed
+// output ends. The lease's offset is written after the transaction commits
+// and may trail it; the owner starts at the greater of the two.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// txn is an owner's open transaction: the sink and the dead-letter topic
+// write in it, and the owner ends it at each commit.
+type txn struct {
+	cl        *kgo.Client
+	id        string // transactional.id
+	group     string // the Kafka group that holds the committed offset
+	topic     string
+	topicID   [16]byte
+	partition int32
+	writes    int   // records produced in the open transaction
+	err       error // a transaction failed: this run writes nothing more
+}
+
+// txnOpts make the client transactional for one partition. A transaction
+// normally lasts one commit interval; the timeout only matters when an owner
+// dies and no successor comes, and until then read_committed readers of the
+// sink wait, so it is kept short.
+func txnOpts(cfg *config, inv invocation) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.TransactionalID(txnID(cfg, inv)),
+		kgo.TransactionTimeout(cfg.TTL + cfg.CommitEvery),
+		// An upstream transactional producer's aborted records are not input.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	}
+}
+
+// txnID is the lease key: one transactional producer per partition.
+func txnID(cfg *config, inv invocation) string {
+	return "baton/" + leaseKey(cfg.Group, inv.Topic, inv.Partition)
+}
+
+// begin runs once the lease is mine and before any write: it fences every
+// earlier producer of the partition at the broker, returns the offset the
+// last committed transaction recorded (noOffset if none), and opens a
+// transaction.
+func (t *txn) begin(ctx context.Context) (int64, error) {
+	if _, _, err := t.cl.ProducerID(ctx); err != nil {
+		return 0, fmt.Errorf("kafka+txn %s: init producer id: %w", t.id, err)
+	}
+	at, err := t.committed(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("kafka+txn: read the offset group %q committed: %w", t.group, err)
+	}
+	return at, t.cl.BeginTransaction()
+}
+
+// committed reads the group's offset, waiting out a transaction still
+// completing (RequireStable; UNSTABLE_OFFSET_COMMIT until it has).
+func (t *txn) committed(ctx context.Context) (int64, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group, req.RequireStable = t.group, true
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic, rt.Partitions = t.topic, []int32{t.partition}
+	req.Topics = append(req.Topics, rt)
+	at := int64(noOffset)
+	err := retry(ctx, func() error {
+		resp, err := req.RequestWith(ctx, t.cl)
+		if err != nil {
+			return err
+		}
+		if resp.ErrorCode == kerr.GroupIDNotFound.Code {
+			return nil // no transaction has committed an offset yet
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return err
+		}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return err
+				}
+				at = max(rp.Offset, noOffset)
+			}
+		}
+		return nil
+	})
+	return at, err
+}
+
+// end closes the open transaction after the sinks flushed: it commits the
+// output with the offset next, or aborts it when the flush failed. A failed
+// transaction ends the run; the next owner starts where the last committed
+// one ended.
+func (t *txn) end(ctx context.Context, next int64, flushed error) error {
+	switch {
+	case t.err != nil:
+		return t.err
+	case flushed != nil:
+		return t.fail(ctx, flushed)
+	case t.writes == 0:
+		// Nothing produced, so no transaction to commit (franz-go sends no
+		// EndTxn for one): the lease's offset carries this progress.
+		return nil
+	}
+	if err := t.commitOffset(ctx, next); err != nil {
+		return t.fail(ctx, fmt.Errorf("kafka+txn: commit offset %d in the transaction: %w", next, err))
+	}
+	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return t.fail(ctx, fmt.Errorf("kafka+txn: commit the transaction: %w", err))
+	}
+	t.writes = 0
+	if err := t.cl.BeginTransaction(); err != nil {
+		t.err = fmt.Errorf("kafka+txn: begin the next transaction: %w", err)
+		return t.err
+	}
+	return nil
+}
+
+// commitOffset adds the offset to the open transaction.
+func (t *txn) commitOffset(ctx context.Context, next int64) error {
+	id, epoch, err := t.cl.ProducerID(ctx)
+	if err != nil {
+		return err
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = t.id, id, epoch, t.group
+	err = retry(ctx, func() error {
+		resp, err := add.RequestWith(ctx, t.cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	})
+	if err != nil {
+		return err
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = t.id, t.group, id, epoch
+	req.Generation = -1 // no group membership: the lease assigns the partition
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic, rt.TopicID = t.topic, t.topicID
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = t.partition, next
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return retry(ctx, func() error {
+		resp, err := req.RequestWith(ctx, t.cl)
+		if err != nil {
+			return err
+		}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// seek sets the group's offset outside any transaction, for an operator's
+// seek (baton ctl seek), which may go backwards: otherwise the next owner
+// would resume at the greater, older offset.
+func (t *txn) seek(ctx context.Context, to int64) error {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation = t.group, -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic, rt.TopicID = t.topic, t.topicID
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = t.partition, to
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	err := retry(ctx, func() error {
+		resp, err := req.RequestWith(ctx, t.cl)
+		if err != nil {
+			return err
+		}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kafka+txn: set group %q to offset %d: %w", t.group, to, err)
+	}
+	return nil
+}
+
+// fail aborts the open transaction and keeps err: nothing more is written.
+func (t *txn) fail(ctx context.Context, err error) error {
+	t.err = err
+	t.abort(ctx)
+	return err
+}
+
+// abort drops the open transaction. It may fail (a fenced producer, an
+// ended context); the broker then aborts it when the next owner's
+// InitProducerID fences this one, or at the transaction timeout.
+func (t *txn) abort(ctx context.Context) {
+	_ = t.cl.AbortBufferedRecords(ctx)
+	_ = t.cl.EndTransaction(ctx, kgo.TryAbort)
+}
+
+// retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS
+// while the last transaction completes, UNSTABLE_OFFSET_COMMIT, or a moving
+// coordinator.
+func retry(ctx context.Context, do func() error) error {
+	for {
+		err := do()
+		if err == nil || !(errors.Is(err, kerr.ConcurrentTransactions) || kerr.IsRetriable(err)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
