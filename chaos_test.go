@@ -53,6 +53,10 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 	c.setTiming()
 	c.NearHandoff, c.CheckEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
 	c.MarginFloor, c.FetchWait, c.StoreTimeout = 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
+	// An injected NOT_LEADER makes the client refresh metadata, no sooner
+	// than this after the last refresh (5 s by default, longer than an
+	// invocation here): records keep flowing through the faults.
+	c.KafkaOpts = append(c.KafkaOpts, kgo.MetadataMinAge(100*time.Millisecond))
 	return c
 }
 
@@ -88,15 +92,23 @@ func (s chaosStats) String() string {
 		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, float64(s.MaxGap.Microseconds())/1000)
 }
 
-func TestChaos(t *testing.T) {
+func TestChaos(t *testing.T) { chaosTest(t, false) }
+
+// TestChaosTxn is the harness with the exactly-once sink (kafka+txn): what
+// counts is what a read_committed consumer of the sink topic sees, and a
+// record delivered twice breaks an invariant.
+func TestChaosTxn(t *testing.T) { chaosTest(t, true) }
+
+func chaosTest(t *testing.T, txn bool) {
 	// Not parallel: the goroutine check at the end needs the process to itself.
 	ignore := goleak.IgnoreCurrent()
+	name := map[bool]string{false: "TestChaos", true: "TestChaosTxn"}[txn]
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			var total chaosStats
 			var mu sync.Mutex
 			run := func(t *testing.T, seed uint64) {
-				st := chaosRun(t, b, seed)
+				st := chaosRun(t, b, seed, txn)
 				mu.Lock()
 				total.add(st)
 				mu.Unlock()
@@ -109,7 +121,7 @@ func TestChaos(t *testing.T) {
 						break
 					}
 				}
-				fmt.Printf("chaos soak %s %v: %s\n", b.name, *chaosDuration, total)
+				fmt.Printf("%s soak %s %v: %s\n", name, b.name, *chaosDuration, total)
 			case *chaosSeed != 0:
 				t.Run(fmt.Sprintf("seed=%d", *chaosSeed), func(t *testing.T) { run(t, *chaosSeed) })
 			default:
@@ -133,15 +145,19 @@ func TestChaos(t *testing.T) {
 
 // chaosRun is one seeded run; it fails the test with the seed on any broken
 // invariant.
-func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
+func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
+	name := map[bool]string{false: "TestChaos", true: "TestChaosTxn"}[txn]
 	fail := func(invariant, format string, a ...any) {
 		t.Helper()
-		t.Errorf("invariant %s broken (seed %d; rerun with -run 'TestChaos/%s' -chaos.seed %d): %s",
-			invariant, seed, b.name, seed, fmt.Sprintf(format, a...))
+		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s/%s' -chaos.seed %d): %s",
+			invariant, seed, name, b.name, seed, fmt.Sprintf(format, a...))
 	}
-	cluster := newCluster(t, chaosPartitions, "src")
+	cluster := newCluster(t, chaosPartitions, "src", "out")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
+	if txn {
+		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka+txn://out", "kafka+txn", "out"
+	}
 	st := chaosStats{Runs: 1}
 	var brokerFaults atomic.Int64
 	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &brokerFaults)
@@ -156,6 +172,13 @@ func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
 		t.Fatal(err)
 	}
 	h := &chaosHarness{cfg: cfg, obs: obs, rec: rec, log: testLogger(t), seed: seed}
+	// What reached the sink: the recorder's writes, or with kafka+txn what a
+	// read_committed consumer of the sink topic reads.
+	delivered := func(total []int64, _ time.Duration) tally { return rec.tally(total) }
+	if txn {
+		out := newSinkReader(t, cfg.Brokers, "out", true)
+		delivered = func(total []int64, quiet time.Duration) tally { return out.tally(ctx, total, quiet) }
+	}
 	start := time.Now()
 	for n := 0; time.Since(start) < chaosWindow; n++ {
 		tick := start.Add(time.Duration(n) * chaosEvery)
@@ -167,7 +190,7 @@ func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
 	total := produced()
 	// The faults stop; clean invocations finish the job, as the schedule would.
 	deadline := time.Now().Add(20 * time.Second)
-	for n := 1000; rec.tally(total).Lost > 0 && time.Now().Before(deadline); n++ {
+	for n := 1000; delivered(total, 300*time.Millisecond).Lost > 0 && time.Now().Before(deadline); n++ {
 		tick := time.Now()
 		for p := range int32(chaosPartitions) {
 			h.start(ctx, invocation{"src", p, tick.UnixMilli(), fmt.Sprintf("clean-%d", n)}, plan{}, tick, 0)
@@ -177,12 +200,15 @@ func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
 	if !h.wait(10 * time.Second) {
 		fail("every-handler-returned", "%d invocations still running 10s after the last deadline", h.running.Load())
 	}
-	tl := rec.tally(total)
+	tl := delivered(total, time.Second)
 	if tl.Lost > 0 {
 		fail("nothing-lost", "%d of %d produced records never reached the sink", tl.Lost, tl.Produced)
 	}
 	if tl.Reordered > 0 {
 		fail("order-kept", "%d records reached the sink out of order (duplicates removed)", tl.Reordered)
+	}
+	if txn && tl.Duplicated > 0 {
+		fail("exactly-once", "a read_committed consumer of the sink read %d records twice", tl.Duplicated)
 	}
 	if msg := obs.check(); msg != "" {
 		fail("epoch-fencing", "%s", msg)
@@ -191,7 +217,8 @@ func chaosRun(t *testing.T, b backend, seed uint64) chaosStats {
 	st.Duplicates, st.Stales, st.StoreFaults = h.duplicates.Load(), h.stales.Load(), h.storeFaults.Load()
 	st.BrokerFaults = brokerFaults.Load()
 	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
-	st.Handoffs, st.MaxGap, st.Overlaps = int64(tl.Handoffs), tl.MaxGap, int64(rec.overlaps())
+	writes := rec.tally(total) // handoffs are seen at the sink's writes
+	st.Handoffs, st.MaxGap, st.Overlaps = int64(writes.Handoffs), writes.MaxGap, int64(rec.overlaps())
 	for _, hd := range rec.handoffs {
 		if hd.Gap > 3*cfg.TTL {
 			t.Logf("seed %d: long handoff gap %v on p%d from %s to %s at offset %d", seed, hd.Gap, hd.Partition, hd.From, hd.To, hd.Offset)

@@ -120,7 +120,10 @@ func produce(ctx context.Context, brokers []string, topic string, partitions int
 func produceAcked(ctx context.Context, brokers []string, topic string, partitions int32, every time.Duration, acked func(*kgo.Record)) (func() []int64, error) {
 	// No linger: a record a millisecond goes out as it comes, not in bursts
 	// that would show up in every handoff gap.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	// A quick metadata refresh: after a NOT_LEADER (the chaos runs inject
+	// them) the default waits 5 s, and the stream would stop that long.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
