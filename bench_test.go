@@ -259,13 +259,9 @@ const (
 // batonLoop runs one invocation over the same n records: lease take,
 // action, sink, commits and lease reads, and the release at the end. It
 // ends when the n-th record reached the sink and the invocation returned.
-func batonLoop(t testing.TB, ctx context.Context, brokers []string, topic, sinkTopic string, n int) loopTime {
+func batonLoop(t testing.TB, ctx context.Context, brokers []string, topic, sinkTo string, n int) loopTime {
 	t.Helper()
-	sinkFlag := "-sink=discard"
-	if sinkTopic != "" {
-		sinkFlag = "-sink=kafka://" + sinkTopic
-	}
-	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic="+topic, sinkFlag,
+	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic="+topic, "-sink="+sinkTo,
 		"-group="+strings.ReplaceAll(testKey(t), "/", "."))
 	// A Lambda-style deadline inside the near-handoff window, so the owner
 	// reads its lease every tputCheckEvery as it does before a handoff.
@@ -297,24 +293,27 @@ func (b *bench) throughput(t *testing.T) {
 	b.note("throughput: %d records of %d B produced to kfake in %.1f s", n, size, time.Since(start).Seconds())
 	// Each round runs the pairs in the opposite order of the last, so that
 	// neither side always runs first.
-	var plain, baton, plainK, batonK []loopTime
+	var plain, baton, plainK, batonK, batonT []loopTime
 	for r := range rounds {
 		for i := range 2 {
 			if (i+r)%2 == 0 {
 				plain = append(plain, plainLoop(t, b.ctx, brokers, "tput", "", n))
 			} else {
-				baton = append(baton, batonLoop(t, b.ctx, brokers, "tput", "", n))
+				baton = append(baton, batonLoop(t, b.ctx, brokers, "tput", "discard", n))
 			}
 		}
-		for i := range 2 {
+		for i := range 3 {
 			sinkTopic := fmt.Sprintf("out-%d-%d", r, i)
 			if err := createTopic(b.ctx, brokers, sinkTopic); err != nil {
 				t.Fatal(err)
 			}
-			if (i+r)%2 == 0 {
+			switch (i + r) % 3 {
+			case 0:
 				plainK = append(plainK, plainLoop(t, b.ctx, brokers, "tput", sinkTopic, n))
-			} else {
-				batonK = append(batonK, batonLoop(t, b.ctx, brokers, "tput", sinkTopic, n))
+			case 1:
+				batonK = append(batonK, batonLoop(t, b.ctx, brokers, "tput", "kafka://"+sinkTopic, n))
+			default:
+				batonT = append(batonT, batonLoop(t, b.ctx, brokers, "tput", "kafka+txn://"+sinkTopic, n))
 			}
 			if err := deleteTopic(b.ctx, brokers, sinkTopic); err != nil {
 				t.Fatal(err)
@@ -344,7 +343,7 @@ func (b *bench) throughput(t *testing.T) {
 	perRecord := func(ls []loopTime) string {
 		return fmt.Sprintf("%.2f", float64(median(cpu(ls)).Nanoseconds())/float64(n)/1000)
 	}
-	b.note("throughput: discard sink: plain %s, baton %s; kafka sink: plain %s, baton %s; median (nearest rank, fastest-slowest) of %d rounds, the order swapped each round",
+	b.note("throughput: discard sink: plain %s, baton %s; kafka sink: plain %s, baton %s; median (nearest rank, fastest-slowest) of %d rounds, the order rotated each round",
 		spread(plain), spread(baton), spread(plainK), spread(batonK), rounds)
 	b.note("throughput: the ratios are of the fastest runs (other work on the machine only ever slows a run); of the medians they are %.3f (discard) and %.3f (kafka)",
 		ratio(wall(plain), wall(baton), median), ratio(wall(plainK), wall(batonK), median))
@@ -354,6 +353,9 @@ func (b *bench) throughput(t *testing.T) {
 		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultCheckEvery)
 	b.figure("throughput_discard_ratio", "%.3f", ratio(wall(plain), wall(baton), slices.Min))
 	b.figure("throughput_kafka_ratio", "%.3f", ratio(wall(plainK), wall(batonK), slices.Min))
+	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs",
+		tputCommitEvery, spread(batonT), spread(batonK), perRecord(batonT))
+	b.figure("throughput_txn_vs_kafka_ratio", "%.3f", ratio(wall(batonK), wall(batonT), slices.Min))
 }
 
 // A chain hands one partition from owner to owner, with records flowing,

@@ -554,7 +554,8 @@ func (r *recorder) overlaps() int {
 
 // injectBrokerFaults makes the broker answer some fetches and produces with
 // partition errors (not leader, request timed out), as a broker in trouble
-// does; clients must retry through them.
+// does, and some transaction requests with errors; clients must retry
+// through them.
 func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 	var mu sync.Mutex
 	roll := func() bool {
@@ -582,6 +583,28 @@ func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 		}
 		return resp, nil, true
 	})
+	// Transactions (kafka+txn only): a commit refused before it applies
+	// (the owner aborts and reads again), and an offset commit that applies
+	// but answers REQUEST_TIMED_OUT (the owner sends it again).
+	c.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kr.(*kmsg.EndTxnRequest)
+		if !req.Commit || !roll() {
+			return nil, nil, false
+		}
+		count.Add(1)
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.RequestTimedOut, Count: -1,
+		When: func(kmsg.Request) bool {
+			if !roll() {
+				return false
+			}
+			count.Add(1)
+			return true
+		}})
 	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		if !roll() {

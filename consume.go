@@ -77,7 +77,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 	switch cfg.SinkScheme {
 	case "kafka+txn":
 		k.tx = &txn{cl: cl, id: txnID(cfg, inv), group: cfg.Group,
-			topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
+			topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition, timeout: cfg.KafkaTimeout}
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, k.tx)
 	case "kafka":
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, nil)
@@ -251,6 +251,11 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			p.stalled = false
 		}
 		if err := p.poll(ctx); err != nil {
+			// With kafka+txn a failed sink write aborts the transaction
+			// (the flush fails), and the owner reads it all again.
+			if p.k.tx != nil && p.flush(ctx) != nil && p.rewind(ctx, err) {
+				continue
+			}
 			return p.fail(ctx, err)
 		}
 	}
@@ -271,8 +276,10 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 		if err := p.commit(ctx); errors.Is(err, errFenced) {
 			return true, p.fenced(ctx), nil
 		} else if p.k.tx != nil && p.k.tx.err != nil {
-			out, err = p.release(ctx, p.committed, err) // the transaction is aborted: read it again
-			return true, out, err
+			if !p.rewind(ctx, err) {
+				out, err = p.release(ctx, p.committed, err)
+				return true, out, err
+			}
 		} else if errors.Is(err, errTaken) {
 			p.check(ctx) // a newer seek came: read it
 		} else if err != nil {
@@ -409,7 +416,7 @@ func (p *run) flush(ctx context.Context) error {
 	defer cancel()
 	err := p.flushSinks(fctx)
 	if p.k.tx != nil {
-		err = p.k.tx.end(fctx, p.next, err)
+		err = p.k.tx.end(ctx, p.next, err) // with time of its own to commit or abort
 	}
 	return err
 }
@@ -421,6 +428,28 @@ func (p *run) flushSinks(ctx context.Context) error {
 		}
 	}
 	return p.k.sink.flush(ctx)
+}
+
+// rewind, after an aborted transaction, reads again from where the last
+// committed one ended (or the lease's offset, when greater), in a new
+// transaction. It is false when that cannot be done; the run then ends.
+func (p *run) rewind(ctx context.Context, cause error) bool {
+	at, err := p.k.tx.restart(ctx)
+	if err != nil {
+		p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
+		return false
+	}
+	to := max(at, p.committed)
+	p.log.Warn("transaction aborted; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
+	tp := map[string][]int32{p.inv.Topic: {p.inv.Partition}}
+	if to < 0 { // SetOffsets skips a negative offset: start over instead
+		p.k.cl.RemoveConsumePartitions(tp)
+		p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: kgo.NewOffset().AtStart()}})
+	} else {
+		p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
+	}
+	p.next, p.pending = to, nil
+	return true
 }
 
 // resume starts a kafka+txn run where the last committed transaction

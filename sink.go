@@ -64,7 +64,11 @@ type kafkaSink struct {
 }
 
 func newKafkaSink(cl *kgo.Client, topic string, tx *txn) *kafkaSink {
-	return &kafkaSink{cl: cl, topic: topic, tx: tx}
+	s := &kafkaSink{cl: cl, topic: topic, tx: tx}
+	if tx != nil {
+		tx.sinks = append(tx.sinks, s)
+	}
+	return s
 }
 
 // samePartition sends a record to the partition it names, so that a sink
@@ -105,6 +109,13 @@ func (s *kafkaSink) failed() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// clear forgets a failed produce, once its transaction is aborted.
+func (s *kafkaSink) clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = nil
 }
 
 func (s *kafkaSink) flush(ctx context.Context) error {

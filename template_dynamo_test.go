@@ -92,7 +92,7 @@ func TestTemplate_dynamodb(t *testing.T) {
 	if got, want := tmplDig(t, tmplResource(t, tmpl, "LeaseTable", "AWS::DynamoDB::Table"), "Properties", "KeySchema").([]any)[0].(map[string]any)["AttributeName"], attrKey; got != want {
 		t.Errorf("LeaseTable key = %v, want %s (attrKey)", got, want)
 	}
-	for _, params := range []map[string]any{sampleParams, sampleMSKParams, withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1", "SecurityGroupIds": "sg-1"})} {
+	for _, params := range []map[string]any{sampleParams, sampleMSKParams, sampleTxnParams, withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1", "SecurityGroupIds": "sg-1"})} {
 		e := newCfnEvaluator(t, tmpl, params)
 		role := e.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)
 		var got []string

@@ -35,9 +35,17 @@ type txn struct {
 	topic     string
 	topicID   [16]byte
 	partition int32
-	writes    int   // records produced in the open transaction
-	err       error // a transaction failed: this run writes nothing more
+	sinks     []*kafkaSink  // the sinks writing in it
+	timeout   time.Duration // for a commit, and again for an abort
+	writes    int           // records produced in the open transaction
+	err       error         // the open transaction failed: nothing more is written in it
+	aborted   bool          // and its abort completed
+	aborts    int           // transactions aborted since the last commit
 }
+
+// maxAborts is how many transactions in a row may abort before the run
+// gives up and lets the next invocation try.
+const maxAborts = 3
 
 // txnOpts make the client transactional for one partition. A transaction
 // normally lasts one commit interval; the timeout only matters when an owner
@@ -70,6 +78,32 @@ func (t *txn) begin(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("kafka+txn: read the offset group %q committed: %w", t.group, err)
 	}
 	return at, t.cl.BeginTransaction()
+}
+
+// restart opens a new transaction after an aborted one and returns the
+// group's offset, to read again from there. That offset is read back, not
+// remembered: a commit whose answer was lost may have landed. It refuses
+// when the abort did not complete (a fenced producer, a lost broker) or
+// after maxAborts in a row.
+func (t *txn) restart(ctx context.Context) (int64, error) {
+	if !t.aborted || t.aborts > maxAborts {
+		return 0, t.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	at, err := t.committed(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, s := range t.sinks {
+		s.clear()
+	}
+	t.err, t.writes, t.aborted = nil, 0, false
+	if err := t.cl.BeginTransaction(); err != nil {
+		t.err = fmt.Errorf("kafka+txn: begin a transaction: %w", err)
+		return 0, t.err
+	}
+	return at, nil
 }
 
 // committed reads the group's offset, waiting out a transaction still
@@ -106,9 +140,9 @@ func (t *txn) committed(ctx context.Context) (int64, error) {
 }
 
 // end closes the open transaction after the sinks flushed: it commits the
-// output with the offset next, or aborts it when the flush failed. A failed
-// transaction ends the run; the next owner starts where the last committed
-// one ended.
+// output with the offset next, or aborts it when the flush failed. After a
+// failed one the owner reads again from where the last committed one ended
+// (restart), or, if it cannot, the next owner does.
 func (t *txn) end(ctx context.Context, next int64, flushed error) error {
 	switch {
 	case t.err != nil:
@@ -120,13 +154,15 @@ func (t *txn) end(ctx context.Context, next int64, flushed error) error {
 		// EndTxn for one): the lease's offset carries this progress.
 		return nil
 	}
-	if err := t.commitOffset(ctx, next); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	if err := t.commitOffset(cctx, next); err != nil {
 		return t.fail(ctx, fmt.Errorf("kafka+txn: commit offset %d in the transaction: %w", next, err))
 	}
-	if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+	if err := t.cl.EndTransaction(cctx, kgo.TryCommit); err != nil {
 		return t.fail(ctx, fmt.Errorf("kafka+txn: commit the transaction: %w", err))
 	}
-	t.writes = 0
+	t.writes, t.aborts = 0, 0
 	if err := t.cl.BeginTransaction(); err != nil {
 		t.err = fmt.Errorf("kafka+txn: begin the next transaction: %w", err)
 		return t.err
@@ -212,6 +248,9 @@ func (t *txn) seek(ctx context.Context, to int64) error {
 // fail aborts the open transaction and keeps err: nothing more is written.
 func (t *txn) fail(ctx context.Context, err error) error {
 	t.err = err
+	t.aborts++
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
 	t.abort(ctx)
 	return err
 }
@@ -220,8 +259,7 @@ func (t *txn) fail(ctx context.Context, err error) error {
 // ended context); the broker then aborts it when the next owner's
 // InitProducerID fences this one, or at the transaction timeout.
 func (t *txn) abort(ctx context.Context) {
-	_ = t.cl.AbortBufferedRecords(ctx)
-	_ = t.cl.EndTransaction(ctx, kgo.TryAbort)
+	t.aborted = t.cl.AbortBufferedRecords(ctx) == nil && t.cl.EndTransaction(ctx, kgo.TryAbort) == nil
 }
 
 // retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS
