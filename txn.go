@@ -115,26 +115,18 @@ func (t *txn) committed(ctx context.Context) (int64, error) {
 	rt.Topic, rt.Partitions = t.topic, []int32{t.partition}
 	req.Topics = append(req.Topics, rt)
 	at := int64(noOffset)
-	err := retry(ctx, func() error {
-		resp, err := req.RequestWith(ctx, t.cl)
-		if err != nil {
-			return err
-		}
+	err := t.send(ctx, req, func(r kmsg.Response) []int16 {
+		resp := r.(*kmsg.OffsetFetchResponse)
 		if resp.ErrorCode == kerr.GroupIDNotFound.Code {
 			return nil // no transaction has committed an offset yet
 		}
-		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			return err
-		}
+		codes := []int16{resp.ErrorCode}
 		for _, rt := range resp.Topics {
 			for _, rp := range rt.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return err
-				}
-				at = max(rp.Offset, noOffset)
+				codes, at = append(codes, rp.ErrorCode), max(rp.Offset, noOffset)
 			}
 		}
-		return nil
+		return codes
 	})
 	return at, err
 }
@@ -178,13 +170,7 @@ func (t *txn) commitOffset(ctx context.Context, next int64) error {
 	}
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
 	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = t.id, id, epoch, t.group
-	err = retry(ctx, func() error {
-		resp, err := add.RequestWith(ctx, t.cl)
-		if err != nil {
-			return err
-		}
-		return kerr.ErrorForCode(resp.ErrorCode)
-	})
+	err = t.send(ctx, add, func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode} })
 	if err != nil {
 		return err
 	}
@@ -197,19 +183,13 @@ func (t *txn) commitOffset(ctx context.Context, next int64) error {
 	rp.Partition, rp.Offset = t.partition, next
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	return retry(ctx, func() error {
-		resp, err := req.RequestWith(ctx, t.cl)
-		if err != nil {
-			return err
-		}
-		for _, rt := range resp.Topics {
+	return t.send(ctx, req, func(r kmsg.Response) (codes []int16) {
+		for _, rt := range r.(*kmsg.TxnOffsetCommitResponse).Topics {
 			for _, rp := range rt.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return err
-				}
+				codes = append(codes, rp.ErrorCode)
 			}
 		}
-		return nil
+		return codes
 	})
 }
 
@@ -225,19 +205,13 @@ func (t *txn) seek(ctx context.Context, to int64) error {
 	rp.Partition, rp.Offset = t.partition, to
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	err := retry(ctx, func() error {
-		resp, err := req.RequestWith(ctx, t.cl)
-		if err != nil {
-			return err
-		}
-		for _, rt := range resp.Topics {
+	err := t.send(ctx, req, func(r kmsg.Response) (codes []int16) {
+		for _, rt := range r.(*kmsg.OffsetCommitResponse).Topics {
 			for _, rp := range rt.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return err
-				}
+				codes = append(codes, rp.ErrorCode)
 			}
 		}
-		return nil
+		return codes
 	})
 	if err != nil {
 		return fmt.Errorf("kafka+txn: set group %q to offset %d: %w", t.group, to, err)
@@ -260,6 +234,23 @@ func (t *txn) fail(ctx context.Context, err error) error {
 // InitProducerID fences this one, or at the transaction timeout.
 func (t *txn) abort(ctx context.Context) {
 	t.aborted = t.cl.AbortBufferedRecords(ctx) == nil && t.cl.EndTransaction(ctx, kgo.TryAbort) == nil
+}
+
+// send sends req, again while the broker asks to (retry), and returns the
+// first error among the answer's codes.
+func (t *txn) send(ctx context.Context, req kmsg.Request, codes func(kmsg.Response) []int16) error {
+	return retry(ctx, func() error {
+		resp, err := t.cl.Request(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, c := range codes(resp) {
+			if err := kerr.ErrorForCode(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -230,5 +231,48 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	}
 	if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
 		t.Fatalf("read_committed: %+v; want every record once, in order", tl)
+	}
+}
+
+// TestTxn_seek_back_survives_handoff: an operator's seek backwards also
+// moves the group's offset, so the next owner, which starts at the greater
+// of the group's and the lease's offsets, does not skip forward again.
+func TestTxn_seek_back_survives_handoff(t *testing.T) {
+	cluster := newCluster(t, 1, "src", "out")
+	cfg := txnConfig(t, cluster.ListenAddrs())
+	ctx := ctxT(t)
+	produced, err := produce(within(t, ctx, time.Second), cfg.Brokers, "src", 1, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := produced()[0]
+	s := newMemStore()
+	d, _ := testDeps(t, s, nil)
+	octx, stopA := context.WithCancel(ctx)
+	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	key := leaseKey(cfg.Group, "src", 0)
+	lease := func() lease { l, _ := s.load(ctx, key); return l }
+	ctl := func(args ...string) {
+		t.Helper()
+		a, _, err := parseCtl(args)
+		if err == nil {
+			err = runCtl(ctx, cfg, d, a, io.Discard)
+		}
+		if err != nil {
+			t.Fatalf("ctl %v: %v", args, err)
+		}
+	}
+	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return lease().Offset == total })
+	ctl("pause", "-partition", "0")
+	ctl("seek", "-partition", "0", "-offset", "100")
+	waitFor(t, "the seek to be applied", 5*time.Second, func() bool { l := lease(); return l.Seek == noOffset && l.Offset == 100 })
+	stopA()
+	if a, err := waitA(); err != nil || a.To != 100 {
+		t.Fatalf("A: %+v, %v; want released at 100", a, err)
+	}
+	ctl("resume", "-partition", "0")
+	b, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{"src", 0, 2000, "B"})
+	if err != nil || b.From != 100 || b.To != total {
+		t.Fatalf("B: %+v, %v; want from 100 to %d", b, err, total)
 	}
 }
