@@ -183,6 +183,7 @@ type run struct {
 	paused        bool          // an operator paused reading (baton ctl pause)
 	pending       []*kgo.Record // fetched, not yet handled
 	stalled       bool          // sink writes paused: the lease was not renewed in time
+	rewinds       int           // sink failures since the last commit
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -251,9 +252,9 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			p.stalled = false
 		}
 		if err := p.poll(ctx); err != nil {
-			// With kafka+txn a failed sink write aborts the transaction
-			// (the flush fails), and the owner reads it all again.
-			if p.k.tx != nil && p.flush(ctx) != nil && p.rewind(ctx, err) {
+			// A failed sink write fails the flush too (an action's error
+			// does not): the owner then reads again from its last commit.
+			if p.flush(ctx) != nil && p.rewind(ctx, err) {
 				continue
 			}
 			return p.fail(ctx, err)
@@ -396,7 +397,7 @@ func (p *run) commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.l, p.committed = l, p.next
+	p.l, p.committed, p.rewinds = l, p.next, 0
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowest = max(p.slowest, p.d.now().Sub(start))
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
@@ -430,17 +431,35 @@ func (p *run) flushSinks(ctx context.Context) error {
 	return p.k.sink.flush(ctx)
 }
 
-// rewind, after an aborted transaction, reads again from where the last
-// committed one ended (or the lease's offset, when greater), in a new
-// transaction. It is false when that cannot be done; the run then ends.
+// maxRewinds is how many times in a row the sink may fail before the run
+// gives up and lets the next invocation try.
+const maxRewinds = 3
+
+// rewind, after the sink failed, drops what it holds and reads again from
+// the last commit: the lease's offset, or with kafka+txn where the last
+// committed transaction ended, when greater (in a new transaction). It is
+// false when that cannot be done; the run then ends.
 func (p *run) rewind(ctx context.Context, cause error) bool {
-	at, err := p.k.tx.restart(ctx)
-	if err != nil {
-		p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
+	if p.rewinds++; p.rewinds > maxRewinds {
 		return false
 	}
-	to := max(at, p.committed)
-	p.log.Warn("transaction aborted; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
+	to := p.committed
+	if p.k.tx != nil {
+		at, err := p.k.tx.restart(ctx)
+		if err != nil {
+			p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
+			return false
+		}
+		to = max(at, p.committed)
+	} else {
+		actx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+		defer cancel()
+		p.k.sink.abort(actx)
+		if p.k.dlq != nil {
+			p.k.dlq.abort(actx)
+		}
+	}
+	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
 	tp := map[string][]int32{p.inv.Topic: {p.inv.Partition}}
 	if to < 0 { // SetOffsets skips a negative offset: start over instead
 		p.k.cl.RemoveConsumePartitions(tp)

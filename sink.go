@@ -23,7 +23,8 @@ type sink interface {
 	write(ctx context.Context, r *kgo.Record) error
 	flush(ctx context.Context) error
 	// abort drops what is not yet acknowledged: a fenced owner writes
-	// nothing more.
+	// nothing more, and an owner whose sink failed reads from its last
+	// commit again.
 	abort(ctx context.Context)
 }
 
@@ -125,12 +126,15 @@ func (s *kafkaSink) flush(ctx context.Context) error {
 	return s.failed()
 }
 
+// abort drops what is not acknowledged and forgets the failures, so the
+// sink takes writes again (the owner reads from its last commit again).
 func (s *kafkaSink) abort(ctx context.Context) {
 	if s.tx != nil {
 		s.tx.abort(ctx)
 		return
 	}
 	_ = s.cl.AbortBufferedRecords(ctx)
+	s.clear()
 }
 
 // stdoutSink writes one JSON object a line. Keys and values that are not

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -563,5 +564,55 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	r := consumeN(t, cfg.Brokers, "out", 1)[0]
 	if got, want := r.Partition, int32(2); got != want || string(r.Value) != "V" {
 		t.Errorf("new record %q on sink partition %d, want \"V\" on %d", r.Value, got, want)
+	}
+}
+
+// TestSink_kafka_failure_reads_again: a produce the broker refuses for good
+// fails the sink; the owner drops what it holds and reads again from its
+// last commit, in the same run, instead of ending it. Nothing is lost;
+// records since that commit may reach the sink twice (at-least-once).
+func TestSink_kafka_failure_reads_again(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "src", "out")
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+	var sinkProduces, refused atomic.Int64
+	out := cluster.TopicInfo("out")
+	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		toOut := len(pr.Topics) > 0 && (pr.Topics[0].Topic == "out" || pr.Topics[0].TopicID == out.TopicID)
+		if !toOut || sinkProduces.Add(1) != 3 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	ctx := ctxT(t)
+	produced, err := produce(within(t, ctx, 1500*time.Millisecond), cfg.Brokers, "src", 1, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := testDeps(t, newMemStore(), nil)
+	a, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"})
+	total := produced()
+	tl := newSinkReader(t, cfg.Brokers, "out", false).tally(ctx, total, time.Second)
+	t.Logf("%+v %v; sink %+v", a, err, tl)
+	if refused.Load() != 1 || err != nil || a.End != endReleased || int64(a.Records) <= a.To {
+		t.Fatalf("refused %d produces; %+v, %v; want one refused, the run released after reading some records again", refused.Load(), a, err)
+	}
+	if tl.Lost != 0 {
+		t.Fatalf("sink: %+v; want nothing lost", tl)
 	}
 }

@@ -40,12 +40,7 @@ type txn struct {
 	writes    int           // records produced in the open transaction
 	err       error         // the open transaction failed: nothing more is written in it
 	aborted   bool          // and its abort completed
-	aborts    int           // transactions aborted since the last commit
 }
-
-// maxAborts is how many transactions in a row may abort before the run
-// gives up and lets the next invocation try.
-const maxAborts = 3
 
 // txnOpts make the client transactional for one partition. A transaction
 // normally lasts one commit interval; the timeout only matters when an owner
@@ -83,10 +78,9 @@ func (t *txn) begin(ctx context.Context) (int64, error) {
 // restart opens a new transaction after an aborted one and returns the
 // group's offset, to read again from there. That offset is read back, not
 // remembered: a commit whose answer was lost may have landed. It refuses
-// when the abort did not complete (a fenced producer, a lost broker) or
-// after maxAborts in a row.
+// when the abort did not complete (a fenced producer, a lost broker).
 func (t *txn) restart(ctx context.Context) (int64, error) {
-	if !t.aborted || t.aborts > maxAborts {
+	if !t.aborted {
 		return 0, t.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
@@ -154,7 +148,7 @@ func (t *txn) end(ctx context.Context, next int64, flushed error) error {
 	if err := t.cl.EndTransaction(cctx, kgo.TryCommit); err != nil {
 		return t.fail(ctx, fmt.Errorf("kafka+txn: commit the transaction: %w", err))
 	}
-	t.writes, t.aborts = 0, 0
+	t.writes = 0
 	if err := t.cl.BeginTransaction(); err != nil {
 		t.err = fmt.Errorf("kafka+txn: begin the next transaction: %w", err)
 		return t.err
@@ -222,7 +216,6 @@ func (t *txn) seek(ctx context.Context, to int64) error {
 // fail aborts the open transaction and keeps err: nothing more is written.
 func (t *txn) fail(ctx context.Context, err error) error {
 	t.err = err
-	t.aborts++
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	t.abort(ctx)
