@@ -184,6 +184,7 @@ type run struct {
 	pending       []*kgo.Record // fetched, not yet handled
 	stalled       bool          // sink writes paused: the lease was not renewed in time
 	rewinds       int           // sink failures since the last commit
+	rewound       int           // times read again from a commit, in all
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -200,7 +201,7 @@ func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *
 
 func (p *run) outcome(end string) outcome {
 	return outcome{Key: p.l.Key, Owner: p.inv.Owner, Epoch: p.l.Epoch, From: p.from, To: p.committed,
-		Records: p.records, Written: p.written, DeadLettered: p.deadLettered, End: end}
+		Records: p.records, Written: p.written, DeadLettered: p.deadLettered, Rewinds: p.rewound, End: end}
 }
 
 // own reads the partition until the run ends: a successor shows up, the
@@ -459,6 +460,7 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 			p.k.dlq.abort(actx)
 		}
 	}
+	p.rewound++
 	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
 	tp := map[string][]int32{p.inv.Topic: {p.inv.Partition}}
 	if to < 0 { // SetOffsets skips a negative offset: start over instead

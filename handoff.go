@@ -46,6 +46,7 @@ type outcome struct {
 	Records      int    `json:"records"`
 	Written      int    `json:"written"`
 	DeadLettered int    `json:"dead_lettered"`
+	Rewinds      int    `json:"rewinds"` // the sink failed and the owner read again from its last commit
 	End          string `json:"end"`
 	WaitedMs     int64  `json:"waited_ms"`
 }

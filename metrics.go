@@ -23,13 +23,13 @@ const emfNamespace = "baton"
 
 // A tally of one owned run since its last metrics line.
 type figures struct {
-	in, out, dead, calls int64
+	in, out, dead, calls, rewinds int64
 }
 
 // countsSince returns the run's counts since *last, and moves *last on.
 func (p *run) countsSince(last *figures) figures {
-	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load()}
-	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls}
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load(), int64(p.rewound)}
+	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls, now.rewinds - last.rewinds}
 	*last = now
 	return d
 }
@@ -40,7 +40,7 @@ type emfMetric struct{ Name, Unit string }
 var emfMetrics = []emfMetric{
 	{"RecordsIn", "Count"}, {"RecordsOut", "Count"}, {"DeadLettered", "Count"},
 	{"Lag", "Count"}, {"HandoffGap", "Milliseconds"}, {"CommitLatency", "Milliseconds"},
-	{"LeaseStoreCalls", "Count"},
+	{"LeaseStoreCalls", "Count"}, {"SinkRewinds", "Count"},
 }
 
 // emitMetrics writes one EMF line: counts since the previous line, lag and
@@ -51,7 +51,7 @@ func (p *run) emitMetrics() {
 	}
 	d := p.countsSince(&p.sent)
 	values := map[string]any{
-		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls,
+		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls, "SinkRewinds": d.rewinds,
 		"Lag":           max(0, p.highWater-p.next),
 		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
 	}
@@ -134,7 +134,7 @@ func (p *run) publish() {
 		f = &promFigures{}
 		r.parts[k] = f
 	}
-	f.in, f.out, f.dead, f.calls = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls
+	f.in, f.out, f.dead, f.calls, f.rewinds = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls, f.rewinds+d.rewinds
 	f.lag = max(0, p.highWater-p.next)
 }
 
@@ -146,6 +146,7 @@ var promMetrics = []struct {
 	{"baton_records_out_total", "counter", "Records written to the sink.", func(f *promFigures) int64 { return f.out }},
 	{"baton_dead_lettered_total", "counter", "Records sent to the dead-letter topic.", func(f *promFigures) int64 { return f.dead }},
 	{"baton_lease_store_calls_total", "counter", "Calls to the lease store.", func(f *promFigures) int64 { return f.calls }},
+	{"baton_sink_rewinds_total", "counter", "Times the sink failed and the owner read again from its last commit.", func(f *promFigures) int64 { return f.rewinds }},
 	{"baton_lag_records", "gauge", "High watermark minus the next offset to read.", func(f *promFigures) int64 { return f.lag }},
 }
 

@@ -605,14 +605,23 @@ func TestSink_kafka_failure_reads_again(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := testDeps(t, newMemStore(), nil)
+	var emf bytes.Buffer
+	d.emf = &emf
 	a, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"})
 	total := produced()
 	tl := newSinkReader(t, cfg.Brokers, "out", false).tally(ctx, total, time.Second)
 	t.Logf("%+v %v; sink %+v", a, err, tl)
-	if refused.Load() != 1 || err != nil || a.End != endReleased || int64(a.Records) <= a.To {
+	if refused.Load() != 1 || err != nil || a.End != endReleased || a.Rewinds != 1 || int64(a.Records) <= a.To {
 		t.Fatalf("refused %d produces; %+v, %v; want one refused, the run released after reading some records again", refused.Load(), a, err)
 	}
 	if tl.Lost != 0 {
 		t.Fatalf("sink: %+v; want nothing lost", tl)
+	}
+	n := 0
+	for _, l := range parseEMF(t, emf.Bytes()) {
+		n += l.num("SinkRewinds")
+	}
+	if n != 1 {
+		t.Fatalf("EMF SinkRewinds sum to %d; want 1", n)
 	}
 }
