@@ -64,7 +64,7 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 type chaosStats struct {
 	Runs, Invocations, Handoffs, Crashes, Freezes, Duplicates, Stales int64
 	StoreFaults, BrokerFaults                                         int64
-	Produced, Lost, Reordered, Twice, Overlaps                        int64
+	Produced, Lost, Reordered, Twice, Overlaps, Rewinds               int64
 	MaxGap                                                            time.Duration
 }
 
@@ -83,13 +83,14 @@ func (s *chaosStats) add(o chaosStats) {
 	s.Reordered += o.Reordered
 	s.Twice += o.Twice
 	s.Overlaps += o.Overlaps
+	s.Rewinds += o.Rewinds
 	s.MaxGap = max(s.MaxGap, o.MaxGap)
 }
 
 func (s chaosStats) String() string {
-	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d max_handoff_gap_ms=%.1f",
+	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
 		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Freezes, s.Duplicates, s.Stales, s.StoreFaults, s.BrokerFaults,
-		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, float64(s.MaxGap.Microseconds())/1000)
+		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
 }
 
 func TestChaos(t *testing.T) { chaosTest(t, false) }
@@ -219,6 +220,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
 	writes := rec.tally(total) // handoffs are seen at the sink's writes
 	st.Handoffs, st.MaxGap, st.Overlaps = int64(writes.Handoffs), writes.MaxGap, int64(rec.overlaps())
+	st.Rewinds = h.rewinds.Load()
 	for _, hd := range rec.handoffs {
 		if hd.Gap > 3*cfg.TTL {
 			t.Logf("seed %d: long handoff gap %v on p%d from %s to %s at offset %d", seed, hd.Gap, hd.Partition, hd.From, hd.To, hd.Offset)
@@ -263,6 +265,7 @@ type chaosHarness struct {
 	wg                                                             sync.WaitGroup
 	running                                                        atomic.Int64
 	invocations, crashes, freezes, duplicates, stales, storeFaults atomic.Int64
+	rewinds                                                        atomic.Int64 // the sink failed; read again in the run
 }
 
 // tick delivers one schedule tick for a partition: once, twice (a duplicate
@@ -299,6 +302,7 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 			now:      func() time.Time { return time.Now().Add(pl.skew) },
 			wrapSink: func(inv invocation, s sink) sink { return h.rec.wrap(inv, chaosSink{s, cs}) }}
 		out, err := runInvocation(ictx, h.cfg, d, inv)
+		h.rewinds.Add(int64(out.Rewinds))
 		h.log.Info("chaos invocation", "owner", inv.Owner, "plan", fmt.Sprintf("%+v", pl), "outcome", fmt.Sprintf("%+v", out), "err", err)
 	})
 }
