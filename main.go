@@ -389,15 +389,36 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 	}
 	for i, p := range parts {
 		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
-		wg.Go(func() {
-			out, err := runInvocation(ctx, cfg, d, inv)
-			d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
-				"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
-			errs[i] = err
-		})
+		wg.Go(func() { errs[i] = ownPartition(ctx, cfg, d, inv) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// ownPartition runs one partition until it is handed over, released at
+// shutdown, or fails before ever owning it (a bad sink topic, say: that is
+// for a person to fix). A run that owned the partition and then failed is
+// started again after a pause, as a newer tick, so the partition is not
+// left unowned while the process lives.
+func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
+	pause := time.Second
+	for n := 1; ; n++ {
+		out, err := runInvocation(ctx, cfg, d, inv)
+		d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
+		if err == nil || out.Epoch == 0 || ctx.Err() != nil {
+			return err
+		}
+		d.log.Warn("partition failed after owning it; starting again", "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+		base, _, _ := strings.Cut(inv.Owner, "#")
+		inv.Tick, inv.Owner = d.now().UnixMilli(), fmt.Sprintf("%s#%d", base, n)
+	}
 }
 
 // serveMetrics serves /metrics until stop, which waits for the server.

@@ -5,14 +5,20 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func processConfig(t testing.TB, brokers []string, topic string) *config {
@@ -167,5 +173,50 @@ func TestProcess_metrics_endpoint(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + cfg.MetricsAddr + "/metrics"); err == nil {
 		t.Fatal("/metrics still served after the process ended")
+	}
+}
+
+// TestProcess_failed_partition_starts_again: a run that owned its partition
+// and failed (here on a record the action cannot handle, with no -dlq) is
+// started again after a pause, so once the record is dealt with (here the
+// action is fixed; in life, baton ctl seek past it) the partition goes on
+// without a restart.
+func TestProcess_failed_partition_starts_again(t *testing.T) {
+	t.Parallel()
+	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
+	cfg := processConfig(t, cluster.ListenAddrs(), "src")
+	var rs []*kgo.Record
+	for i := range 10 {
+		rs = append(rs, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)})
+	}
+	mustProduce(t, cfg.Brokers, rs...)
+	d, _ := testDeps(t, newMemStore(), rec)
+	var fixed atomic.Bool
+	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+		if r.Offset == 3 && !fixed.Load() {
+			return nil, errors.New("cannot handle record 3")
+		}
+		return []*kgo.Record{r}, nil
+	}
+	ctx, stop := context.WithCancel(ctxT(t))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- runProcess(ctx, cfg, d) }()
+	key := leaseKey(cfg.Group, "src", 0)
+	waitFor(t, "the run to fail at record 3", 5*time.Second, func() bool {
+		l, err := d.store.load(ctx, key)
+		return err == nil && l.State == stateReleased && l.Offset == 3
+	})
+	fixed.Store(true)
+	waitFor(t, "a new run to read past record 3", 5*time.Second, func() bool {
+		l, err := d.store.load(ctx, key)
+		return err == nil && l.Offset == 10
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("process: %v; want nil after the partition was started again and shut down", err)
+	}
+	if got := sinkOffsets(rec, 0); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("sink offsets %v; want 0..9 once each", got)
 	}
 }
