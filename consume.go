@@ -185,12 +185,13 @@ type run struct {
 	stalled       bool          // sink writes paused: the lease was not renewed in time
 	rewinds       int           // sink failures since the last commit
 	rewound       int           // times read again from a commit, in all
+	seeked        int64         // the operator's seek applied and not yet committed; noOffset: none
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset,
+		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset,
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
 	if p.act == nil {
@@ -219,9 +220,8 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			return p.release(ctx, p.committed, err)
 		}
 	}
-	if p.l.Seek != noOffset {
-		p.next = p.l.Seek // an operator's seek waiting for the new owner
-	}
+	// An operator's seek waiting for the new owner is applied by the first
+	// step, before anything is read.
 	start := kgo.NewOffset().AtStart()
 	if p.next >= 0 {
 		start = kgo.NewOffset().At(p.next)
@@ -311,17 +311,21 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 func (p *run) obey(ctx context.Context) error {
 	if p.l.Seek != noOffset {
 		from, to := p.next, p.l.Seek
-		if err := p.flush(ctx); err != nil {
-			return err
-		}
-		if p.k.tx != nil {
-			if err := p.k.tx.seek(ctx, to); err != nil {
+		// Applied once: if the commit recording it fails, what was read
+		// since is not read a third time when it is retried.
+		if p.seeked != to {
+			if err := p.flush(ctx); err != nil {
 				return err
 			}
+			if p.k.tx != nil {
+				if err := p.k.tx.seek(ctx, to); err != nil {
+					return err
+				}
+			}
+			// SetOffsets drops what the client fetched from the old position.
+			p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
+			p.next, p.pending, p.seeked = to, nil, to
 		}
-		// SetOffsets drops what the client fetched from the old position.
-		p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
-		p.next, p.pending = to, nil
 		switch err := p.commit(ctx); {
 		case errors.Is(err, errTaken):
 			p.check(ctx) // a newer seek: the next step applies it
@@ -387,20 +391,32 @@ func (p *run) check(ctx context.Context) {
 func (p *run) commit(ctx context.Context) error {
 	start := p.d.now()
 	p.nextCommit = start.Add(p.cfg.CommitEvery)
+	// A failed flush or commit counts towards the deadline margin too.
+	defer func() { p.slowest = max(p.slowest, p.d.now().Sub(start)) }()
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := p.endCtx(ctx) // a shutdown signal does not cut a commit in two
+	defer cancel()
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
 	defer cancel()
 	// The expiry counts from before the write, so it never overstates.
 	exp := start.Add(p.cfg.TTL)
-	l, err := p.d.store.commit(sctx, p.l, p.next, exp.UnixMilli())
+	// The commit clears a seek only once it is applied; one still to apply
+	// stays in the record for obey.
+	l := p.l
+	if l.Seek != p.seeked {
+		l.Seek = noOffset
+	}
+	l, err := p.d.store.commit(sctx, l, p.next, exp.UnixMilli())
 	if err != nil {
 		return err
 	}
 	p.l, p.committed, p.rewinds = l, p.next, 0
+	if l.Seek == noOffset {
+		p.seeked = noOffset
+	}
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
-	p.slowest = max(p.slowest, p.d.now().Sub(start))
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
 	p.publish()
 	if start.Sub(p.reported) >= progressEvery {
@@ -414,6 +430,8 @@ func (p *run) commit(ctx context.Context) error {
 // flush makes what the sinks hold durable; with kafka+txn it commits the
 // transaction, and the offset next with it.
 func (p *run) flush(ctx context.Context) error {
+	ctx, cancel := p.endCtx(ctx) // a shutdown signal does not cut a flush or a transaction in two
+	defer cancel()
 	fctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
 	err := p.flushSinks(fctx)

@@ -396,17 +396,20 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 }
 
 // ownPartition runs one partition until it is handed over, released at
-// shutdown, or fails before ever owning it (a bad sink topic, say: that is
-// for a person to fix). A run that owned the partition and then failed is
-// started again after a pause, as a newer tick, so the partition is not
-// left unowned while the process lives.
+// shutdown, or fails before this process ever owned it (a bad sink topic,
+// say: that is for a person to fix). Once it has owned it, a failed run is
+// started again after a pause, so the partition is not left unowned while
+// the process lives. The next run's tick is the first's plus one a try:
+// newer than this process's old runs, older than a process started later,
+// which keeps its place.
 func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
-	pause := time.Second
+	pause, owned, tick := time.Second, false, inv.Tick
 	for n := 1; ; n++ {
 		out, err := runInvocation(ctx, cfg, d, inv)
 		d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
-		if err == nil || out.Epoch == 0 || ctx.Err() != nil {
+		owned = owned || out.Epoch > 0
+		if err == nil || !owned || ctx.Err() != nil {
 			return err
 		}
 		d.log.Warn("partition failed after owning it; starting again", "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
@@ -417,7 +420,7 @@ func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) err
 		}
 		pause = min(2*pause, 30*time.Second)
 		base, _, _ := strings.Cut(inv.Owner, "#")
-		inv.Tick, inv.Owner = d.now().UnixMilli(), fmt.Sprintf("%s#%d", base, n)
+		inv.Tick, inv.Owner = tick+int64(n), fmt.Sprintf("%s#%d", base, n)
 	}
 }
 

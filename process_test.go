@@ -220,3 +220,58 @@ func TestProcess_failed_partition_starts_again(t *testing.T) {
 		t.Fatalf("sink offsets %v; want 0..9 once each", got)
 	}
 }
+
+// TestProcess_restart_yields_to_newer_process: while a process waits to
+// start a failed partition again, a newer process (a fixed deploy) takes the
+// partition. The old process's next try is older than the newer process,
+// so it leaves the partition to it instead of taking it back.
+func TestProcess_restart_yields_to_newer_process(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "src")
+	cfg := processConfig(t, cluster.ListenAddrs(), "src")
+	var rs []*kgo.Record
+	for i := range 10 {
+		rs = append(rs, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)})
+	}
+	mustProduce(t, cfg.Brokers, rs...)
+	s := newMemStore()
+	dA, _ := testDeps(t, s, nil)
+	dA.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+		if r.Offset == 3 {
+			return nil, errors.New("cannot handle record 3")
+		}
+		return []*kgo.Record{r}, nil
+	}
+	dB, _ := testDeps(t, s, nil)
+	ctx, stop := context.WithCancel(ctxT(t))
+	defer stop()
+	doneA, doneB := make(chan error, 1), make(chan error, 1)
+	go func() { doneA <- runProcess(ctx, cfg, dA) }()
+	key := leaseKey(cfg.Group, "src", 0)
+	waitFor(t, "A's run to fail at record 3", 5*time.Second, func() bool {
+		l, err := s.load(ctx, key)
+		return err == nil && l.State == stateReleased && l.Offset == 3
+	})
+	time.Sleep(10 * time.Millisecond) // B's tick is later than A's
+	go func() { doneB <- runProcess(ctx, cfg, dB) }()
+	waitFor(t, "B to read past record 3", 5*time.Second, func() bool {
+		l, err := s.load(ctx, key)
+		return err == nil && l.Offset == 10
+	})
+	select {
+	case err := <-doneA:
+		if err != nil {
+			t.Fatalf("A: %v; want nil once it left the partition to B", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("A did not end within 5 s of B taking its partition")
+	}
+	l, err := s.load(ctx, key)
+	if err != nil || l.State != stateRunning || !strings.HasPrefix(l.Owner, "process") || strings.Contains(l.Owner, "#") {
+		t.Fatalf("lease %+v, %v; want B's first run still owning it", l, err)
+	}
+	stop()
+	if err := <-doneB; err != nil {
+		t.Fatalf("B: %v", err)
+	}
+}

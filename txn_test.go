@@ -274,3 +274,69 @@ func TestTxn_seek_back_survives_handoff(t *testing.T) {
 		t.Fatalf("B: %+v, %v; want from 100 to %d", b, err, total)
 	}
 }
+
+// failSeekCommit fails the first commit that records an operator's seek.
+type failSeekCommit struct {
+	store
+	failed atomic.Bool
+}
+
+func (f *failSeekCommit) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	if l.Seek != noOffset && !f.failed.Swap(true) {
+		return lease{}, errInjected
+	}
+	return f.store.commit(ctx, l, offset, exp)
+}
+
+// TestTxn_seek_applied_once: the commit that records an operator's seek
+// fails; the owner goes on reading from the seek and records it at the next
+// commit, without seeking a second time. The records from the seek on
+// reach a read_committed reader twice in all (once before the seek, once
+// after), not three times.
+func TestTxn_seek_applied_once(t *testing.T) {
+	cluster := newCluster(t, 1, "src", "out")
+	cfg := txnConfig(t, cluster.ListenAddrs())
+	ctx := ctxT(t)
+	produced, err := produce(within(t, ctx, time.Second), cfg.Brokers, "src", 1, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := produced()[0]
+	s := &failSeekCommit{store: newMemStore()}
+	d, _ := testDeps(t, s, nil)
+	octx, stopA := context.WithCancel(ctx)
+	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	key := leaseKey(cfg.Group, "src", 0)
+	lease := func() lease { l, _ := s.load(ctx, key); return l }
+	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return lease().Offset == total })
+	a, _, err := parseCtl([]string{"seek", "-partition", "0", "-offset", "100"})
+	if err == nil {
+		err = runCtl(ctx, cfg, d, a, io.Discard)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the seek to be recorded", 5*time.Second, func() bool { l := lease(); return l.Seek == noOffset && l.Offset == total })
+	stopA()
+	if out, err := waitA(); err != nil || !s.failed.Load() {
+		t.Fatalf("A: %+v, %v, seek commit failed: %v", out, err, s.failed.Load())
+	}
+	r := newSinkReader(t, cfg.Brokers, "out", true)
+	r.tally(ctx, []int64{total}, time.Second)
+	copies := map[int64]int{}
+	for _, w := range r.rec.writes[0] {
+		copies[w.Offset]++
+	}
+	for o := range total {
+		if want := 1 + b2i(o >= 100); copies[o] != want {
+			t.Fatalf("offset %d read %d times by read_committed; want %d (once, and again from the seek to 100)", o, copies[o], want)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
