@@ -218,8 +218,17 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, _ := testDeps(t, newMemStore(), nil)
-	out, err := runInvocation(within(t, ctx, 5*time.Second), cfg, d, invocation{"src", 0, 1000, "A"})
+	// Stopped once everything is read: after the slow commit the owner's
+	// deadline margin is three times that commit, longer than a short life.
+	octx, stopA := context.WithCancel(ctx)
+	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 	total := produced()
+	waitFor(t, "A to commit everything", 10*time.Second, func() bool {
+		l, err := d.store.load(ctx, leaseKey(cfg.Group, "src", 0))
+		return err == nil && l.Offset == total[0]
+	})
+	stopA()
+	out, err := waitA()
 	tl := newSinkReader(t, cfg.Brokers, "out", true).tally(ctx, total, time.Second)
 	t.Logf("%+v %v; read_committed %+v", out, err, tl)
 	// At least two InitProducerIDs: A's first, and the one that aborts after the
