@@ -241,46 +241,65 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	}
 }
 
+// seekRig is an owner A reading a second's worth of records into
+// kafka+txn, everything committed, and the operator's ctl beside it.
+type seekRig struct {
+	t     *testing.T
+	ctx   context.Context
+	cfg   *config
+	d     *deps
+	total int64
+	stopA context.CancelFunc
+	waitA func() (outcome, error)
+}
+
+func newSeekRig(t *testing.T, s store) *seekRig {
+	cluster := newCluster(t, 1, "src", "out")
+	r := &seekRig{t: t, ctx: ctxT(t), cfg: txnConfig(t, cluster.ListenAddrs())}
+	produced, err := produce(within(t, r.ctx, time.Second), r.cfg.Brokers, "src", 1, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.total = produced()[0]
+	r.d, _ = testDeps(t, s, nil)
+	octx, stop := context.WithCancel(r.ctx)
+	r.stopA, r.waitA = stop, invoke(octx, r.cfg, r.d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return r.lease().Offset == r.total })
+	return r
+}
+
+func (r *seekRig) lease() lease {
+	l, _ := r.d.store.load(r.ctx, leaseKey(r.cfg.Group, "src", 0))
+	return l
+}
+
+func (r *seekRig) ctl(args ...string) {
+	r.t.Helper()
+	a, _, err := parseCtl(args)
+	if err == nil {
+		err = runCtl(r.ctx, r.cfg, r.d, a, io.Discard)
+	}
+	if err != nil {
+		r.t.Fatalf("ctl %v: %v", args, err)
+	}
+}
+
 // TestTxn_seek_back_survives_handoff: an operator's seek backwards also
 // moves the group's offset, so the next owner, which starts at the greater
 // of the group's and the lease's offsets, does not skip forward again.
 func TestTxn_seek_back_survives_handoff(t *testing.T) {
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := txnConfig(t, cluster.ListenAddrs())
-	ctx := ctxT(t)
-	produced, err := produce(within(t, ctx, time.Second), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := produced()[0]
-	s := newMemStore()
-	d, _ := testDeps(t, s, nil)
-	octx, stopA := context.WithCancel(ctx)
-	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-	key := leaseKey(cfg.Group, "src", 0)
-	lease := func() lease { l, _ := s.load(ctx, key); return l }
-	ctl := func(args ...string) {
-		t.Helper()
-		a, _, err := parseCtl(args)
-		if err == nil {
-			err = runCtl(ctx, cfg, d, a, io.Discard)
-		}
-		if err != nil {
-			t.Fatalf("ctl %v: %v", args, err)
-		}
-	}
-	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return lease().Offset == total })
-	ctl("pause", "-partition", "0")
-	ctl("seek", "-partition", "0", "-offset", "100")
-	waitFor(t, "the seek to be applied", 5*time.Second, func() bool { l := lease(); return l.Seek == noOffset && l.Offset == 100 })
-	stopA()
-	if a, err := waitA(); err != nil || a.To != 100 {
+	r := newSeekRig(t, newMemStore())
+	r.ctl("pause", "-partition", "0")
+	r.ctl("seek", "-partition", "0", "-offset", "100")
+	waitFor(t, "the seek to be applied", 5*time.Second, func() bool { l := r.lease(); return l.Seek == noOffset && l.Offset == 100 })
+	r.stopA()
+	if a, err := r.waitA(); err != nil || a.To != 100 {
 		t.Fatalf("A: %+v, %v; want released at 100", a, err)
 	}
-	ctl("resume", "-partition", "0")
-	b, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{"src", 0, 2000, "B"})
-	if err != nil || b.From != 100 || b.To != total {
-		t.Fatalf("B: %+v, %v; want from 100 to %d", b, err, total)
+	r.ctl("resume", "-partition", "0")
+	b, err := runInvocation(within(t, r.ctx, 3*time.Second), r.cfg, r.d, invocation{"src", 0, 2000, "B"})
+	if err != nil || b.From != 100 || b.To != r.total {
+		t.Fatalf("B: %+v, %v; want from 100 to %d", b, err, r.total)
 	}
 }
 
@@ -303,40 +322,21 @@ func (f *failSeekCommit) commit(ctx context.Context, l lease, offset, exp int64)
 // reach a read_committed reader twice in all (once before the seek, once
 // after), not three times.
 func TestTxn_seek_applied_once(t *testing.T) {
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := txnConfig(t, cluster.ListenAddrs())
-	ctx := ctxT(t)
-	produced, err := produce(within(t, ctx, time.Second), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := produced()[0]
 	s := &failSeekCommit{store: newMemStore()}
-	d, _ := testDeps(t, s, nil)
-	octx, stopA := context.WithCancel(ctx)
-	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-	key := leaseKey(cfg.Group, "src", 0)
-	lease := func() lease { l, _ := s.load(ctx, key); return l }
-	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return lease().Offset == total })
-	a, _, err := parseCtl([]string{"seek", "-partition", "0", "-offset", "100"})
-	if err == nil {
-		err = runCtl(ctx, cfg, d, a, io.Discard)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the seek to be recorded", 5*time.Second, func() bool { l := lease(); return l.Seek == noOffset && l.Offset == total })
-	stopA()
-	if out, err := waitA(); err != nil || !s.failed.Load() {
+	r := newSeekRig(t, s)
+	r.ctl("seek", "-partition", "0", "-offset", "100")
+	waitFor(t, "the seek to be recorded", 5*time.Second, func() bool { l := r.lease(); return l.Seek == noOffset && l.Offset == r.total })
+	r.stopA()
+	if out, err := r.waitA(); err != nil || !s.failed.Load() {
 		t.Fatalf("A: %+v, %v, seek commit failed: %v", out, err, s.failed.Load())
 	}
-	r := newSinkReader(t, cfg.Brokers, "out", true)
-	r.tally(ctx, []int64{total}, time.Second)
+	sink := newSinkReader(t, r.cfg.Brokers, "out", true)
+	sink.tally(r.ctx, []int64{r.total}, time.Second)
 	copies := map[int64]int{}
-	for _, w := range r.rec.writes[0] {
+	for _, w := range sink.rec.writes[0] {
 		copies[w.Offset]++
 	}
-	for o := range total {
+	for o := range r.total {
 		if want := 1 + b2i(o >= 100); copies[o] != want {
 			t.Fatalf("offset %d read %d times by read_committed; want %d (once, and again from the seek to 100)", o, copies[o], want)
 		}
