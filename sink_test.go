@@ -251,7 +251,7 @@ func mustProduce(t *testing.T, brokers []string, rs ...*kgo.Record) {
 func consumeN(t *testing.T, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableFetchSessions())
 	if err != nil {
 		t.Fatal(err)
 	}
