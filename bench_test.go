@@ -906,9 +906,9 @@ func (c *countingStore) take(ctx context.Context, key string, seen lease, cl cla
 	return c.store.take(ctx, key, seen, cl, exp)
 }
 
-func (c *countingStore) ask(ctx context.Context, key string, epoch int64, cl claim) error {
+func (c *countingStore) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
 	c.writes.Add(1)
-	return c.store.ask(ctx, key, epoch, cl)
+	return c.store.ask(ctx, key, epoch, cl, until)
 }
 
 func (c *countingStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {

@@ -402,8 +402,8 @@ func (c *chaosStore) take(ctx context.Context, key string, seen lease, cl claim,
 	return l, err
 }
 
-func (c *chaosStore) ask(ctx context.Context, key string, epoch int64, cl claim) error {
-	return c.do(ctx, "ask", func() error { return c.inner.ask(ctx, key, epoch, cl) })
+func (c *chaosStore) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
+	return c.do(ctx, "ask", func() error { return c.inner.ask(ctx, key, epoch, cl, until) })
 }
 
 func (c *chaosStore) handOver(ctx context.Context, x lease, offset, exp int64) (l lease, err error) {
@@ -474,9 +474,9 @@ func (o *observer) take(ctx context.Context, key string, seen lease, c claim, ex
 	return l, err
 }
 
-func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim) error {
+func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
 	start := time.Now()
-	err := o.store.ask(ctx, key, epoch, c)
+	err := o.store.ask(ctx, key, epoch, c, until)
 	if err == nil {
 		o.note(key, "ask", c.Owner, start, epoch, epoch)
 	}

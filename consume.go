@@ -294,7 +294,7 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 	case p.nearHandoff(now) && !now.Before(p.nextCheck):
 		p.check(ctx)
 	}
-	if p.l.Successor != "" {
+	if p.l.asked(now, p.cfg.Skew) {
 		out, ok, err := p.handOver(ctx)
 		if !ok {
 			p.check(ctx) // the successor changed: read it again and go on

@@ -63,17 +63,22 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	key := leaseKey(cfg.Group, inv.Topic, inv.Partition)
 	log := d.log.With("topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner, "tick", inv.Tick)
 	out = outcome{Key: key, Owner: inv.Owner, From: noOffset, To: noOffset}
-	me := claim{inv.Owner, inv.Tick}
+	me := claim{Owner: inv.Owner, Tick: inv.Tick}
 	calls := new(atomic.Int64)
 	counting := *d
 	counting.store = counted{d.store, calls}
 	d = &counting
 
+	if err := futureTick(inv.Tick, d.now(), cfg.Skew); err != nil {
+		log.Error("tick refused; nothing written", "err", err)
+		return out, err
+	}
 	l, err := loadOrNew(ctx, cfg, d.store, key)
 	if err != nil {
 		return out, err
 	}
-	seen := log.With("epoch", l.Epoch) // until I own it: the epoch I saw
+	seen := log.With("epoch", l.Epoch) // until it owns the lease: the epoch it saw
+	me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
 	if err := l.tickCheck(me); err != nil {
 		return exitEarly(seen, out, err), nil
 	}
@@ -119,6 +124,18 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	return p.own(ctx)
 }
 
+// errFutureTick is bad input: a stored tick from the future would make
+// every later tick look stale, so such a tick is refused before any write.
+var errFutureTick = errors.New("tick is in the future")
+
+func futureTick(tick int64, now time.Time, skew time.Duration) error {
+	if limit := now.Add(skew); tick > limit.UnixMilli() {
+		return fmt.Errorf("%w: %s is after this invocation's clock (%s) plus the skew allowance %s",
+			errFutureTick, time.UnixMilli(tick).UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), skew)
+	}
+	return nil
+}
+
 func exitEarly(log *slog.Logger, out outcome, err error) outcome {
 	out.End = endStale
 	if errors.Is(err, errDuplicate) {
@@ -143,12 +160,20 @@ var errGaveUp = errors.New("no time left to wait for the baton")
 // acquire takes the lease when it is free, and otherwise asks for it and
 // polls until the owner hands it over or its lease runs out (then takes it
 // by force, fencing the old owner). It connects to Kafka before a take and
-// right after an ask, so a successor is warm when the baton arrives. It returns the
-// lease I own, and whether it was handed to me; on every other way out it
-// leaves no ask of mine behind.
+// right after an ask, so a successor is warm when the baton arrives. While
+// it waits it keeps its ask fresh. It returns the lease it owns, and whether
+// it was handed over; on every other way out it leaves no ask of its own
+// behind.
 func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, bool, error) {
 	for {
+		me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
 		if l.Owner == me.Owner && l.State == stateRunning {
+			// Whoever receives the baton is connected: an ask whose
+			// answer was lost may not have connected yet.
+			if err := connect(); err != nil {
+				giveBack(ctx, cfg, d, log, l.Key, me)
+				return l, false, err
+			}
 			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset)
 			return l, true, nil
 		}
@@ -170,9 +195,16 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 				log.Info("lease taken", "owned_epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
 				return got, false, nil
 			}
-		case l.Successor != me.Owner:
-			if err = d.store.ask(sctx, l.Key, l.Epoch, me); err == nil {
+		case l.Successor != me.Owner || time.UnixMilli(l.SuccessorUntil).Sub(d.now()) < cfg.AskTTL/2:
+			// A first ask, or one kept fresh: an ask that is not renewed
+			// lapses, so a successor that dies here never gets the baton.
+			first := l.Successor != me.Owner
+			err = d.store.ask(sctx, l.Key, l.Epoch, me, d.now().Add(cfg.AskTTL).UnixMilli())
+			if err == nil && first {
 				log.Info("asked for the baton", "owner_epoch", l.Epoch, "current_owner", l.Owner)
+			}
+			// Connected whenever the ask may stand, a lost answer included.
+			if err == nil || !isVerdict(err) {
 				if err := connect(); err != nil {
 					cancel()
 					giveBack(ctx, cfg, d, log, l.Key, me)
@@ -263,7 +295,7 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
 		p.l = l
 	}
-	if p.l.Successor != "" {
+	if p.l.asked(p.d.now(), p.cfg.Skew) {
 		if out, ok, err := p.handOver(ctx); ok {
 			return out, err
 		}

@@ -252,11 +252,11 @@ func (f *faultStore) take(ctx context.Context, key string, seen lease, c claim, 
 	return f.store.take(ctx, key, seen, c, exp)
 }
 
-func (f *faultStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+func (f *faultStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
 	if err := f.gate(ctx); err != nil {
 		return err
 	}
-	return f.store.ask(ctx, key, epoch, c)
+	return f.store.ask(ctx, key, epoch, c, until)
 }
 
 func (f *faultStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
@@ -475,6 +475,180 @@ func TestHandler_container_reuse(t *testing.T) {
 			tl := rec.tally([]int64{total})
 			if tl.Duplicated != 0 || tl.Reordered != 0 {
 				t.Fatalf("sink: %+v", tl)
+			}
+		})
+	}
+}
+
+// Lambda retries a failed invocation with the same payload, so the retry
+// of a crashed owner carries the owner's tick: once the lease is dead it
+// takes over (epoch + 1) instead of exiting as a duplicate, and a run that
+// released can be retried by its own tick too.
+func TestHandoff_retry_after_crash_takes(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithTimeout(ctx, 3*time.Second)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fa := &faultStore{store: s}
+			da, _ := testDeps(t, fa, nil)
+			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
+			actx, crashA := context.WithCancel(ctx)
+			waitA := invoke(actx, cfg, da, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 300 })
+			fa.down.Store(true)
+			crashA()
+			if _, err := waitA(); !errors.Is(err, errCrashed) {
+				t.Fatalf("crashed A: %v", err)
+			}
+			key := leaseKey(cfg.Group, "src", 0)
+			left := mustLoad(t, s, key)
+			// The retry arrives while the lease still looks live: a duplicate.
+			dr, kr := testDeps(t, s, rec)
+			if out, err := runInvocation(ctx, cfg, dr, invocation{"src", 0, 1000, "A-early"}); err != nil || out.End != endDuplicate || kr.n.Load() != 0 {
+				t.Fatalf("same tick while A's lease is live: %+v, %v; want duplicate, no Kafka client", out, err)
+			}
+			dead := time.UnixMilli(left.ExpiresAt).Add(cfg.Skew)
+			time.Sleep(time.Until(dead) + 10*time.Millisecond)
+			rctx, stopRetry := context.WithCancel(ctx)
+			waitR := invoke(rctx, cfg, dr, invocation{"src", 0, 1000, "A-retry"}, time.Minute)
+			total := produced()
+			waitFor(t, "the retry to catch up", 15*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopRetry()
+			ro, err := waitR()
+			if err != nil || ro.End != endReleased || ro.From != left.Offset || ro.Epoch != left.Epoch+1 {
+				t.Fatalf("retry: %+v, %v; want it to own epoch %d from A's last commit %d", ro, err, left.Epoch+1, left.Offset)
+			}
+			gap := rec.firstAt("A-retry").Sub(dead)
+			// A released run's own tick may run it again at once.
+			again, err := runInvocation(ctx, cfg, dr, invocation{"src", 0, 1000, "A-retry2"})
+			if err != nil || again.End == endDuplicate || again.From != ro.To {
+				t.Fatalf("same tick after a release: %+v, %v; want a run from %d", again, err, ro.To)
+			}
+			tl := rec.tally(total)
+			afterCommit := rec.count("A") - int(left.Offset)
+			if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated > afterCommit {
+				t.Fatalf("sink: %+v; want nothing lost and at most %d duplicates", tl, afterCommit)
+			}
+			t.Logf("%s: the retry wrote %v after A's lease died (TTL %v, skew %v)", b.name, gap, cfg.TTL, cfg.Skew)
+		})
+	}
+}
+
+// A successor that died while waiting stops renewing its ask: the owner
+// keeps reading past it, and the next asker (here the dead successor's
+// own retry, same tick) replaces it and gets the baton.
+func TestHandoff_dead_successor_keeps_owner(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := testDeps(t, s, rec)
+			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
+			key := leaseKey(cfg.Group, "src", 0)
+			a := mustLoad(t, s, key)
+			// D asked, and died before it renewed the ask.
+			if err := s.ask(ctx, key, a.Epoch, claimAt("D", 2000, time.Now(), cfg.Skew), in(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			before := rec.count("A")
+			time.Sleep(3 * cfg.CommitEvery)
+			if got := mustLoad(t, s, key); got.Owner != "A" || got.Epoch != a.Epoch {
+				t.Fatalf("A handed over to a dead successor: %+v", got)
+			}
+			if rec.count("A") <= before {
+				t.Fatalf("A stopped writing after a dead ask (%d writes, %d before)", rec.count("A"), before)
+			}
+			rctx, stopR := context.WithCancel(ctx)
+			waitR := invoke(rctx, cfg, d, invocation{"src", 0, 2000, "D-retry"}, time.Minute)
+			ao, err := waitA()
+			if err != nil || ao.End != endHanded {
+				t.Fatalf("A: %+v, %v; want handed over to D's retry", ao, err)
+			}
+			waitFor(t, "D's retry to write", 5*time.Second, func() bool { return rec.count("D-retry") > 0 })
+			stopProducing()
+			total := produced()
+			waitFor(t, "D's retry to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopR()
+			if ro, err := waitR(); err != nil || ro.From != ao.To {
+				t.Fatalf("D's retry: %+v, %v; want a start at A's hand-over offset %d", ro, err, ao.To)
+			}
+			if tl := rec.tally(total); tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
+				t.Fatalf("sink: %+v; want every record once, in order", tl)
+			}
+		})
+	}
+}
+
+// askLost performs the first ask and loses its answer, as a timeout after
+// the write landed does.
+type askLost struct {
+	store
+	lost atomic.Bool
+}
+
+func (a *askLost) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
+	err := a.store.ask(ctx, key, epoch, c, until)
+	if err == nil && a.lost.CompareAndSwap(false, true) {
+		return errLost
+	}
+	return err
+}
+
+// Whoever may receive the baton is connected: a successor whose ask landed
+// but whose answer was lost still connects, and runs when the baton comes.
+func TestHandoff_ask_answer_lost_connects(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := testDeps(t, s, rec)
+			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
+			lost := &askLost{store: s}
+			db, kb := testDeps(t, lost, rec)
+			bctx, stopB := context.WithCancel(ctx)
+			waitB := invoke(bctx, cfg, db, invocation{"src", 0, 2000, "B"}, time.Minute)
+			if ao, err := waitA(); err != nil || ao.End != endHanded {
+				t.Fatalf("A: %+v, %v; want handed over", ao, err)
+			}
+			if !lost.lost.Load() || kb.n.Load() != 1 {
+				t.Fatalf("B: ask answer lost %v, Kafka clients %d; want a lost answer and one client", lost.lost.Load(), kb.n.Load())
+			}
+			waitFor(t, "B to write", 5*time.Second, func() bool { return rec.count("B") > 0 })
+			stopProducing()
+			total := produced()
+			waitFor(t, "B to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stopB()
+			if bo, err := waitB(); err != nil || bo.End != endReleased {
+				t.Fatalf("B: %+v, %v; want a clean run released at shutdown", bo, err)
+			}
+			if tl := rec.tally(total); tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
+				t.Fatalf("sink: %+v; want every record once, in order", tl)
 			}
 		})
 	}

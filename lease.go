@@ -17,17 +17,18 @@ import (
 // Times are unix milliseconds taken from the writer's clock. Clocks only
 // decide when a lease looks dead enough to take; no write depends on them.
 type lease struct {
-	Key           string
-	Owner         string // the invocation that owns the partition
-	Tick          int64  // the schedule tick that started Owner
-	Epoch         int64  // +1 on every change of owner, never reused; 0 means no record
-	Offset        int64  // next offset to read; -1 until the first commit
-	State         string // stateRunning or stateReleased
-	Successor     string // an invocation asking for the baton, or ""
-	SuccessorTick int64
-	ExpiresAt     int64 // the owner's lease end
-	Seek          int64 // an operator's request to read from here next; noOffset: none
-	Paused        bool  // an operator's request to stop reading (the lease is kept)
+	Key            string
+	Owner          string // the invocation that owns the partition
+	Tick           int64  // the schedule tick that started Owner
+	Epoch          int64  // +1 on every change of owner, never reused; 0 means no record
+	Offset         int64  // next offset to read; -1 until the first commit
+	State          string // stateRunning or stateReleased
+	Successor      string // an invocation asking for the baton, or ""
+	SuccessorTick  int64
+	SuccessorUntil int64 // the ask's end: a waiting successor extends it, a dead one lets it lapse
+	ExpiresAt      int64 // the owner's lease end
+	Seek           int64 // an operator's request to read from here next; noOffset: none
+	Paused         bool  // an operator's request to stop reading (the lease is kept)
 }
 
 const (
@@ -40,6 +41,16 @@ const (
 type claim struct {
 	Owner string
 	Tick  int64
+	// Cutoff is the writer's clock (unix ms) less the skew allowance: a
+	// lease or an ask that ended before it is dead, and its tick no longer
+	// makes an equal tick a duplicate.
+	Cutoff int64
+}
+
+// claimAt is c as seen at now: dead leases and asks are those that ended
+// more than skew ago.
+func claimAt(owner string, tick int64, now time.Time, skew time.Duration) claim {
+	return claim{Owner: owner, Tick: tick, Cutoff: now.Add(-skew).UnixMilli()}
 }
 
 // expired reports whether the lease's owner is gone, allowing for skew
@@ -53,20 +64,40 @@ func (l lease) free(now time.Time, skew time.Duration) bool {
 	return l.Epoch == 0 || l.State == stateReleased || l.expired(now, skew)
 }
 
+// asked reports whether a successor's ask is live: a successor that died
+// while waiting stops extending it, and the owner then keeps reading.
+func (l lease) asked(now time.Time, skew time.Duration) bool {
+	return l.Successor != "" && l.SuccessorUntil >= now.Add(-skew).UnixMilli()
+}
+
 // tickCheck tells whether an invocation with this tick may go on against the
-// record: one that shares a tick with the owner or successor is a second
-// delivery of the same tick; one older than either has been overtaken.
+// record. One older than the owner's tick, or than a live ask's, has been
+// overtaken (stale). One that shares its tick with a live owner or a live ask
+// is a second delivery of that tick (duplicate). One that shares its tick
+// with a dead owner is Lambda retrying the invocation that died, and may go
+// on; a dead ask counts for nothing.
 func (l lease) tickCheck(c claim) error {
 	if l.Owner == c.Owner || (l.Successor == c.Owner && c.Owner != "") {
 		return nil
 	}
-	for _, t := range []int64{l.Tick, l.SuccessorTick} {
-		switch {
-		case t == c.Tick && t != 0:
-			return errDuplicate
-		case t > c.Tick:
-			return errStale
-		}
+	ownerLive := l.State == stateRunning && l.ExpiresAt >= c.Cutoff
+	if err := tickRule(l.Tick, c.Tick, ownerLive); err != nil {
+		return err
+	}
+	if l.Successor != "" && l.SuccessorUntil >= c.Cutoff {
+		return tickRule(l.SuccessorTick, c.Tick, true)
+	}
+	return nil
+}
+
+// tickRule compares one tick on the record with mine. A zero tick is no
+// tick, so two zeros are not duplicates.
+func tickRule(theirs, mine int64, live bool) error {
+	switch {
+	case theirs > mine:
+		return errStale
+	case theirs == mine && theirs != 0 && live:
+		return errDuplicate
 	}
 	return nil
 }
@@ -94,10 +125,11 @@ type store interface {
 	// invocation with a tick >= c.Tick asked meanwhile. It fails with
 	// errDuplicate, errStale or errTaken.
 	take(ctx context.Context, key string, seen lease, c claim, expiresAt int64) (lease, error)
-	// ask records c as the successor without changing the epoch, if the
-	// record is still at epoch and any successor there has an older tick.
-	// It fails with errDuplicate, errStale or errTaken (epoch moved on).
-	ask(ctx context.Context, key string, epoch int64, c claim) error
+	// ask records c as the successor, its ask live until the given time,
+	// without changing the epoch, if the record is still at epoch and c
+	// passes tickCheck (a dead ask is replaced; c's own is extended). It
+	// fails with errDuplicate, errStale or errTaken (epoch moved on).
+	ask(ctx context.Context, key string, epoch int64, c claim, until int64) error
 	// handOver moves the lease from l.Owner to l.Successor in one write:
 	// epoch+1, the given offset, state running, successor cleared. It fails
 	// with errFenced when l.Owner no longer holds l.Epoch, and errTaken when
@@ -179,10 +211,10 @@ func (s settled) take(ctx context.Context, key string, seen lease, c claim, exp 
 	})
 }
 
-func (s settled) ask(ctx context.Context, key string, epoch int64, c claim) error {
-	err := s.store.ask(ctx, key, epoch, c)
+func (s settled) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
+	err := s.store.ask(ctx, key, epoch, c, until)
 	_, err = s.settle(ctx, key, err, func(cur lease) bool {
-		return cur.Epoch == epoch && cur.Successor == c.Owner
+		return cur.Epoch == epoch && cur.Successor == c.Owner && cur.SuccessorUntil == until
 	})
 	return err
 }
@@ -276,7 +308,7 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 	}
 	cur.Epoch++
 	cur.Owner, cur.Tick, cur.State, cur.ExpiresAt = c.Owner, c.Tick, stateRunning, exp
-	cur.Successor, cur.SuccessorTick = "", 0
+	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[key] = cur
 	return cur, nil
 }
@@ -299,7 +331,7 @@ func takeCheck(cur lease, exists bool, seen lease, c claim) error {
 	return nil
 }
 
-func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[key]
@@ -312,7 +344,7 @@ func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim) er
 	if cur.Epoch != epoch {
 		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
 	}
-	cur.Successor, cur.SuccessorTick = c.Owner, c.Tick
+	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = c.Owner, c.Tick, until
 	m.leases[key] = cur
 	return nil
 }
@@ -329,7 +361,7 @@ func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (le
 	}
 	cur.Epoch++
 	cur.Owner, cur.Tick = cur.Successor, cur.SuccessorTick
-	cur.Successor, cur.SuccessorTick = "", 0
+	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	cur.Offset, cur.State, cur.ExpiresAt = offset, stateRunning, exp
 	m.leases[l.Key] = cur
 	return cur, nil
@@ -388,7 +420,7 @@ func (m *memStore) withdraw(ctx context.Context, key string, c claim) (lease, er
 		return lease{}, fmt.Errorf("memory lease %s: withdraw: %w", key, errNotFound)
 	}
 	if cur.Successor == c.Owner {
-		cur.Successor, cur.SuccessorTick = "", 0
+		cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 		m.leases[key] = cur
 	}
 	return cur, nil

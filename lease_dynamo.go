@@ -31,8 +31,9 @@ const (
 	attrEpoch         = "epoch"
 	attrOffset        = "offset"
 	attrState         = "state"
-	attrSuccessor     = "successor"      // absent when nobody asked
-	attrSuccessorTick = "successor_tick" // absent when nobody asked
+	attrSuccessor     = "successor"       // absent when nobody asked
+	attrSuccessorTick = "successor_tick"  // absent when nobody asked
+	attrSuccessorTo   = "successor_until" // absent when nobody asked (or asked before asks could lapse)
 	attrExpiresAt     = "expires_at"
 	attrSeek          = "seek"   // absent when no seek is asked (and on older records)
 	attrPaused        = "paused" // absent on records older than baton ctl
@@ -188,10 +189,10 @@ func (s *dynamoStore) take(ctx context.Context, key string, seen lease, c claim,
 	})
 }
 
-func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
+func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
 	e := newExpr()
 	cond := e.eq(attrEpoch, num(epoch)) + " AND " + e.tickFree(c)
-	update := "SET " + e.eq(attrSuccessor, str(c.Owner)) + ", " + e.eq(attrSuccessorTick, num(c.Tick))
+	update := "SET " + e.eq(attrSuccessor, str(c.Owner)) + ", " + e.eq(attrSuccessorTick, num(c.Tick)) + ", " + e.eq(attrSuccessorTo, num(until))
 	_, err := s.update(ctx, key, "ask", e, cond, update, func(cur lease, exists bool) error {
 		if !exists {
 			return errTaken
@@ -277,7 +278,7 @@ func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused b
 func (s *dynamoStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {
 	e := newExpr()
 	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrSuccessor, str(c.Owner))
-	update := "REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick)
+	update := "REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick) + ", " + e.name(attrSuccessorTo)
 	var old lease
 	l, err := s.update(ctx, key, "withdraw", e, cond, update, func(cur lease, exists bool) error {
 		if !exists {
@@ -373,17 +374,18 @@ func verdict(key string, item map[string]types.AttributeValue, check func(cur le
 func fromItem(key string, item map[string]types.AttributeValue) (lease, error) {
 	p := itemParser{item: item}
 	l := lease{
-		Key:           key,
-		Owner:         p.str(attrOwner, true),
-		Tick:          p.num(attrTick, true),
-		Epoch:         p.num(attrEpoch, true),
-		Offset:        p.num(attrOffset, true),
-		State:         p.str(attrState, true),
-		Successor:     p.str(attrSuccessor, false),
-		SuccessorTick: p.num(attrSuccessorTick, false),
-		ExpiresAt:     p.num(attrExpiresAt, true),
-		Seek:          noOffset,
-		Paused:        p.bool(attrPaused, false),
+		Key:            key,
+		Owner:          p.str(attrOwner, true),
+		Tick:           p.num(attrTick, true),
+		Epoch:          p.num(attrEpoch, true),
+		Offset:         p.num(attrOffset, true),
+		State:          p.str(attrState, true),
+		Successor:      p.str(attrSuccessor, false),
+		SuccessorTick:  p.num(attrSuccessorTick, false),
+		SuccessorUntil: p.num(attrSuccessorTo, false),
+		ExpiresAt:      p.num(attrExpiresAt, true),
+		Seek:           noOffset,
+		Paused:         p.bool(attrPaused, false),
 	}
 	if _, ok := item[attrSeek]; ok {
 		l.Seek = p.num(attrSeek, true)
@@ -492,28 +494,33 @@ func (e *expr) eq(attr string, v types.AttributeValue) string {
 // newOwner is the update of a write that sets the owner: the assignments,
 // and the successor removed, since nobody is asking the new owner yet.
 func (e *expr) newOwner(assign ...string) string {
-	return "SET " + strings.Join(assign, ", ") + " REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick)
+	return "SET " + strings.Join(assign, ", ") + " REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick) + ", " + e.name(attrSuccessorTo)
 }
 
-// tickFree is tickCheck as a condition: c is the owner or the successor, or
-// every tick on the record is older than c's. A zero tick is no tick, so two
-// zeros are not duplicates. An absent successor tick counts as zero, which
-// passes for any c.Tick >= 0.
+// tickFree is tickCheck as a condition: c is the owner or the successor; or
+// the owner's tick is older than c's, or equal to it with the owner dead;
+// and the ask is absent, dead, or older than c's. A zero tick is no tick,
+// so two zeros are not duplicates. A missing attribute fails every
+// comparison, so an ask without an end reads as dead.
 func (e *expr) tickFree(c claim) string {
+	tick, cutoff := e.value(num(c.Tick)), e.value(num(c.Cutoff))
+	owner := e.name(attrTick) + " < " + tick
+	if c.Tick == 0 {
+		owner = e.name(attrTick) + " <= " + tick
+	} else {
+		ownerLive := e.eq(attrState, str(stateRunning)) + " AND " + e.name(attrExpiresAt) + " >= " + cutoff
+		owner = "(" + owner + " OR (" + e.name(attrTick) + " = " + tick + " AND NOT (" + ownerLive + ")))"
+	}
 	op := " < "
 	if c.Tick == 0 {
 		op = " <= "
 	}
-	tick := e.value(num(c.Tick))
-	older := e.name(attrTick) + op + tick
-	successorOlder := e.name(attrSuccessorTick) + op + tick
-	if c.Tick >= 0 {
-		successorOlder = "(attribute_not_exists(" + e.name(attrSuccessorTick) + ") OR " + successorOlder + ")"
-	}
+	ask := "(attribute_not_exists(" + e.name(attrSuccessorTick) + ") OR NOT (" + e.name(attrSuccessorTo) + " >= " + cutoff +
+		") OR " + e.name(attrSuccessorTick) + op + tick + ")"
 	me := e.value(str(c.Owner))
 	mine := e.name(attrOwner) + " = " + me
 	if c.Owner != "" {
 		mine += " OR " + e.name(attrSuccessor) + " = " + me
 	}
-	return "(" + mine + " OR (" + older + " AND " + successorOlder + "))"
+	return "(" + mine + " OR (" + owner + " AND " + ask + "))"
 }

@@ -143,7 +143,7 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	if ks := out.Table.KeySchema; len(ks) != 1 || *ks[0].AttributeName != attrKey || ks[0].KeyType != types.KeyTypeHash {
 		t.Fatalf("key schema %+v, want hash key %q only", ks, attrKey)
 	}
-	mustTake(t, s, "k", lease{}, claim{"a", 1})
+	mustTake(t, s, "k", lease{}, claim{Owner: "a", Tick: 1})
 }
 
 // countingDB counts the reads that reach DynamoDB.
@@ -164,13 +164,13 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	db := &countingDB{dynamoAPI: s.db}
 	s.db = db
 	key := testKey(t)
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
-	_, err := s.take(ctxT(t), key, lease{}, claim{"b", 200}, in(time.Minute))
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+	_, err := s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))
 	wantErr(t, "take of a taken key", err, errTaken)
-	_, err = s.take(ctxT(t), key, a, claim{"a2", 100}, in(time.Minute))
+	_, err = s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))
 	wantErr(t, "take with the owner's tick", err, errDuplicate)
-	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{"old", 99}), errStale)
-	b, err := s.take(ctxT(t), key, a, claim{"b", 200}, in(time.Minute))
+	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
+	b, err := s.take(ctxT(t), key, a, claim{Owner: "b", Tick: 200}, in(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,9 +188,9 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	b.Seek = 8 // a seek it saw, since replaced by 9
 	_, err = s.commit(ctxT(t), b, 8, in(time.Minute))
 	wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
-	_, err = s.withdraw(ctxT(t), testKey(t), claim{"c", 300})
+	_, err = s.withdraw(ctxT(t), testKey(t), claim{Owner: "c", Tick: 300})
 	wantErr(t, "withdraw on a missing record", err, errNotFound)
-	if got, err := s.withdraw(ctxT(t), key, claim{"c", 300}); err != nil || got.Owner != "b" || got.Epoch != b.Epoch {
+	if got, err := s.withdraw(ctxT(t), key, claim{Owner: "c", Tick: 300}); err != nil || got.Owner != "b" || got.Epoch != b.Epoch {
 		t.Fatalf("withdraw by a stranger must answer with the record as it is: %+v, %v", got, err)
 	}
 	if n := db.gets.Load(); n != 0 {
@@ -214,7 +214,7 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 		return out.Item
 	}
 	key := testKey(t)
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	item := raw(key)
 	if _, ok := item[attrSeek]; ok {
 		t.Fatalf("a new record has a seek attribute: %v", item)
@@ -245,7 +245,7 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 	}
 	for _, field := range []string{attrSeek, attrPaused} {
 		key := testKey(t)
-		mustTake(t, s, key, lease{}, claim{"a", 100})
+		mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		b.corrupt(t, key, field, false)
 		_, err := s.load(ctxT(t), key)
 		if err == nil || !errContains(err, key, strconv.Quote(field)) {
@@ -265,14 +265,14 @@ func errContains(err error, parts ...string) bool {
 
 // The DynamoDB store gives the memory store's answers: the same random steps,
 // from stale and current views, with zero, negative, shared and empty
-// claims, operators' seeks and pauses, commits applying seeks seen or
+// claims, live and dead owners and asks, operators' seeks and pauses, commits applying seeks seen or
 // replaced, and withdrawals by the successor or anybody else, leave the
 // same records and the same verdicts.
 func TestDynamo_matches_memory_store(t *testing.T) {
 	d, m := compiledBackend(t).open(t), newMemStore()
 	ctx := ctxT(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	claims := []claim{{"a", 1}, {"b", 2}, {"c", 2}, {"d", 0}, {"e", -1}, {"f", 0}, {"", 3}}
+	claims := []claim{{Owner: "a", Tick: 1}, {Owner: "b", Tick: 2}, {Owner: "c", Tick: 2}, {Owner: "d", Tick: 0}, {Owner: "e", Tick: -1}, {Owner: "f", Tick: 0}, {Owner: "", Tick: 3}}
 	seeks := []int64{noOffset, noOffset, 0, 7, -5}
 	key := testKey(t)
 	seen := []lease{{}}
@@ -280,6 +280,10 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 		op, delta, n := rng.IntN(7), int64(rng.IntN(3)-1), int64(i)
 		seek, paused := seeks[rng.IntN(len(seeks))], rng.IntN(2) == 0
 		c, l := claims[rng.IntN(len(claims))], seen[rng.IntN(len(seen))]
+		// Leases and asks end at step numbers: a cutoff around now makes
+		// some of them dead.
+		c.Cutoff = max(0, n-int64(rng.IntN(60)))
+		until := n + int64(rng.IntN(60)-20)
 		if (op == 3 || op == 4) && rng.IntN(2) == 0 {
 			l = seen[len(seen)-1] // the current record, so seeks get obeyed too
 		}
@@ -295,7 +299,7 @@ func TestDynamo_matches_memory_store(t *testing.T) {
 			case 0:
 				return s.take(ctx, key, l, c, n)
 			case 1:
-				return lease{}, s.ask(ctx, key, l.Epoch+delta, c)
+				return lease{}, s.ask(ctx, key, l.Epoch+delta, c, until)
 			case 2:
 				return s.handOver(ctx, l, n, n)
 			case 3:

@@ -29,14 +29,19 @@ func redisEpochKey(key string) string { return "baton:epoch:{" + key + "}" }
 // Numbers are compared with tonumber and written back as integer strings:
 // tostring would write 1e+14 style numbers into the record.
 const luaCommon = `
--- tick_check(h, owner, tick), h = HMGET KEYS[1] owner tick successor successor_tick: lease.tickCheck.
-local function tick_check(h, owner, tick)
+-- tick_check(KEYS[1], owner, tick, cutoff): lease.tickCheck. A zero tick is no tick;
+-- an owner or ask whose end is before cutoff is dead: its equal tick is no duplicate, a dead ask counts for nothing.
+local function tick_check(key, owner, tick, cutoff)
+  local h = redis.call('HMGET', key, 'owner', 'tick', 'successor', 'successor_tick', 'state', 'expires_at', 'successor_until')
   if h[1] == owner or (h[3] == owner and owner ~= '') then return nil end
-  local mine, ticks = tonumber(tick), {tonumber(h[2]), tonumber(h[4] or '0')}
-  if not ticks[1] or not ticks[2] then return 'malformed' end
-  for _, t in ipairs(ticks) do
-    if t == mine and t ~= 0 then return 'duplicate' end
+  local mine, theirs, cut = tonumber(tick), tonumber(h[2]), tonumber(cutoff)
+  if not theirs or not tonumber(h[4] or '0') then return 'malformed' end
+  if theirs > mine then return 'stale' end
+  if theirs == mine and theirs ~= 0 and h[5] == 'running' and (tonumber(h[6]) or 0) >= cut then return 'duplicate' end
+  if h[3] and (tonumber(h[7] or '0') or 0) >= cut then
+    local t = tonumber(h[4] or '0')
     if t > mine then return 'stale' end
+    if t == mine and t ~= 0 then return 'duplicate' end
   end
   return nil
 end
@@ -52,30 +57,30 @@ local function next_epoch(counter, cur)
 end
 `
 
-// take: KEYS[1] lease, KEYS[2] counter; ARGV[1] seen epoch, ARGV[2] owner, ARGV[3] tick, ARGV[4] expires_at.
+// take: KEYS[1] lease, KEYS[2] counter; ARGV[1] seen epoch, ARGV[2] owner, ARGV[3] tick, ARGV[4] expires_at, ARGV[5] cutoff.
 var takeScript = redis.NewScript(luaCommon + `
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 if fresh then
   if ARGV[1] ~= '0' then return 'taken' end
   redis.call('HSET', KEYS[1], 'offset', '-1', 'seek', '-1', 'paused', '0')
 else
-  local verdict = tick_check(redis.call('HMGET', KEYS[1], 'owner', 'tick', 'successor', 'successor_tick'), ARGV[2], ARGV[3])
+  local verdict = tick_check(KEYS[1], ARGV[2], ARGV[3], ARGV[5])
   if verdict then return verdict end
   if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 'taken' end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'tick', ARGV[3], 'epoch', next_epoch(KEYS[2], tonumber(ARGV[1])),
   'state', 'running', 'expires_at', ARGV[4])
-redis.call('HDEL', KEYS[1], 'successor', 'successor_tick')
+redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
 return redis.call('HGETALL', KEYS[1])
 `)
 
-// ask: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] tick.
+// ask: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] tick, ARGV[4] cutoff, ARGV[5] successor_until.
 var askScript = redis.NewScript(luaCommon + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'taken' end
-local verdict = tick_check(redis.call('HMGET', KEYS[1], 'owner', 'tick', 'successor', 'successor_tick'), ARGV[2], ARGV[3])
+local verdict = tick_check(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
 if verdict then return verdict end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 'taken' end
-redis.call('HSET', KEYS[1], 'successor', ARGV[2], 'successor_tick', ARGV[3])
+redis.call('HSET', KEYS[1], 'successor', ARGV[2], 'successor_tick', ARGV[3], 'successor_until', ARGV[5])
 return 'ok'
 `)
 
@@ -86,7 +91,7 @@ if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
 if h[3] ~= ARGV[3] or ARGV[3] == '' then return 'taken' end
 redis.call('HSET', KEYS[1], 'owner', h[3], 'tick', h[4] or '0', 'epoch', next_epoch(KEYS[2], tonumber(h[1])),
   'offset', ARGV[4], 'state', 'running', 'expires_at', ARGV[5])
-redis.call('HDEL', KEYS[1], 'successor', 'successor_tick')
+redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
 return redis.call('HGETALL', KEYS[1])
 `)
 
@@ -125,7 +130,7 @@ return redis.call('HGETALL', KEYS[1])
 var withdrawScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
 if redis.call('HGET', KEYS[1], 'successor') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'successor', 'successor_tick')
+  redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
 end
 return redis.call('HGETALL', KEYS[1])
 `)
@@ -226,11 +231,11 @@ func (s *redisStore) load(ctx context.Context, key string) (lease, error) {
 }
 
 func (s *redisStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	return s.run(ctx, takeScript, "take", key, seen.Epoch, c.Owner, c.Tick, exp)
+	return s.run(ctx, takeScript, "take", key, seen.Epoch, c.Owner, c.Tick, exp, c.Cutoff)
 }
 
-func (s *redisStore) ask(ctx context.Context, key string, epoch int64, c claim) error {
-	_, err := s.run(ctx, askScript, "ask", key, epoch, c.Owner, c.Tick)
+func (s *redisStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
+	_, err := s.run(ctx, askScript, "ask", key, epoch, c.Owner, c.Tick, c.Cutoff, until)
 	return err
 }
 
@@ -288,23 +293,25 @@ func (s *redisStore) run(ctx context.Context, sc *redis.Script, step, key string
 }
 
 // parseLease reads a record from its hash, naming the first field that is
-// missing or malformed. Only successor, successor_tick, seek and paused may
+// missing or malformed. Only successor, successor_tick, successor_until, seek
+// and paused may
 // be absent; records written before seek and paused existed read as no seek,
 // not paused.
 func parseLease(key string, h map[string]string) (lease, error) {
 	p := fieldParser{key: key, h: h}
 	l := lease{
-		Key:           key,
-		Owner:         p.str("owner", true),
-		Tick:          p.int("tick", true),
-		Epoch:         p.int("epoch", true),
-		Offset:        p.int("offset", true),
-		State:         p.str("state", true),
-		Successor:     p.str("successor", false),
-		SuccessorTick: p.int("successor_tick", false),
-		ExpiresAt:     p.int("expires_at", true),
-		Seek:          p.int("seek", false),
-		Paused:        p.flag("paused"),
+		Key:            key,
+		Owner:          p.str("owner", true),
+		Tick:           p.int("tick", true),
+		Epoch:          p.int("epoch", true),
+		Offset:         p.int("offset", true),
+		State:          p.str("state", true),
+		Successor:      p.str("successor", false),
+		SuccessorTick:  p.int("successor_tick", false),
+		SuccessorUntil: p.int("successor_until", false),
+		ExpiresAt:      p.int("expires_at", true),
+		Seek:           p.int("seek", false),
+		Paused:         p.flag("paused"),
 	}
 	if _, ok := h["seek"]; !ok {
 		l.Seek = noOffset

@@ -63,17 +63,17 @@ func rawTestRedis(t testing.TB) *redisStore {
 func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	if err := s.release(ctxT(t), a, 7); err != nil {
 		t.Fatal(err)
 	}
-	b := mustTake(t, s, key, mustLoad(t, s, key), claim{"b", 200})
+	b := mustTake(t, s, key, mustLoad(t, s, key), claim{Owner: "b", Tick: 200})
 	if err := s.rdb.Del(ctxT(t), redisLeaseKey(key)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.load(ctxT(t), key)
 	wantErr(t, "load of a deleted record", err, errNotFound)
-	c := mustTake(t, s, key, lease{}, claim{"c", 300})
+	c := mustTake(t, s, key, lease{}, claim{Owner: "c", Tick: 300})
 	if c.Epoch <= b.Epoch || c.Offset != noOffset {
 		t.Fatalf("take after the record was deleted: %+v; want an epoch above %d and no offset", c, b.Epoch)
 	}
@@ -82,14 +82,14 @@ func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
 func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	if err := s.rdb.Del(ctxT(t), redisEpochKey(key)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.release(ctxT(t), a, 7); err != nil {
 		t.Fatal(err)
 	}
-	b := mustTake(t, s, key, mustLoad(t, s, key), claim{"b", 200})
+	b := mustTake(t, s, key, mustLoad(t, s, key), claim{Owner: "b", Tick: 200})
 	if got, want := b.Epoch, a.Epoch+1; got != want {
 		t.Fatalf("epoch after the counter was lost: got %d, want %d", got, want)
 	}
@@ -100,14 +100,14 @@ func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
-	if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+	if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.withdraw(ctxT(t), key, claim{"b", 200}); err != nil {
+	if _, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.withdraw(ctxT(t), key, claim{"", 0}); err != nil || got != a {
+	if got, err := s.withdraw(ctxT(t), key, claim{Owner: "", Tick: 0}); err != nil || got != a {
 		t.Fatalf("withdraw with an empty owner: %+v, %v; want %+v", got, err, a)
 	}
 	n, err := s.rdb.HExists(ctxT(t), redisLeaseKey(key), "successor").Result()
@@ -123,7 +123,7 @@ func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
 func TestRedis_control_fields_optional_and_strict(t *testing.T) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
-	a := mustTake(t, s, key, lease{}, claim{"a", 100})
+	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	if err := s.rdb.HDel(ctxT(t), redisLeaseKey(key), "seek", "paused").Err(); err != nil {
 		t.Fatal(err)
 	}

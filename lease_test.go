@@ -103,7 +103,7 @@ func testStore(t *testing.T, b backend) {
 		s, key := b.open(t), testKey(t)
 		_, err := s.load(ctxT(t), key)
 		wantErr(t, "load of a new key", err, errNotFound)
-		l := mustTake(t, s, key, lease{}, claim{"a", 100})
+		l := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got := mustLoad(t, s, key)
 		if got != l {
 			t.Fatalf("take returned %+v, load gives %+v", l, got)
@@ -111,13 +111,13 @@ func testStore(t *testing.T, b backend) {
 		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset || got.Seek != noOffset || got.Paused {
 			t.Fatalf("after first take: %+v", got)
 		}
-		_, err = s.take(ctxT(t), key, lease{}, claim{"b", 200}, in(time.Minute))
+		_, err = s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))
 		wantErr(t, "second take of a new key", err, errTaken)
 	})
 
 	t.Run("take_released", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		if err := s.release(ctxT(t), a, 42); err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func testStore(t *testing.T, b backend) {
 		if !seen.free(time.Now(), 0) || seen.State != stateReleased {
 			t.Fatalf("released lease does not look free: %+v", seen)
 		}
-		got := mustTake(t, s, key, seen, claim{"b", 200})
+		got := mustTake(t, s, key, seen, claim{Owner: "b", Tick: 200})
 		if got.Epoch != 2 || got.Offset != 42 || got.Owner != "b" {
 			t.Fatalf("take of released lease: %+v", got)
 		}
@@ -133,7 +133,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("take_expired", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.take(ctxT(t), key, lease{}, claim{"a", 100}, in(-time.Second))
+		_, err := s.take(ctxT(t), key, lease{}, claim{Owner: "a", Tick: 100}, in(-time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func testStore(t *testing.T, b backend) {
 		if !seen.free(time.Now(), 0) {
 			t.Fatalf("expired lease does not look free: %+v", seen)
 		}
-		got := mustTake(t, s, key, seen, claim{"b", 200})
+		got := mustTake(t, s, key, seen, claim{Owner: "b", Tick: 200})
 		if got.Epoch != 2 || got.Owner != "b" || got.Tick != 200 {
 			t.Fatalf("take of expired lease: %+v", got)
 		}
@@ -152,27 +152,82 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("duplicate_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		_, err := s.take(ctxT(t), key, a, claim{"a2", 100}, in(time.Minute))
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		_, err := s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))
 		wantErr(t, "take with the owner's tick", err, errDuplicate)
-		wantErr(t, "ask with the owner's tick", s.ask(ctxT(t), key, a.Epoch, claim{"a2", 100}), errDuplicate)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		wantErr(t, "ask with the owner's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "a2", Tick: 100}, in(time.Minute)), errDuplicate)
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, "ask with the successor's tick", s.ask(ctxT(t), key, a.Epoch, claim{"b2", 200}), errDuplicate)
-		_, err = s.take(ctxT(t), key, a, claim{"b2", 200}, in(time.Minute))
+		wantErr(t, "ask with the successor's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b2", Tick: 200}, in(time.Minute)), errDuplicate)
+		_, err = s.take(ctxT(t), key, a, claim{Owner: "b2", Tick: 200}, in(time.Minute))
 		wantErr(t, "take with the successor's tick", err, errDuplicate)
 		if got := mustLoad(t, s, key); got.Owner != "a" || got.Successor != "b" || got.Epoch != a.Epoch {
 			t.Fatalf("refused duplicates changed the record: %+v", got)
 		}
 	})
 
+	t.Run("equal_tick_takes_a_dead_or_released_lease", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		now := time.Now()
+		a, err := s.take(ctxT(t), key, lease{}, claim{Owner: "a", Tick: 100}, in(-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Lambda's retry of a crashed owner carries the owner's tick.
+		retry := claimAt("a-retry", 100, now, 500*time.Millisecond)
+		got, err := s.take(ctxT(t), key, a, retry, in(time.Minute))
+		if err != nil || got.Owner != "a-retry" || got.Epoch != a.Epoch+1 {
+			t.Fatalf("retry against an expired lease: %+v, %v; want taken at epoch %d", got, err, a.Epoch+1)
+		}
+		if err := s.release(ctxT(t), got, 5); err != nil {
+			t.Fatal(err)
+		}
+		again := claimAt("a-retry2", 100, time.Now(), 500*time.Millisecond)
+		if got, err = s.take(ctxT(t), key, mustLoad(t, s, key), again, in(time.Minute)); err != nil || got.Owner != "a-retry2" || got.Offset != 5 {
+			t.Fatalf("retry against a released lease: %+v, %v; want taken at offset 5", got, err)
+		}
+		live := claimAt("a-dup", 100, time.Now(), 500*time.Millisecond)
+		_, err = s.take(ctxT(t), key, got, live, in(time.Minute))
+		wantErr(t, "equal tick against a live owner", err, errDuplicate)
+	})
+
+	t.Run("dead_ask_is_replaced_and_live_one_extended", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 300}, in(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustLoad(t, s, key); got.asked(time.Now(), 500*time.Millisecond) {
+			t.Fatalf("an ask that ended a second ago reads as live: %+v", got)
+		}
+		// b died while waiting: its newer tick no longer refuses an older
+		// asker, and its own retry (same tick) may ask again.
+		c := claimAt("c", 200, time.Now(), 500*time.Millisecond)
+		if err := s.ask(ctxT(t), key, a.Epoch, c, in(time.Second)); err != nil {
+			t.Fatalf("ask over a dead ask: %v", err)
+		}
+		until := in(time.Minute)
+		if err := s.ask(ctxT(t), key, a.Epoch, c, until); err != nil {
+			t.Fatalf("renewing its own ask: %v", err)
+		}
+		got := mustLoad(t, s, key)
+		if got.Successor != "c" || got.SuccessorTick != 200 || got.SuccessorUntil != until || got.Epoch != a.Epoch {
+			t.Fatalf("after the renewed ask: %+v", got)
+		}
+		retry := claimAt("b-retry", 300, time.Now(), 500*time.Millisecond)
+		if err := s.ask(ctxT(t), key, a.Epoch, retry, in(time.Second)); err != nil {
+			t.Fatalf("a newer tick replacing a live ask: %v", err)
+		}
+		wantErr(t, "equal tick against a live ask", s.ask(ctxT(t), key, a.Epoch, claimAt("b-dup", 300, time.Now(), 0), in(time.Second)), errDuplicate)
+	})
+
 	t.Run("older_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		_, err := s.take(ctxT(t), key, a, claim{"old", 99}, in(time.Minute))
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		_, err := s.take(ctxT(t), key, a, claim{Owner: "old", Tick: 99}, in(time.Minute))
 		wantErr(t, "take with an older tick", err, errStale)
-		wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{"old", 99}), errStale)
+		wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
 		if got := mustLoad(t, s, key); got != a {
 			t.Fatalf("refused stale tick changed the record: %+v, was %+v", got, a)
 		}
@@ -180,28 +235,28 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("ask_keeps_epoch_and_yields_only_to_newer", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 300}); err != nil {
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 300}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		got := mustLoad(t, s, key)
 		if got.Epoch != a.Epoch || got.Owner != "a" || got.Successor != "b" || got.SuccessorTick != 300 {
 			t.Fatalf("after ask: %+v", got)
 		}
-		wantErr(t, "ask older than the successor", s.ask(ctxT(t), key, a.Epoch, claim{"c", 200}), errStale)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"d", 400}); err != nil {
+		wantErr(t, "ask older than the successor", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "c", Tick: 200}, in(time.Minute)), errStale)
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "d", Tick: 400}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustLoad(t, s, key); got.Successor != "d" || got.SuccessorTick != 400 || got.Epoch != a.Epoch {
 			t.Fatalf("newer ask did not replace the successor: %+v", got)
 		}
-		wantErr(t, "ask at an old epoch", s.ask(ctxT(t), key, a.Epoch+1, claim{"e", 500}), errTaken)
+		wantErr(t, "ask at an old epoch", s.ask(ctxT(t), key, a.Epoch+1, claim{Owner: "e", Tick: 500}, in(time.Minute)), errTaken)
 	})
 
 	t.Run("hand_over", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		seen := mustLoad(t, s, key)
@@ -225,12 +280,12 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("hand_over_to_replaced_successor_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		seen := mustLoad(t, s, key)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"c", 300}); err != nil {
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "c", Tick: 300}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		_, err := s.handOver(ctxT(t), seen, 10, in(time.Minute))
@@ -239,7 +294,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("stale_epoch_fenced", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a, err := s.take(ctxT(t), key, lease{}, claim{"a", 100}, in(-time.Minute))
+		a, err := s.take(ctxT(t), key, lease{}, claim{Owner: "a", Tick: 100}, in(-time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +302,7 @@ func testStore(t *testing.T, b backend) {
 			t.Fatal(err)
 		}
 		seen := mustLoad(t, s, key)
-		mustTake(t, s, key, seen, claim{"b", 200}) // force-take of an expired lease
+		mustTake(t, s, key, seen, claim{Owner: "b", Tick: 200}) // force-take of an expired lease
 		before := mustLoad(t, s, key)
 		_, err = s.commit(ctxT(t), a, 50, in(time.Minute))
 		wantErr(t, "commit with a stale epoch", err, errFenced)
@@ -264,7 +319,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("commit_and_renew", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		exp := in(2 * time.Minute)
 		got, err := s.commit(ctxT(t), a, 1234, exp)
 		if err != nil {
@@ -273,7 +328,7 @@ func testStore(t *testing.T, b backend) {
 		if got.Offset != 1234 || got.ExpiresAt != exp || got.Epoch != a.Epoch || got != mustLoad(t, s, key) {
 			t.Fatalf("after commit: returned %+v, stored %+v", got, mustLoad(t, s, key))
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		got, err = s.commit(ctxT(t), a, 1234, exp+1000)
@@ -287,7 +342,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("release", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		if err := s.release(ctxT(t), a, 9); err != nil {
 			t.Fatal(err)
 		}
@@ -301,31 +356,31 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("withdraw_takes_back_only_my_ask", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.withdraw(ctxT(t), key, claim{"b", 200})
+		_, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
 		wantErr(t, "withdraw on a missing record", err, errNotFound)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.withdraw(ctxT(t), key, claim{"c", 300})
+		got, err := s.withdraw(ctxT(t), key, claim{Owner: "c", Tick: 300})
 		if err != nil || got.Successor != "b" {
 			t.Fatalf("withdraw by a stranger must change nothing: %+v, %v", got, err)
 		}
-		got, err = s.withdraw(ctxT(t), key, claim{"b", 200})
+		got, err = s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
 		if err != nil || got.Successor != "" || got.SuccessorTick != 0 || got.Epoch != a.Epoch || got.Owner != "a" {
 			t.Fatalf("withdraw of my ask: %+v, %v", got, err)
 		}
 		if got != mustLoad(t, s, key) || got != a {
 			t.Fatalf("after ask and withdraw the record must be as before: %+v, was %+v", got, a)
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		b2, err := s.handOver(ctxT(t), mustLoad(t, s, key), 5, in(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = s.withdraw(ctxT(t), key, claim{"b", 200})
+		got, err = s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
 		if err != nil || got != b2 || got.Owner != "b" {
 			t.Fatalf("withdraw after the baton arrived must show me the owner: %+v, %v", got, err)
 		}
@@ -335,7 +390,7 @@ func testStore(t *testing.T, b backend) {
 		s, key := b.open(t), testKey(t)
 		_, err := s.control(ctxT(t), lease{Key: key}, 5, false)
 		wantErr(t, "control of a missing record", err, errNotFound)
-		a := mustTake(t, s, key, lease{}, claim{"a", 100})
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got, err := s.control(ctxT(t), a, 500, false)
 		if err != nil || got.Seek != 500 || got.Paused || got.Epoch != a.Epoch || got.Owner != "a" {
 			t.Fatalf("control seek: %+v, %v", got, err)
@@ -361,7 +416,7 @@ func testStore(t *testing.T, b backend) {
 		if err != nil || !got.Paused || got.Seek != noOffset {
 			t.Fatalf("pause: %+v, %v", got, err)
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		got, err = s.handOver(ctxT(t), mustLoad(t, s, key), 700, in(time.Minute))
@@ -377,7 +432,7 @@ func testStore(t *testing.T, b backend) {
 		if err != nil || got.Seek != 3 || got.State != stateReleased {
 			t.Fatalf("control of a released lease: %+v, %v", got, err)
 		}
-		got = mustTake(t, s, key, got, claim{"c", 300})
+		got = mustTake(t, s, key, got, claim{Owner: "c", Tick: 300})
 		if got.Seek != 3 || !got.Paused || got.Offset != 700 {
 			t.Fatalf("take must keep seek and pause for the new owner: %+v", got)
 		}
@@ -398,7 +453,7 @@ func testStore(t *testing.T, b backend) {
 			for i := range takers {
 				wg.Go(func() {
 					<-start
-					c := claim{fmt.Sprintf("r%d-t%d", r, i), int64((r+1)*1000 + i)}
+					c := claim{Owner: fmt.Sprintf("r%d-t%d", r, i), Tick: int64((r+1)*1000 + i)}
 					l, err := s.take(ctxT(t), key, seen, c, in(time.Minute))
 					switch {
 					case err == nil:
@@ -433,7 +488,7 @@ func testStore(t *testing.T, b backend) {
 			remove bool
 		}{{"epoch", true}, {"epoch", false}, {"owner", true}, {"offset", false}, {"expires_at", false}} {
 			key := testKey(t)
-			a := mustTake(t, s, key, lease{}, claim{"a", 100})
+			a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 			b.corrupt(t, key, tc.field, tc.remove)
 			_, err := s.load(ctxT(t), key)
 			if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), tc.field) {
@@ -470,7 +525,7 @@ func testStore(t *testing.T, b backend) {
 	t.Run("lost_answer_settled_by_reading_back", func(t *testing.T) {
 		inner := b.open(t)
 		key := testKey(t)
-		a := mustTake(t, inner, key, lease{}, claim{"a", 100})
+		a := mustTake(t, inner, key, lease{}, claim{Owner: "a", Tick: 100})
 		lost := settled{lossy{store: inner, land: true}}
 		exp := in(time.Minute)
 		got, err := lost.commit(ctxT(t), a, 55, exp)
@@ -480,7 +535,7 @@ func testStore(t *testing.T, b backend) {
 		if got.Offset != 55 || got.ExpiresAt != exp {
 			t.Fatalf("settled commit returned %+v", got)
 		}
-		if err := lost.ask(ctxT(t), key, a.Epoch, claim{"b", 200}); err != nil {
+		if err := lost.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
 			t.Fatalf("ask that landed but lost its answer: %v", err)
 		}
 		seen := mustLoad(t, inner, key)
@@ -491,7 +546,7 @@ func testStore(t *testing.T, b backend) {
 		if err := lost.release(ctxT(t), b2, 61); err != nil {
 			t.Fatalf("release that landed but lost its answer: %v", err)
 		}
-		if _, err := lost.take(ctxT(t), key, mustLoad(t, inner, key), claim{"c", 300}, exp); err != nil {
+		if _, err := lost.take(ctxT(t), key, mustLoad(t, inner, key), claim{Owner: "c", Tick: 300}, exp); err != nil {
 			t.Fatalf("take that landed but lost its answer: %v", err)
 		}
 		c := mustLoad(t, inner, key)
@@ -529,11 +584,11 @@ func (l lossy) take(ctx context.Context, key string, seen lease, c claim, exp in
 	return lease{}, l.lose(err)
 }
 
-func (l lossy) ask(ctx context.Context, key string, epoch int64, c claim) error {
+func (l lossy) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
 	if !l.land {
 		return errLost
 	}
-	return l.lose(l.store.ask(ctx, key, epoch, c))
+	return l.lose(l.store.ask(ctx, key, epoch, c, until))
 }
 
 func (l lossy) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
@@ -565,7 +620,7 @@ func BenchmarkCommit(b *testing.B) {
 	for _, be := range []backend{memBackend(), compiledBackend(b)} {
 		b.Run(be.name, func(b *testing.B) {
 			s, key := be.open(b), testKey(b)
-			l, err := s.take(context.Background(), key, lease{}, claim{"bench", 1}, in(time.Hour))
+			l, err := s.take(context.Background(), key, lease{}, claim{Owner: "bench", Tick: 1}, in(time.Hour))
 			if err != nil {
 				b.Fatal(err)
 			}

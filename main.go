@@ -56,6 +56,7 @@ const (
 	defaultCheckEvery   = 500 * time.Millisecond
 	defaultNearHandoff  = 90 * time.Second
 	defaultWaitPoll     = 5 * time.Millisecond
+	defaultAskTTL       = 5 * time.Second
 	defaultMarginFloor  = 500 * time.Millisecond
 	defaultRenewMargin  = 10 * time.Second
 	defaultStoreTimeout = 3 * time.Second
@@ -87,6 +88,7 @@ type config struct {
 	CheckEvery   time.Duration // lease reads near the expected handoff
 	NearHandoff  time.Duration // how long before the deadline reads become frequent
 	WaitPoll     time.Duration // a successor's reads while it waits
+	AskTTL       time.Duration // an ask lapses this long after its successor last renewed it
 	MarginFloor  time.Duration // least time kept before the deadline
 	RenewMargin  time.Duration // stop writing this long before an unrenewed lease ends
 	KafkaTimeout time.Duration
@@ -235,6 +237,7 @@ func (c *config) setTiming() {
 	c.MarginFloor, c.StoreTimeout = defaultMarginFloor, defaultStoreTimeout
 	c.KafkaTimeout, c.FetchWait = defaultKafkaTimeout, defaultFetchWait
 	c.RenewMargin = min(defaultRenewMargin, c.TTL/3)
+	c.AskTTL = min(defaultAskTTL, c.TTL/3)
 }
 
 func parsePartitions(s string) ([]int32, error) {

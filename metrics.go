@@ -185,9 +185,9 @@ func (c counted) take(ctx context.Context, key string, seen lease, cl claim, exp
 	return c.store.take(ctx, key, seen, cl, exp)
 }
 
-func (c counted) ask(ctx context.Context, key string, epoch int64, cl claim) error {
+func (c counted) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
 	c.n.Add(1)
-	return c.store.ask(ctx, key, epoch, cl)
+	return c.store.ask(ctx, key, epoch, cl, until)
 }
 
 func (c counted) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
