@@ -331,10 +331,21 @@ func parseEvent(payload []byte, cfg *config, now time.Time) (invocation, error) 
 	return inv, nil
 }
 
+// Bare-number ticks must be unix milliseconds of a plausible time: a number
+// in seconds, or any small count, would read as a time in 1970.
+var (
+	tickFloor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	tickCeil  = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // parseTick reads an RFC 3339 time, or unix milliseconds.
 func parseTick(raw json.RawMessage) (int64, error) {
 	var ms int64
 	if err := json.Unmarshal(raw, &ms); err == nil {
+		if ms < tickFloor.UnixMilli() || ms >= tickCeil.UnixMilli() {
+			return 0, fmt.Errorf("want unix milliseconds between %d (%s) and %d (%s), or an RFC 3339 time, got %d",
+				tickFloor.UnixMilli(), tickFloor.Format(time.DateOnly), tickCeil.UnixMilli(), tickCeil.Format(time.DateOnly), ms)
+		}
 		return ms, nil
 	}
 	var s string

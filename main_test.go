@@ -203,6 +203,9 @@ func TestConfig_payloads(t *testing.T) {
 		{name: "bad tick", payload: `{"topic":"t","partition":0,"tick":"tomorrow"}`, wantErr: []string{`"tick"`, "tomorrow"}},
 		{name: "tick of the wrong type", payload: `{"topic":"t","partition":0,"tick":true}`, wantErr: []string{`"tick"`}},
 		{name: "bad rule time", payload: `{"topic":"t","partition":0,"time":"noon"}`, wantErr: []string{`"time"`, "noon"}},
+		{name: "tick in seconds", payload: `{"topic":"t","partition":0,"tick":1767366240}`, wantErr: []string{`"tick"`, "milliseconds", "1767366240"}},
+		{name: "tick a small number", payload: `{"topic":"t","partition":0,"tick":7}`, wantErr: []string{`"tick"`, "milliseconds"}},
+		{name: "tick in microseconds", payload: `{"topic":"t","partition":0,"tick":1767366240000000}`, wantErr: []string{`"tick"`, "milliseconds"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,6 +260,8 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 		{"no topic", `{"partition":0}`, "src", 0, []string{`"topic"`}},
 		{"negative partition", `{"topic":"src","partition":-1}`, "src", 0, []string{`"partition"`}},
 		{"bad tick", `{"topic":"src","partition":0,"tick":"soon"}`, "src", 0, []string{`"tick"`}},
+		{"tick in the future", `{"topic":"src","partition":0,"tick":"2099-01-01T00:00:00Z"}`, "src", 0, []string{"future", "2099-01-01"}},
+		{"tick in seconds", `{"topic":"src","partition":0,"tick":1767366240}`, "src", 0, []string{`"tick"`, "milliseconds"}},
 		{"unknown topic", `{"topic":"nope","partition":0}`, "nope", 0, []string{`"nope"`}},
 		{"partition out of range", `{"topic":"src","partition":5}`, "src", 5, []string{"partition 5", "0..1"}},
 	}

@@ -447,6 +447,19 @@ func TestTemplate_function(t *testing.T) {
 	if got, want := fnVPC["VpcConfig"], (map[string]any{"SubnetIds": []any{"subnet-1", "subnet-2"}, "SecurityGroupIds": []any{"sg-1"}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("with SubnetIds, VpcConfig = %v, want %v", got, want)
 	}
+	// Lambda retries a failed invocation with the same event: the retry of
+	// a crashed owner is its partition's fastest way back, and a retry older
+	// than the next scheduled tick is of no use.
+	retries := e.resolve(tmplResource(t, tmpl, "FunctionRetries", "AWS::Lambda::EventInvokeConfig")["Properties"]).(map[string]any)
+	if got := retries["MaximumRetryAttempts"]; got != float64(2) {
+		t.Errorf("FunctionRetries MaximumRetryAttempts = %v, want 2", got)
+	}
+	if got := retries["MaximumEventAgeInSeconds"]; got != float64(scheduleRateMinutes*60) {
+		t.Errorf("FunctionRetries MaximumEventAgeInSeconds = %v, want the schedule period %d", got, scheduleRateMinutes*60)
+	}
+	if got := retries["FunctionName"]; got != "ref:Function" {
+		t.Errorf("FunctionRetries FunctionName = %v, want the function", got)
+	}
 	logs := e.resolve(tmplResource(t, tmpl, "LogGroup", "AWS::Logs::LogGroup")["Properties"]).(map[string]any)
 	if logs["RetentionInDays"] == nil {
 		t.Errorf("LogGroup keeps logs forever: set RetentionInDays")
