@@ -62,10 +62,10 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 
 // chaosStats are the totals a run (or a soak) reports.
 type chaosStats struct {
-	Runs, Invocations, Handoffs, Crashes, Freezes, Duplicates, Stales int64
-	StoreFaults, BrokerFaults                                         int64
-	Produced, Lost, Reordered, Twice, Overlaps, Rewinds               int64
-	MaxGap                                                            time.Duration
+	Runs, Invocations, Handoffs, Crashes, Retries, Freezes, Duplicates, Stales int64
+	StoreFaults, BrokerFaults                                                  int64
+	Produced, Lost, Reordered, Twice, Overlaps, Rewinds                        int64
+	MaxGap                                                                     time.Duration
 }
 
 func (s *chaosStats) add(o chaosStats) {
@@ -73,6 +73,7 @@ func (s *chaosStats) add(o chaosStats) {
 	s.Invocations += o.Invocations
 	s.Handoffs += o.Handoffs
 	s.Crashes += o.Crashes
+	s.Retries += o.Retries
 	s.Freezes += o.Freezes
 	s.Duplicates += o.Duplicates
 	s.Stales += o.Stales
@@ -88,8 +89,8 @@ func (s *chaosStats) add(o chaosStats) {
 }
 
 func (s chaosStats) String() string {
-	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
-		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Freezes, s.Duplicates, s.Stales, s.StoreFaults, s.BrokerFaults,
+	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d same_tick_retries=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
+		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Retries, s.Freezes, s.Duplicates, s.Stales, s.StoreFaults, s.BrokerFaults,
 		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
 }
 
@@ -215,6 +216,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 		fail("epoch-fencing", "%s", msg)
 	}
 	st.Invocations, st.Crashes, st.Freezes = h.invocations.Load(), h.crashes.Load(), h.freezes.Load()
+	st.Retries = h.retries.Load()
 	st.Duplicates, st.Stales, st.StoreFaults = h.duplicates.Load(), h.stales.Load(), h.storeFaults.Load()
 	st.BrokerFaults = brokerFaults.Load()
 	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
@@ -266,6 +268,7 @@ type chaosHarness struct {
 	running                                                        atomic.Int64
 	invocations, crashes, freezes, duplicates, stales, storeFaults atomic.Int64
 	rewinds                                                        atomic.Int64 // the sink failed; read again in the run
+	retries                                                        atomic.Int64 // a crashed invocation's event delivered again
 }
 
 // tick delivers one schedule tick for a partition: once, twice (a duplicate
@@ -304,7 +307,27 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		out, err := runInvocation(ictx, h.cfg, d, inv)
 		h.rewinds.Add(int64(out.Rewinds))
 		h.log.Info("chaos invocation", "owner", inv.Owner, "plan", fmt.Sprintf("%+v", pl), "outcome", fmt.Sprintf("%+v", out), "err", err)
+		if cs.down.Load() {
+			h.retry(ctx, inv, seed)
+		}
 	})
+}
+
+// retry delivers a crashed invocation's event again, as Lambda does after
+// a failed async invocation: the same tick, at most twice, about a minute
+// and two to three minutes later (scaled to the chaos schedule, where an
+// invocation's 1.2 s stands for 15 minutes).
+func (h *chaosHarness) retry(ctx context.Context, inv invocation, seed uint64) {
+	n := strings.Count(inv.Owner, "-retry")
+	if n >= 2 || ctx.Err() != nil {
+		return
+	}
+	h.retries.Add(1)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	delay := chaosLife / 15 * time.Duration(1+n+rng.IntN(1+n))
+	again := inv
+	again.Owner = inv.Owner + "-retry"
+	h.start(ctx, again, drawPlan(rng, h.cfg.Skew), time.Now().Add(delay), rng.Uint64())
 }
 
 // wait waits for every invocation, up to limit.
