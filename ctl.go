@@ -213,12 +213,12 @@ func (k *kafka) seekTarget(ctx context.Context, cfg *config, p int32, a ctlArgs)
 	if hi == lo {
 		return 0, badUsage("ctl seek: -time %s: partition %d has no records; its end is offset %d (-offset end)", a.at, p, hi)
 	}
-	newest, ts, err := k.offsetAt(ctx, cfg, p, -3)
+	_, ts, err := k.offsetAt(ctx, cfg, p, -3)
 	if err != nil {
 		return 0, err
 	}
-	return 0, badUsage("ctl seek: -time %s is after partition %d's newest record (offset %d at %s); its end is offset %d (-offset end)",
-		a.at, p, newest, time.UnixMilli(ts).UTC().Format(time.RFC3339), hi)
+	return 0, badUsage("ctl seek: -time %s is after the newest record in partition %d (written at %s); its end is offset %d (-offset end)",
+		a.at, p, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), hi)
 }
 
 // ctlWrite sets seek and pause on each partition's record, conditional on
@@ -309,7 +309,8 @@ func orDash(s string) string {
 }
 
 // offsetAt asks partition p's leader for an offset by timestamp, or by a
-// special timestamp: -1 the end, -2 the start, -3 the newest record. It
+// special timestamp: -1 the end, -2 the start, -3 the newest record
+// time (Kafka 3.0+; an older broker's error is reported as is). It
 // returns the offset (-1: no record at or after ts) and its record's time.
 func (k *kafka) offsetAt(ctx context.Context, cfg *config, p int32, ts int64) (int64, int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
@@ -402,7 +403,8 @@ func parseCtl(args []string) (ctlArgs, []string, error) {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
 		switch {
 		case !strings.HasPrefix(args[i], "-"):
-			return a, nil, badUsage("ctl %s: unexpected argument %q: flags come as -name value", a.verb, args[i])
+			rest = append(rest, args[i]) // a value of baton's flags; parseConfig judges
+			continue
 		case slices.Contains(own, name):
 		case ctlFlagUsage[name] != "":
 			return a, nil, badUsage("ctl %s takes no -%s", a.verb, name)

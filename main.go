@@ -541,7 +541,11 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 			inv.Owner = newOwnerID(lc.AwsRequestID)
 		}
 		out, err := runInvocation(ctx, cfg, d, inv)
-		d.log.Info("invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelError
+		}
+		d.log.Log(context.Background(), level, "invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		return out, err
 	}
@@ -567,12 +571,34 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 		}
 		defer stop()
 	}
+	logLeft := func() { logLeftRunning(cfg, d, parts, owner) }
+	forcedExit.Store(&logLeft)
+	defer forcedExit.CompareAndSwap(&logLeft, nil)
 	for i, p := range parts {
 		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
 		wg.Go(func() { errs[i] = ownPartition(ctx, cfg, d, inv) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// logLeftRunning is the one line a forced exit leaves: which of this
+// process's leases still run, and until when, since nobody takes them before.
+func logLeftRunning(cfg *config, d *deps, parts []int32, owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var left []string
+	for _, p := range parts {
+		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
+		switch {
+		case err != nil:
+			left = append(left, fmt.Sprintf("%d (unread: %v; at most -ttl %v after its last commit)", p, err, cfg.TTL))
+		case strings.HasPrefix(l.Owner, owner+"/") && l.State == stateRunning:
+			left = append(left, fmt.Sprintf("%d until %s", p, time.UnixMilli(l.ExpiresAt).UTC().Format(time.RFC3339)))
+		}
+	}
+	d.log.Error("forced exit by a second signal: leases left running; another owner takes each once it ends (plus -skew)",
+		"topic", cfg.Topic, "partitions", strings.Join(left, ", "), "skew", cfg.Skew)
 }
 
 // ownPartition runs one partition until it is handed over, released at
@@ -583,16 +609,25 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 // newer than this process's old runs, older than a process started later,
 // which keeps its place.
 func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
-	pause, owned, tick := time.Second, false, inv.Tick
+	pause, owned, tick, cause := time.Second, false, inv.Tick, ""
 	for n := 1; ; n++ {
 		out, err := runInvocation(ctx, cfg, d, inv)
-		d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+		// A failure is an ERROR once per cause; its retries repeat it
+		// only at DEBUG.
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelDebug
+			if err.Error() != cause {
+				level, cause = slog.LevelError, err.Error()
+			}
+		}
+		d.log.Log(context.Background(), level, "partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		owned = owned || out.Epoch > 0
 		if err == nil || !owned || ctx.Err() != nil {
 			return err
 		}
-		d.log.Warn("partition failed after owning it; starting again", "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
+		d.log.Info("starting the partition again", "topic", inv.Topic, "partition", inv.Partition, "in", pause)
 		select {
 		case <-ctx.Done():
 			return err
@@ -765,6 +800,30 @@ var forcedExit atomic.Pointer[func()]
 // one: GNU timeout and some supervisors send one stop twice.
 const signalWindow = time.Second
 
+// What a stop signal means.
+const (
+	signalStop   = iota // the first: stop, handing over
+	signalRepeat        // the same signal again within signalWindow: nothing
+	signalForce         // any other: exit at once
+)
+
+// signalGate tells a repeated delivery of the first signal from a second.
+type signalGate struct {
+	first os.Signal
+	at    time.Time
+}
+
+func (g *signalGate) next(sig os.Signal, now time.Time) int {
+	switch {
+	case g.first == nil:
+		g.first, g.at = sig, now
+		return signalStop
+	case sig == g.first && now.Sub(g.at) < signalWindow:
+		return signalRepeat
+	}
+	return signalForce
+}
+
 // signalContext ends on the first SIGINT or SIGTERM. Another signal, or the
 // same one again after signalWindow, exits at once with 130, after
 // forcedExit has logged the leases left running. stop ends the watching
@@ -775,20 +834,16 @@ func signalContext() (ctx context.Context, stop func()) {
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		var first os.Signal
-		var at time.Time
+		var g signalGate
 		for {
 			select {
 			case <-done:
 				return
 			case sig := <-ch:
-				switch {
-				case first == nil:
-					first, at = sig, time.Now()
+				switch g.next(sig, time.Now()) {
+				case signalStop:
 					cancel()
-				case sig == first && time.Since(at) < signalWindow:
-					// the same stop, delivered twice
-				default:
+				case signalForce:
 					if f := forcedExit.Load(); f != nil {
 						(*f)()
 					}
