@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -428,5 +429,28 @@ func TestReadme_flag_table(t *testing.T) {
 	}
 	if len(help) != len(options)+len(envOnly) || !slices.ContainsFunc(options, func(o option) bool { return help["-"+o.name+" "+o.env] }) {
 		t.Errorf("baton -h lists %d flags and variables, want %d:\n%s", len(help), len(options)+len(envOnly), out.String())
+	}
+}
+
+// A payload that is not JSON reaches baton (not the runtime library's bare
+// "EOF") and is logged at ERROR with its first 200 bytes and what was
+// expected.
+func TestMain_bad_event_logged(t *testing.T) {
+	var logs lockedBuffer
+	cfg := &config{Topic: "src"}
+	d := &deps{store: newMemStore(), now: time.Now, log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	payload := "not json " + strings.Repeat("x", 191) + "TAIL"
+	_, err := lambdaHandler(handler(cfg, d)).Invoke(ctxT(t), []byte(payload))
+	if err == nil || !strings.Contains(err.Error(), "JSON") {
+		t.Fatalf("error %v, want one saying it wants JSON", err)
+	}
+	got := logs.String()
+	for _, w := range []string{`"level":"ERROR"`, `"msg":"bad event: want {`, payload[:200], `"bytes":204`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("log line does not hold %q:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, "TAIL") {
+		t.Errorf("log line holds more than 200 bytes of the event:\n%s", got)
 	}
 }
