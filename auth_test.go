@@ -459,7 +459,7 @@ func TestAuth_msk_iam_wiring(t *testing.T) {
 	}
 
 	t.Run("default chain", func(t *testing.T) {
-		c, err := parseConfig([]string{"-mode", "lambda", "-brokers", "b-1:9098", "-sasl", "aws-msk-iam"}, fakeEnv(nil))
+		c, err := parseConfig([]string{"-mode", "lambda", "-brokers", "b-1:9098", "-topic", "t", "-sasl", "aws-msk-iam"}, fakeEnv(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,7 +573,7 @@ func TestConfig_auth_flags(t *testing.T) {
 		want view
 	}{
 		{"none by default", args(), nil, view{SASL: "none"}},
-		{"-tls with the system roots", args("-tls", "true"), nil, view{TLS: true, SASL: "none", Auth: true}},
+		{"-tls with the system roots", args("-tls"), nil, view{TLS: true, SASL: "none", Auth: true}},
 		{"BATON_TLS", args(), map[string]string{"BATON_TLS": "1"}, view{TLS: true, SASL: "none", Auth: true}},
 		{"-tls-ca implies -tls", args("-tls-ca", pki.caFile), nil, view{TLS: true, RootCAs: true, SASL: "none", Auth: true}},
 		{"mutual TLS", args("-tls-ca", pki.caFile, "-tls-cert", pki.certFile, "-tls-key", pki.keyFile), nil,
@@ -585,7 +585,7 @@ func TestConfig_auth_flags(t *testing.T) {
 			view{SASL: "scram-sha-512", User: "bob", Auth: true}},
 		{"scram with a secret", args("-sasl", "scram-sha-256", "-sasl-secret", testARN), nil, view{SASL: "scram-sha-256", Auth: true}},
 		{"aws-msk-iam implies TLS", args("-sasl", "aws-msk-iam"), nil, view{TLS: true, SASL: "aws-msk-iam", Auth: true}},
-		{"scram over TLS", args("-tls", "true", "-sasl", "scram-sha-256", "-sasl-user", "u"), pw,
+		{"scram over TLS", args("-tls=true", "-sasl", "scram-sha-256", "-sasl-user", "u"), pw,
 			view{TLS: true, SASL: "scram-sha-256", User: "u", Auth: true}},
 	}
 	for _, tt := range good {
@@ -606,7 +606,7 @@ func TestConfig_auth_flags(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{"-tls not a bool", args("-tls", "maybe"), nil, []string{"tls"}},
+		{"-tls not a bool", args("-tls=maybe"), nil, []string{"tls"}},
 		{"unknown mechanism", args("-sasl", "gssapi"), nil, []string{"sasl"}},
 		{"unknown mechanism from the environment", args(), map[string]string{"BATON_SASL": "oauthbearer"}, []string{"sasl"}},
 		{"plain without user", args("-sasl", "plain"), pw, []string{"sasl-user"}},
@@ -624,7 +624,7 @@ func TestConfig_auth_flags(t *testing.T) {
 		{"CA file not PEM", args("-tls-ca", notPEM), nil, []string{"tls-ca"}},
 		{"cert file not PEM", args("-tls-cert", notPEM, "-tls-key", pki.keyFile), nil, []string{"tls-cert"}},
 		{"cert and key that do not match", args("-tls-cert", pki.certFile, "-tls-key", pki.caFile), nil, []string{"tls-cert"}},
-		{"several at once", args("-tls", "maybe", "-sasl", "plain", "-tls-key", pki.keyFile), nil, []string{"tls", "sasl-user", "sasl", "tls-cert"}},
+		{"several at once", args("-tls=maybe", "-sasl", "plain", "-tls-key", pki.keyFile), nil, []string{"tls", "sasl-user", "sasl", "tls-cert"}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,37 +7,130 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-const ctlUsage = `usage: baton ctl status|seek|pause|resume [flags]
-  status                         every partition: owner, epoch, offset, lag, expiry
-  seek   -partition P -offset N  read partition P from offset N next
-  seek   -partition P -time T    ... from the first record at or after T (RFC 3339)
-  pause  -partition P|all        stop reading (the owner keeps the lease and commits)
-  resume -partition P|all        read again from where it stopped
-The usual flags name the topic, group, brokers and lease store (baton -h).`
+// ctlCommand is one ctl command: its usage line and its own flags.
+type ctlCommand struct {
+	verb, args, what string
+	flags            []string // its own flags, as in parseCtl
+}
+
+var ctlCommands = []ctlCommand{
+	{"status", "[-partition P|all]", "every partition (or one): owner and its tick, epoch, state, offset, end, lag, expiry, seek, paused, successor and its tick", []string{"partition"}},
+	{"seek", "-partition P -offset N|start|end", "read partition P from offset N next; N within the log, start..end", []string{"partition", "offset", "time"}},
+	{"seek", "-partition P -time T", "... from the first record at or after T (RFC 3339), which must not be after the newest", nil},
+	{"pause", "-partition P|all", "stop reading (the owner keeps the lease and commits)", []string{"partition"}},
+	{"resume", "-partition P|all", "read again from where it stopped", []string{"partition"}},
+}
+
+// ctlVerbs are the commands' names, for usage and errors.
+var ctlVerbs = []string{"status", "seek", "pause", "resume"}
+
+// ctlFlagUsage describes ctl's own flags.
+var ctlFlagUsage = map[string]string{
+	"partition": "a partition number; all (status, pause, resume)",
+	"offset":    "seek: an offset from the log's start to its end, or start, or end",
+	"time":      "seek: an RFC 3339 time like 2026-01-02T15:04:05Z",
+}
+
+// ctlUsage is `baton ctl -h`, or one command's when verb is set.
+func ctlUsage(verb string) string {
+	var b strings.Builder
+	b.WriteString("usage: baton ctl COMMAND [flags] [baton's flags]\n")
+	var own []string
+	for _, c := range ctlCommands {
+		if verb == "" || c.verb == verb {
+			fmt.Fprintf(&b, "  %-6s %-33s %s\n", c.verb, c.args, c.what)
+			for _, f := range c.flags {
+				if !slices.Contains(own, f) {
+					own = append(own, f)
+				}
+			}
+		}
+	}
+	if verb == "" {
+		own = []string{"partition", "offset", "time"}
+	}
+	b.WriteString("Flags:\n")
+	for _, f := range own {
+		fmt.Fprintf(&b, "  -%-10s %s\n", f, ctlFlagUsage[f])
+	}
+	b.WriteString("Baton's flags (baton -h) name the brokers, topic, group and lease store: -brokers, -topic and -group,\n" +
+		"and -lease-table (DynamoDB) or -redis (the Redis build), or their BATON_* variables.\n" +
+		"ctl never creates a lease table. Exit status: 0 done, 1 failed, 2 bad usage.")
+	return b.String()
+}
+
+// usageError is a command line at fault: exit 2, not 1.
+type usageError struct{ error }
+
+func badUsage(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// ctlMain runs `baton ctl ...`: exit 2 for a usage error, 1 for a failure.
+func ctlMain(ctx context.Context, args []string, sys sysio) int {
+	a, rest, err := parseCtl(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(sys.stdout, ctlUsage(a.verb))
+		return 0
+	}
+	if err == nil {
+		for _, r := range rest {
+			if name, _, _ := strings.Cut(strings.TrimLeft(r, "-"), "="); name == "create-table" && strings.HasPrefix(r, "-") {
+				err = badUsage("ctl %s: -create-table: ctl never creates the lease table; run baton itself with -create-table once", a.verb)
+			}
+		}
+	}
+	var cfg *config
+	if err == nil {
+		if cfg, err = parseConfig(append([]string{"-mode", "process"}, rest...), sys.getenv); err != nil {
+			err = usageError{err}
+		}
+	}
+	if err == nil {
+		// A BATON_CREATE_TABLE shared with the running service does not
+		// make a read-only command create anything.
+		cfg.CreateTable = false
+		var st store
+		if st, err = newStore(ctx, *cfg); err == nil {
+			d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: newLogger("process", sys.stderr, sys.getenv)}
+			err = runCtl(ctx, cfg, d, a, sys.stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(sys.stderr, "baton ctl: %v\n", err)
+		if errors.As(err, new(usageError)) {
+			fmt.Fprintln(sys.stderr, "(baton ctl -h lists the commands and flags)")
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
 
 // ctlArgs are the ctl command's own flags.
 type ctlArgs struct {
 	verb      string
 	partition string
-	offset    int64
+	offset    string // a number, start or end; "" for none
 	at        string
 }
 
 // runCtl runs one ctl command; out gets what a person reads.
 func runCtl(ctx context.Context, cfg *config, d *deps, a ctlArgs, out io.Writer) error {
 	if cfg.Topic == "" {
-		return optionErr("topic", "ctl needs the topic")
+		return usageError{optionErr("topic", "ctl needs the topic")}
 	}
 	k, err := connect(ctx, cfg, d, invocation{Topic: cfg.Topic})
 	if err != nil {
@@ -56,18 +149,16 @@ func runCtl(ctx context.Context, cfg *config, d *deps, a ctlArgs, out io.Writer)
 	case "status":
 		return ctlStatus(ctx, cfg, d, k, parts, out)
 	case "seek":
-		offset := a.offset
-		if a.at != "" {
-			if offset, err = k.offsetAt(ctx, cfg, cfg.Topic, parts[0], a.at); err != nil {
-				return err
-			}
+		offset, err := k.seekTarget(ctx, cfg, parts[0], a)
+		if err != nil {
+			return err
 		}
 		return ctlWrite(ctx, cfg, d, parts, out, func(l lease) (int64, bool) { return offset, l.Paused })
 	case "pause", "resume":
 		paused := a.verb == "pause"
 		return ctlWrite(ctx, cfg, d, parts, out, func(l lease) (int64, bool) { return l.Seek, paused })
 	}
-	return fmt.Errorf("ctl: unknown command %q\n%s", a.verb, ctlUsage)
+	return badUsage("unknown command %q: want %s", a.verb, strings.Join(ctlVerbs, ", "))
 }
 
 // ctlPartitions checks -partition against the topic: status defaults to
@@ -82,12 +173,52 @@ func ctlPartitions(a ctlArgs, n int) ([]int32, error) {
 	}
 	p, err := strconv.Atoi(a.partition)
 	if err != nil || p < 0 || p >= n {
-		return nil, fmt.Errorf("ctl %s: -partition: want 0..%d%s, got %q", a.verb, n-1, map[bool]string{true: "", false: " or all"}[a.verb == "seek"], a.partition)
-	}
-	if a.verb == "seek" && (a.offset < 0) == (a.at == "") {
-		return nil, errors.New("ctl seek: give exactly one of -offset N (0 or more) and -time T")
+		return nil, badUsage("ctl %s: -partition: want 0..%d%s, got %q", a.verb, n-1, map[bool]string{true: "", false: " or all"}[a.verb == "seek"], a.partition)
 	}
 	return []int32{int32(p)}, nil
+}
+
+// seekTarget is the offset a seek asks for, within the partition's log: a
+// seek past its end once skipped every record produced until the owner's
+// offset caught up, with a lag of 0 shown meanwhile.
+func (k *kafka) seekTarget(ctx context.Context, cfg *config, p int32, a ctlArgs) (int64, error) {
+	lo, _, err := k.offsetAt(ctx, cfg, p, -2)
+	if err != nil {
+		return 0, err
+	}
+	hi, _, err := k.offsetAt(ctx, cfg, p, -1)
+	if err != nil {
+		return 0, err
+	}
+	switch a.offset {
+	case "start":
+		return lo, nil
+	case "end":
+		return hi, nil
+	case "":
+	default:
+		o, _ := strconv.ParseInt(a.offset, 10, 64) // checked by parseCtl
+		if o < lo || o > hi {
+			return 0, badUsage("ctl seek: -offset %d is outside partition %d's log: want %d (start) to %d (end), or start or end", o, p, lo, hi)
+		}
+		return o, nil
+	}
+	t, _ := time.Parse(time.RFC3339, a.at) // checked by parseCtl
+	o, _, err := k.offsetAt(ctx, cfg, p, t.UnixMilli())
+	if err != nil || o >= 0 {
+		return o, err
+	}
+	// No record at or after t: the answer is -1, which would clear a
+	// pending seek rather than make one.
+	if hi == lo {
+		return 0, badUsage("ctl seek: -time %s: partition %d has no records; its end is offset %d (-offset end)", a.at, p, hi)
+	}
+	_, ts, err := k.offsetAt(ctx, cfg, p, -3)
+	if err != nil {
+		return 0, err
+	}
+	return 0, badUsage("ctl seek: -time %s is after the newest record in partition %d (written at %s); its end is offset %d (-offset end)",
+		a.at, p, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), hi)
 }
 
 // ctlWrite sets seek and pause on each partition's record, conditional on
@@ -128,6 +259,19 @@ func offsetText(o int64) string {
 	return strconv.FormatInt(o, 10)
 }
 
+// tickText shows a tick as the schedule time it is. One in the future is
+// marked: it makes every real tick look stale to the lease.
+func tickText(tick int64, now time.Time) string {
+	if tick == 0 {
+		return "-"
+	}
+	t := time.UnixMilli(tick).UTC()
+	if t.After(now.Add(time.Minute)) {
+		return t.Format(time.RFC3339) + "(FUTURE)"
+	}
+	return t.Format(time.RFC3339)
+}
+
 // ctlStatus prints a line a partition.
 func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int32, out io.Writer) error {
 	hw, err := k.listOffsets(ctx, cfg, cfg.Topic, parts, -1)
@@ -135,12 +279,12 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOWNER\tEPOCH\tSTATE\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR")
+	fmt.Fprintln(tw, "PARTITION\tOWNER\tTICK\tEPOCH\tSTATE\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR\tSUCCESSOR TICK")
 	now := d.now()
 	for _, p := range parts {
 		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
 		if errors.Is(err, errNotFound) {
-			fmt.Fprintf(tw, "%d\t-\t0\tnone\t-\t%d\t-\t-\t-\t-\t-\n", p, hw[p])
+			fmt.Fprintf(tw, "%d\t-\t-\t0\tnone\t-\t%d\t-\t-\t-\t-\t-\t-\n", p, hw[p])
 			continue
 		}
 		if err != nil {
@@ -151,8 +295,8 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 			lag = strconv.FormatInt(max(0, hw[p]-l.Offset), 10)
 		}
 		expires := time.UnixMilli(l.ExpiresAt).Sub(now).Round(time.Second).String()
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%v\t%s\n", p, l.Owner, l.Epoch, l.State,
-			offsetText(l.Offset), hw[p], lag, expires, offsetText(l.Seek), l.Paused, orDash(l.Successor))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now), l.Epoch, l.State,
+			offsetText(l.Offset), hw[p], lag, expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now))
 	}
 	return tw.Flush()
 }
@@ -164,14 +308,37 @@ func orDash(s string) string {
 	return s
 }
 
-// offsetAt finds the first offset at or after an RFC 3339 time.
-func (k *kafka) offsetAt(ctx context.Context, cfg *config, topic string, p int32, at string) (int64, error) {
-	t, err := time.Parse(time.RFC3339, at)
-	if err != nil {
-		return 0, fmt.Errorf("ctl seek: -time: want an RFC 3339 time like 2026-01-02T15:04:05Z, got %q", at)
+// offsetAt asks partition p's leader for an offset by timestamp, or by a
+// special timestamp: -1 the end, -2 the start, -3 the newest record
+// time (Kafka 3.0+; an older broker's error is reported as is). It
+// returns the offset (-1: no record at or after ts) and its record's time.
+func (k *kafka) offsetAt(ctx context.Context, cfg *config, p int32, ts int64) (int64, int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.IsolationLevel = 1 // read_committed, as baton reads
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = cfg.Topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = p, ts
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	lctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
+	defer cancel()
+	for _, sh := range k.cl.RequestSharded(lctx, req) {
+		if sh.Err != nil {
+			return 0, 0, fmt.Errorf("kafka %v: list offsets: %w", cfg.Brokers, sh.Err)
+		}
+		for _, t := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
+			for _, rp := range t.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return 0, 0, fmt.Errorf("kafka topic %q partition %d: list offsets: %w", cfg.Topic, p, err)
+				}
+				if rp.Partition == p {
+					return rp.Offset, rp.Timestamp, nil
+				}
+			}
+		}
 	}
-	o, err := k.listOffsets(ctx, cfg, topic, []int32{p}, t.UnixMilli())
-	return o[p], err
+	return 0, 0, fmt.Errorf("kafka topic %q partition %d: list offsets: no answer", cfg.Topic, p)
 }
 
 // listOffsets asks the partitions' leaders for an offset by timestamp
@@ -206,25 +373,48 @@ func (k *kafka) listOffsets(ctx context.Context, cfg *config, topic string, part
 }
 
 // parseCtl splits `ctl VERB [flags]` into the ctl's own flags and the rest,
-// which are baton's usual flags.
+// which are baton's usual flags. -h anywhere asks for the usage.
 func parseCtl(args []string) (ctlArgs, []string, error) {
-	a := ctlArgs{offset: -1}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return a, nil, errors.New(ctlUsage)
+	a := ctlArgs{}
+	if len(args) == 0 {
+		return a, nil, badUsage("no command: want %s", strings.Join(ctlVerbs, ", "))
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		return a, nil, flag.ErrHelp
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return a, nil, badUsage("the command comes first, before %s: want %s", args[0], strings.Join(ctlVerbs, ", "))
+	}
+	if !slices.Contains(ctlVerbs, args[0]) {
+		return a, nil, badUsage("unknown command %q: want %s", args[0], strings.Join(ctlVerbs, ", "))
 	}
 	a.verb = args[0]
+	var own []string
+	for _, c := range ctlCommands {
+		if c.verb == a.verb {
+			own = append(own, c.flags...)
+		}
+	}
 	var rest []string
 	for i := 1; i < len(args); i++ {
+		if isHelp(args[i]) {
+			return a, nil, flag.ErrHelp
+		}
 		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		switch name {
-		case "partition", "offset", "time":
+		switch {
+		case !strings.HasPrefix(args[i], "-"):
+			rest = append(rest, args[i]) // a value of baton's flags; parseConfig judges
+			continue
+		case slices.Contains(own, name):
+		case ctlFlagUsage[name] != "":
+			return a, nil, badUsage("ctl %s takes no -%s", a.verb, name)
 		default:
 			rest = append(rest, args[i])
 			continue
 		}
 		if !hasVal {
 			if i+1 == len(args) {
-				return a, nil, fmt.Errorf("ctl: -%s needs a value", name)
+				return a, nil, badUsage("ctl %s: -%s needs a value", a.verb, name)
 			}
 			i++
 			val = args[i]
@@ -233,14 +423,29 @@ func parseCtl(args []string) (ctlArgs, []string, error) {
 		case "partition":
 			a.partition = val
 		case "time":
+			if _, err := time.Parse(time.RFC3339, val); err != nil {
+				return a, nil, badUsage("ctl seek: -time: want an RFC 3339 time like 2026-01-02T15:04:05Z, got %q", val)
+			}
 			a.at = val
 		case "offset":
-			n, err := strconv.ParseInt(val, 10, 64)
-			if err != nil || n < 0 {
-				return a, nil, fmt.Errorf("ctl: -offset: want an offset of 0 or more, got %q", val)
+			if n, err := strconv.ParseInt(val, 10, 64); (err != nil || n < 0) && val != "start" && val != "end" {
+				return a, nil, badUsage("ctl seek: -offset: want an offset of 0 or more, start or end, got %q", val)
 			}
-			a.offset = n
+			a.offset = val
 		}
 	}
+	switch {
+	case a.verb == "seek" && a.partition == "":
+		return a, nil, badUsage("ctl seek: -partition: required, one partition")
+	case a.verb == "seek" && (a.offset == "") == (a.at == ""):
+		return a, nil, badUsage("ctl seek: give exactly one of -offset N|start|end and -time T")
+	case (a.verb == "pause" || a.verb == "resume") && a.partition == "":
+		return a, nil, badUsage("ctl %s: -partition: required, a partition or all", a.verb)
+	}
 	return a, rest, nil
+}
+
+// isHelp is -h, -help or --help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }

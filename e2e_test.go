@@ -529,6 +529,7 @@ func rieEnv(t *testing.T, timeout time.Duration, brokers []string, group string,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=" + strconv.Itoa(int(timeout/time.Second)),
 		"BATON_BROKERS=" + strings.Join(brokers, ","),
+		"BATON_TOPIC=src", // the only topic an event may name
 		"BATON_SINK=" + e2eSinkScheme(t) + "://out",
 		"BATON_GROUP=" + group,
 	}

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,13 +65,30 @@ const (
 	defaultFetchWait    = 500 * time.Millisecond
 )
 
+// Bounds on the timings, checked together in parseConfig. A lease shorter
+// than a second cannot survive one slow store call; a commit more often than
+// every 100 ms is a store call storm for no gain; a commit interval of at
+// most half the TTL lets one renewal fail and the next still come in time;
+// skew must leave some of the lease to its owner. Kafka brokers refuse a
+// transaction timeout over transaction.max.timeout.ms (15 minutes by
+// default), and kafka+txn asks for TTL plus the commit interval.
+const (
+	minTTL         = time.Second
+	minCommitEvery = 100 * time.Millisecond
+	maxTxnTimeout  = 15 * time.Minute
+)
+
+// tableName is what DynamoDB accepts as a table name.
+var tableName = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
+
 // config is everything baton reads from flags and the environment.
 type config struct {
 	Mode       string   // lambda, process or demo
 	Brokers    []string // empty: the demo
 	Topic      string
-	Partitions []int32 // process mode; nil means all
-	Group      string  // lease key namespace; with kafka+txn also the Kafka group holding the offset
+	Topics     []string // the topics a Lambda event may name: Topic and -topics
+	Partitions []int32  // process mode; nil means all
+	Group      string   // lease key namespace; with kafka+txn also the Kafka group holding the offset
 	Sink       string
 	SinkScheme string // kafka, kafka+txn, stdout or discard
 	SinkTopic  string
@@ -115,20 +133,21 @@ type option struct{ name, env, def, usage string }
 var options = []option{
 	{"mode", "BATON_MODE", "", "lambda, process or demo (default: lambda under AWS Lambda, demo without -brokers, else process)"},
 	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; empty runs the embedded demo"},
-	{"topic", "BATON_TOPIC", "", "source topic (a Lambda event may name its own)"},
+	{"topic", "BATON_TOPIC", "", "source topic; a Lambda event without \"topic\" reads this one"},
+	{"topics", "BATON_TOPICS", "", "lambda mode: other topics an event may name, comma-separated (default: only -topic)"},
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
 	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
 	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},
-	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs)"},
+	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs; a switch: -create-table or -create-table=false)"},
 	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
 	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
 	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
 	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
-	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
+	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (a switch; implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
 	{"tls-cert", "BATON_TLS_CERT", "", "PEM client certificate for mutual TLS, with -tls-key"},
 	{"tls-key", "BATON_TLS_KEY", "", "PEM private key of -tls-cert"},
@@ -136,6 +155,38 @@ var options = []option{
 	{"sasl-user", "BATON_SASL_USER", "", "user for plain and scram; the password is read from BATON_SASL_PASSWORD only, never a flag"},
 	{"sasl-secret", "BATON_SASL_SECRET", "", "Secrets Manager ARN of {\"username\", \"password\"} for plain and scram, instead of BATON_SASL_PASSWORD; read once"},
 }
+
+// switches are the options that are boolean flags: -name alone means true,
+// -name=false turns one off, and a following word is not their value.
+var switches = map[string]bool{"create-table": true, "tls": true}
+
+// envOnly are the variables baton reads that have no flag: a password must
+// not show in process lists, and the log level is needed before flags are read.
+var envOnly = []option{
+	{"", passwordEnv, "", "password for -sasl plain and scram (or use -sasl-secret)"},
+	{"", "BATON_LOG_LEVEL", "info", "process mode and ctl: debug, info, warn or error (under Lambda, AWS_LAMBDA_LOG_LEVEL)"},
+	{"", "BATON_EMF", "", "process mode on a terminal: 1 prints the EMF metric lines too (off a terminal they always go to stderr)"},
+}
+
+// backendOptions are the options of each lease store; only the store this
+// binary was built with (storeBuild, build_*.go) takes its own.
+var backendOptions = map[string][]string{
+	"dynamodb": {"lease-table", "create-table"},
+	"redis":    {"redis"},
+}
+
+var (
+	backendName  = map[string]string{"dynamodb": "DynamoDB", "redis": "Redis"}
+	buildCommand = map[string]string{"dynamodb": "go build, without -tags redis", "redis": "go build -tags redis"}
+)
+
+// switchValue is a switch's flag: its text is checked with the other values
+// in parseConfig, so a bad one is named with its environment variable.
+type switchValue string
+
+func (v *switchValue) String() string     { return string(*v) }
+func (v *switchValue) Set(s string) error { *v = switchValue(s); return nil }
+func (v *switchValue) IsBoolFlag() bool   { return true }
 
 // optionErr names the flag and its environment variable in an error.
 func optionErr(name, format string, a ...any) error {
@@ -152,29 +203,37 @@ func optionErr(name, format string, a ...any) error {
 func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	fs := flag.NewFlagSet("baton", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	v := map[string]*string{}
+	v, fromEnv := map[string]*string{}, map[string]bool{}
 	for _, o := range options {
-		def := o.def
+		val := o.def
 		if e := getenv(o.env); e != "" {
-			def = e
+			val, fromEnv[o.name] = e, true
 		}
-		v[o.name] = fs.String(o.name, def, o.usage+" ("+o.env+")")
+		v[o.name] = &val
+		if switches[o.name] {
+			fs.Var((*switchValue)(&val), o.name, o.usage)
+		} else {
+			fs.StringVar(&val, o.name, val, o.usage)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%v (baton -h lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, unexpectedArg(args, fs.NArg())
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := func(name string) bool { return given[name] || fromEnv[name] }
+
 	c := &config{Group: *v["group"], Topic: *v["topic"], Sink: *v["sink"], DLQ: *v["dlq"],
 		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"]}
 	var errs []error
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
-	for _, b := range strings.Split(*v["brokers"], ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			c.Brokers = append(c.Brokers, b)
-		}
-	}
+	c.Brokers = splitList(*v["brokers"])
 	switch {
 	case c.Mode == "" && getenv("AWS_LAMBDA_RUNTIME_API") != "":
 		c.Mode = "lambda"
@@ -201,9 +260,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	if c.SinkScheme, c.SinkTopic, err = parseSink(c.Sink); err != nil {
 		bad("sink", "%v", err)
 	}
-	if c.Topic != "" && (c.SinkTopic == c.Topic || c.DLQ == c.Topic) {
-		bad("sink", "the sink and -dlq (BATON_DLQ) must not be the source topic %q: baton would read its own output", c.Topic)
-	}
+	errs = append(errs, c.setTopics(splitList(*v["topics"]))...)
 	if m := *v["match"]; m != "" {
 		if c.Match, err = regexp.Compile(m); err != nil {
 			bad("match", "%v", err)
@@ -217,17 +274,111 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	if c.CreateTable, err = strconv.ParseBool(*v["create-table"]); err != nil {
 		bad("create-table", "want true or false, got %q", *v["create-table"])
 	}
-	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
-		if *dst, err = time.ParseDuration(*v[name]); err != nil || *dst <= 0 {
-			bad(name, "want a positive duration like 5s, got %q", *v[name])
+	// The other build's store options are refused, not ignored: a -redis
+	// quietly ignored by the DynamoDB build once took over that pipeline's
+	// leases in DynamoDB.
+	for b, names := range backendOptions {
+		for _, name := range names {
+			if b != storeBuild && set(name) && *v[name] != "false" {
+				bad(name, "this binary keeps leases in %s; -%s needs the %s build (%s)", backendName[storeBuild], name, backendName[b], buildCommand[b])
+			}
 		}
 	}
-	if c.TTL > 0 && c.CommitEvery*2 > c.TTL {
-		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
+	switch {
+	case storeBuild == "redis" && c.Mode != "demo" && c.Redis == "":
+		bad("redis", "required: this binary keeps leases in Redis (built with -tags redis)")
+	case storeBuild == "dynamodb" && !tableName.MatchString(c.LeaseTable):
+		bad("lease-table", "want a DynamoDB table name of 3 to 255 characters from A-Z a-z 0-9 _ . -, got %q", c.LeaseTable)
 	}
+	errs = append(errs, c.setTimings(v)...)
 	errs = append(errs, parseAuth(c, v, getenv)...)
 	c.setTiming()
 	return c, errors.Join(errs...)
+}
+
+// unexpectedArg explains the first argument the flags left over; most often
+// a value after a switch (-create-table true), which would end the flags.
+func unexpectedArg(args []string, left int) error {
+	i := len(args) - left
+	prev := strings.TrimLeft(args[max(i-1, 0)], "-")
+	if _, err := strconv.ParseBool(args[i]); err == nil && i > 0 && switches[prev] {
+		return optionErr(prev, "a switch takes no separate value: write -%s or -%s=%s, not -%s %s", prev, prev, args[i], prev, args[i])
+	}
+	return fmt.Errorf("unexpected argument %q: flags come as -name value, and a -name=value after it (baton -h lists the flags)", args[i])
+}
+
+// splitList reads a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// setTopics sets the topics an event may name, -topic first, and checks that
+// none is where baton writes: an event naming the sink topic once made the
+// sink copy itself into itself.
+func (c *config) setTopics(extra []string) (errs []error) {
+	if c.Topic != "" {
+		c.Topics = []string{c.Topic}
+	}
+	for _, t := range extra {
+		if !slices.Contains(c.Topics, t) {
+			c.Topics = append(c.Topics, t)
+		}
+	}
+	for _, t := range c.Topics {
+		name := "topics"
+		if t == c.Topic {
+			name = "topic"
+		}
+		switch t {
+		case c.SinkTopic:
+			errs = append(errs, optionErr("sink", "must not be a source topic (-%s names %q): baton would read its own output", name, t))
+		case c.DLQ:
+			errs = append(errs, optionErr("dlq", "must not be a source topic (-%s names %q): baton would read its own dead letters", name, t))
+		}
+	}
+	if c.Mode == "lambda" && len(c.Topics) == 0 {
+		errs = append(errs, optionErr("topic", "required in lambda mode: an event may name only -topic or one of -topics (BATON_TOPICS)"))
+	}
+	return errs
+}
+
+// setTimings reads the lease timings and checks them together (the bounds
+// above), so that one message lists every bad value.
+func (c *config) setTimings(v map[string]*string) (errs []error) {
+	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
+	ok := true
+	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
+		var err error
+		if *dst, err = time.ParseDuration(*v[name]); err != nil || *dst <= 0 {
+			bad(name, "want a positive duration like 5s, got %q", *v[name])
+			ok = false
+		}
+	}
+	if !ok {
+		return errs
+	}
+	if c.TTL < minTTL {
+		bad("ttl", "want at least %v, got %v", minTTL, c.TTL)
+	}
+	if c.Skew >= c.TTL {
+		bad("skew", "must be less than -ttl (%v): a lease would be taken before its owner could renew it; got %v", c.TTL, c.Skew)
+	}
+	switch {
+	case c.CommitEvery < minCommitEvery:
+		bad("commit-interval", "want at least %v (each commit is a store call), got %v", minCommitEvery, c.CommitEvery)
+	case c.CommitEvery*2 > c.TTL:
+		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
+	}
+	if c.SinkScheme == "kafka+txn" && c.TTL+c.CommitEvery > maxTxnTimeout {
+		bad("ttl", "with kafka+txn, -ttl plus -commit-interval is the transaction timeout, which brokers cap at %v by default; got %v", maxTxnTimeout, c.TTL+c.CommitEvery)
+	}
+	return errs
 }
 
 // setTiming fills the timings that have no flag from their defaults, scaled
@@ -303,6 +454,9 @@ func parseEvent(payload []byte, cfg *config, now time.Time) (invocation, error) 
 	if inv.Topic == "" {
 		return inv, errors.New(`event: no "topic", and no -topic (BATON_TOPIC) to fall back on`)
 	}
+	if err := cfg.allowTopic(inv.Topic); err != nil {
+		return inv, err
+	}
 	switch {
 	case e.Partition != nil:
 		inv.Partition = *e.Partition
@@ -338,6 +492,31 @@ var (
 	tickCeil  = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// allowTopic lets an event read only a topic the function was given, and
+// never one it writes to.
+func (c *config) allowTopic(t string) error {
+	allowed := c.Topics
+	if len(allowed) == 0 && c.Topic != "" {
+		allowed = []string{c.Topic}
+	}
+	switch {
+	case t == c.SinkTopic || t == c.DLQ:
+		return fmt.Errorf(`event: "topic" %q is where this function writes (-sink %s, -dlq %q): baton would read its own output`, t, c.Sink, c.DLQ)
+	case !slices.Contains(allowed, t):
+		return fmt.Errorf(`event: "topic" %q is not one this function may read: want one of %q (-topic BATON_TOPIC, -topics BATON_TOPICS)`, t, allowed)
+	}
+	return nil
+}
+
+// eventHead is the start of a payload, for a log line.
+func eventHead(payload []byte) string {
+	const most = 200
+	if len(payload) > most {
+		return string(payload[:most]) + "…"
+	}
+	return string(payload)
+}
+
 // parseTick reads an RFC 3339 time, or unix milliseconds.
 func parseTick(raw json.RawMessage) (int64, error) {
 	var ms int64
@@ -365,7 +544,8 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 	return func(ctx context.Context, payload json.RawMessage) (outcome, error) {
 		inv, err := parseEvent(payload, cfg, d.now())
 		if err != nil {
-			d.log.Error("bad event", "err", err)
+			d.log.Error("bad event: want {\"topic\":\"t\",\"partition\":0,\"tick\":\"<aws.scheduler.scheduled-time>\"}",
+				"err", err, "bytes", len(payload), "event", eventHead(payload))
 			return outcome{End: endError}, err
 		}
 		// A retry keeps its request id, so the id alone would let a retry
@@ -375,7 +555,11 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 			inv.Owner = newOwnerID(lc.AwsRequestID)
 		}
 		out, err := runInvocation(ctx, cfg, d, inv)
-		d.log.Info("invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelError
+		}
+		d.log.Log(context.Background(), level, "invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		return out, err
 	}
@@ -401,12 +585,34 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 		}
 		defer stop()
 	}
+	logLeft := func() { logLeftRunning(cfg, d, parts, owner) }
+	forcedExit.Store(&logLeft)
+	defer forcedExit.CompareAndSwap(&logLeft, nil)
 	for i, p := range parts {
 		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
 		wg.Go(func() { errs[i] = ownPartition(ctx, cfg, d, inv) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// logLeftRunning is the one line a forced exit leaves: which of this
+// process's leases still run, and until when, since nobody takes them before.
+func logLeftRunning(cfg *config, d *deps, parts []int32, owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var left []string
+	for _, p := range parts {
+		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
+		switch {
+		case err != nil:
+			left = append(left, fmt.Sprintf("%d (unread: %v; at most -ttl %v after its last commit)", p, err, cfg.TTL))
+		case strings.HasPrefix(l.Owner, owner+"/") && l.State == stateRunning:
+			left = append(left, fmt.Sprintf("%d until %s", p, time.UnixMilli(l.ExpiresAt).UTC().Format(time.RFC3339)))
+		}
+	}
+	d.log.Error("forced exit by a second signal: leases left running; another owner takes each once it ends (plus -skew)",
+		"topic", cfg.Topic, "partitions", strings.Join(left, ", "), "skew", cfg.Skew)
 }
 
 // ownPartition runs one partition until it is handed over, released at
@@ -417,16 +623,25 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 // newer than this process's old runs, older than a process started later,
 // which keeps its place.
 func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
-	pause, owned, tick := time.Second, false, inv.Tick
+	pause, owned, tick, cause := time.Second, false, inv.Tick, ""
 	for n := 1; ; n++ {
 		out, err := runInvocation(ctx, cfg, d, inv)
-		d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+		// A failure is an ERROR once per cause; its retries repeat it
+		// only at DEBUG.
+		level := slog.LevelInfo
+		if err != nil {
+			level = slog.LevelDebug
+			if err.Error() != cause {
+				level, cause = slog.LevelError, err.Error()
+			}
+		}
+		d.log.Log(context.Background(), level, "partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		owned = owned || out.Epoch > 0
 		if err == nil || !owned || ctx.Err() != nil {
 			return err
 		}
-		d.log.Warn("partition failed after owning it; starting again", "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
+		d.log.Info("starting the partition again", "topic", inv.Topic, "partition", inv.Partition, "in", pause)
 		select {
 		case <-ctx.Done():
 			return err
@@ -480,7 +695,7 @@ func listPartitions(ctx context.Context, cfg *config, d *deps) ([]int32, error) 
 // newLogger writes JSON under Lambda (text when AWS_LAMBDA_LOG_FORMAT says
 // Text) at AWS_LAMBDA_LOG_LEVEL; in process mode, text on a terminal and
 // JSON otherwise, at BATON_LOG_LEVEL. Credentials never reach a log line.
-func newLogger(mode string, w *os.File, getenv func(string) string) *slog.Logger {
+func newLogger(mode string, w io.Writer, getenv func(string) string) *slog.Logger {
 	level, json := getenv("BATON_LOG_LEVEL"), !isTerminal(w)
 	if mode == "lambda" {
 		level, json = getenv("AWS_LAMBDA_LOG_LEVEL"), !strings.EqualFold(getenv("AWS_LAMBDA_LOG_FORMAT"), "text")
@@ -505,37 +720,59 @@ func logLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-func isTerminal(f *os.File) bool {
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// sysio is what one run of baton reads and writes outside itself: main
+// passes the process's own, tests their own.
+type sysio struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "ctl" {
-		os.Exit(ctlMain(os.Args[2:]))
+	ctx, stop := signalContext()
+	code := batonMain(ctx, os.Args[1:], sysio{os.Getenv, os.Stdout, os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// batonMain is baton with its arguments: exit 0, 1 for a failure, 2 for bad
+// usage (a flag, a variable, a command line).
+func batonMain(ctx context.Context, args []string, io sysio) int {
+	if len(args) > 0 && args[0] == "ctl" {
+		return ctlMain(ctx, args[1:], io)
 	}
-	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	cfg, err := parseConfig(args, io.getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		usage()
-		os.Exit(0)
+		usage(io.stdout)
+		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "baton: %v\n(run baton -h for the flags)\n", err)
-		os.Exit(2)
+		fmt.Fprintf(io.stderr, "baton: %v\n(baton -h lists the flags)\n", err)
+		return 2
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	if err := start(ctx, cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "baton: %v\n", err)
-		os.Exit(1)
+	if err := start(ctx, cfg, io); err != nil {
+		fmt.Fprintf(io.stderr, "baton: %v\n", err)
+		return 1
 	}
+	return 0
 }
 
 // start runs the mode the config chose.
-func start(ctx context.Context, cfg *config) error {
-	log := newLogger(cfg.Mode, os.Stderr, os.Getenv)
+func start(ctx context.Context, cfg *config, io sysio) error {
+	log := newLogger(cfg.Mode, io.stderr, io.getenv)
 	if cfg.Mode == "demo" {
-		return runDemo(ctx, os.Stdout, log)
+		return runDemo(ctx, io.stdout, log)
+	}
+	if cfg.Mode == "lambda" && io.getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+		return errors.New("-mode lambda needs AWS_LAMBDA_RUNTIME_API: run it under Lambda or aws-lambda-rie")
 	}
 	st, err := newStore(ctx, *cfg)
 	if err != nil {
@@ -543,76 +780,113 @@ func start(ctx context.Context, cfg *config) error {
 	}
 	// EMF lines go where CloudWatch reads them: stdout under Lambda; in
 	// process mode stderr, beside the logs, so stdout holds only records.
-	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: os.Stdout, emf: os.Stderr}
-	if cfg.Mode == "lambda" {
-		d.emf = os.Stdout
-	}
-	if cfg.Mode == "lambda" {
-		if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
-			return errors.New("-mode lambda needs AWS_LAMBDA_RUNTIME_API: run it under Lambda or aws-lambda-rie")
-		}
-		lambda.StartWithOptions(handler(cfg, d), lambda.WithContext(ctx))
+	// On a terminal they would bury the log lines, so there only when
+	// BATON_EMF=1 asks for them.
+	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: io.stdout, emf: io.stderr}
+	switch {
+	case cfg.Mode == "lambda":
+		d.emf = io.stdout
+		lambda.StartWithOptions(lambdaHandler(handler(cfg, d)), lambda.WithContext(ctx))
 		return nil
+	case isTerminal(io.stderr) && io.getenv("BATON_EMF") != "1":
+		d.emf = nil
 	}
 	return runProcess(ctx, cfg, d)
 }
 
-// ctlMain runs `baton ctl ...`: exit 2 for a usage error, 1 for a failure.
-func ctlMain(args []string) int {
-	a, rest, err := parseCtl(args)
+// lambdaHandler takes the payload as it comes, so that one that is not JSON
+// reaches parseEvent and its log line rather than failing in the runtime
+// library with a bare "EOF".
+type lambdaHandler func(context.Context, json.RawMessage) (outcome, error)
+
+func (h lambdaHandler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	out, err := h(ctx, payload)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
-		return 2
+		return nil, err
 	}
-	cfg, err := parseConfig(append([]string{"-mode", "process"}, rest...), os.Getenv)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
-		return 2
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	st, err := newStore(ctx, *cfg)
-	if err == nil {
-		d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: newLogger("process", os.Stderr, os.Getenv)}
-		err = runCtl(ctx, cfg, d, a, os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "baton ctl: %v\n", err)
-		return 1
-	}
-	return 0
+	return json.Marshal(out)
 }
 
-// signalContext ends on the first SIGINT or SIGTERM; a second one exits at
-// once. stop ends the watching goroutine and waits for it.
+// forcedExit, when set, logs what a forced exit leaves behind (runProcess).
+var forcedExit atomic.Pointer[func()]
+
+// signalWindow is how close together two deliveries of one signal count as
+// one: GNU timeout and some supervisors send one stop twice.
+const signalWindow = time.Second
+
+// What a stop signal means.
+const (
+	signalStop   = iota // the first: stop, handing over
+	signalRepeat        // the same signal again within signalWindow: nothing
+	signalForce         // any other: exit at once
+)
+
+// signalGate tells a repeated delivery of the first signal from a second.
+type signalGate struct {
+	first os.Signal
+	at    time.Time
+}
+
+func (g *signalGate) next(sig os.Signal, now time.Time) int {
+	switch {
+	case g.first == nil:
+		g.first, g.at = sig, now
+		return signalStop
+	case sig == g.first && now.Sub(g.at) < signalWindow:
+		return signalRepeat
+	}
+	return signalForce
+}
+
+// signalContext ends on the first SIGINT or SIGTERM. Another signal, or the
+// same one again after signalWindow, exits at once with 130, after
+// forcedExit has logged the leases left running. stop ends the watching
+// goroutine and waits for it.
 func signalContext() (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, done := make(chan os.Signal, 2), make(chan struct{})
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for n := 0; ; n++ {
+		var g signalGate
+		for {
 			select {
 			case <-done:
 				return
-			case <-ch:
-				if n > 0 {
+			case sig := <-ch:
+				switch g.next(sig, time.Now()) {
+				case signalStop:
+					cancel()
+				case signalForce:
+					if f := forcedExit.Load(); f != nil {
+						(*f)()
+					}
 					os.Exit(130)
 				}
-				cancel()
 			}
 		}
 	})
 	return ctx, func() { signal.Stop(ch); close(done); wg.Wait(); cancel() }
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: baton [flags]   (each flag also reads the environment variable shown)")
+// usage is baton -h: the flags, the variables without a flag, and ctl.
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: baton [flags]          run (demo without -brokers; process; lambda under AWS Lambda)\n")
+	fmt.Fprintf(w, "       baton ctl COMMAND ...  operator commands: %s (baton ctl -h)\n\n", strings.Join(ctlVerbs, ", "))
+	fmt.Fprintf(w, "Each flag also reads the environment variable shown; a flag wins. This binary keeps leases in %s.\n", backendName[storeBuild])
 	for _, o := range options {
-		def := ""
-		if o.def != "" {
-			def = fmt.Sprintf(" (default %s)", o.def)
-		}
-		fmt.Fprintf(os.Stderr, "  -%s  %s\n      %s%s\n", o.name, o.env, o.usage, def)
+		fmt.Fprintf(w, "  -%s  %s\n      %s%s\n", o.name, o.env, o.usage, defaultText(o.def))
 	}
+	fmt.Fprintln(w, "Environment only:")
+	for _, o := range envOnly {
+		fmt.Fprintf(w, "  %s\n      %s%s\n", o.env, o.usage, defaultText(o.def))
+	}
+	fmt.Fprintln(w, "Exit status: 0 done, 1 failed, 2 bad usage (the message names the flag), 130 forced by a second signal.")
+}
+
+func defaultText(def string) string {
+	if def == "" {
+		return ""
+	}
+	return " (default " + def + ")"
 }

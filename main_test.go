@@ -36,9 +36,15 @@ func (v configView) with(f func(*configView)) configView {
 	return v
 }
 
-// fakeEnv is an environment of its own for parseConfig.
+// fakeEnv is an environment of its own for parseConfig. Under the Redis
+// build it names a Redis unless env says otherwise, as that build needs one.
 func fakeEnv(env map[string]string) func(string) string {
-	return func(k string) string { return env[k] }
+	return func(k string) string {
+		if v, ok := env[k]; ok || k != "BATON_REDIS" || storeBuild != "redis" {
+			return v
+		}
+		return "127.0.0.1:6379"
+	}
 }
 
 // optionEnv is the environment variable of a flag.
@@ -98,8 +104,8 @@ func TestConfig_flags(t *testing.T) {
 			proc.with(func(v *configView) { v.Brokers = []string{"e:9092"} })},
 		{"flag beats environment", args(), map[string]string{"BATON_BROKERS": "e:9092", "BATON_TOPIC": "other"},
 			proc},
-		{"AWS_LAMBDA_RUNTIME_API means lambda", nil, map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "BATON_BROKERS": "b:9092"},
-			proc.with(func(v *configView) { v.Mode, v.Topic = "lambda", "" })},
+		{"AWS_LAMBDA_RUNTIME_API means lambda", nil, map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "BATON_BROKERS": "b:9092", "BATON_TOPIC": "t"},
+			proc.with(func(v *configView) { v.Mode = "lambda" })},
 		{"-mode beats AWS_LAMBDA_RUNTIME_API", args("-mode", "process"), map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"},
 			proc},
 		{"no brokers is the demo", nil, nil,
@@ -146,7 +152,7 @@ func TestConfig_flags(t *testing.T) {
 		{"-ttl from the environment", args(), map[string]string{"BATON_TTL": "soon"}, []string{"ttl"}},
 		{"commit interval over half the TTL", args("-ttl", "10s", "-commit-interval", "6s"), nil, []string{"commit-interval"}},
 		{"process mode without a topic", []string{"-brokers", "b:9092"}, nil, []string{"topic"}},
-		{"lambda mode without brokers", []string{"-mode", "lambda"}, nil, []string{"brokers"}},
+		{"lambda mode without brokers", []string{"-mode", "lambda", "-topic", "t"}, nil, []string{"brokers"}},
 		{"unknown mode", args("-mode", "batch"), nil, []string{"mode"}},
 		{"sink is the source topic", args("-sink", "kafka://t"), nil, []string{"sink"}},
 		{"several at once",
@@ -202,6 +208,9 @@ func TestConfig_payloads(t *testing.T) {
 		{name: "negative partition", payload: `{"topic":"t","partition":-1}`, wantErr: []string{`"partition"`, "-1"}},
 		{name: "bad tick", payload: `{"topic":"t","partition":0,"tick":"tomorrow"}`, wantErr: []string{`"tick"`, "tomorrow"}},
 		{name: "tick of the wrong type", payload: `{"topic":"t","partition":0,"tick":true}`, wantErr: []string{`"tick"`}},
+		{name: "topic not allowed", payload: `{"topic":"other","partition":0}`, wantErr: []string{`"topic"`, `"other"`, "-topics"}},
+		{name: "topic is the sink", payload: `{"topic":"out","partition":0}`, wantErr: []string{`"topic"`, `"out"`, "-sink"}},
+		{name: "topic is the DLQ", payload: `{"topic":"dlq","partition":0}`, wantErr: []string{`"topic"`, `"dlq"`, "-dlq"}},
 		{name: "bad rule time", payload: `{"topic":"t","partition":0,"time":"noon"}`, wantErr: []string{`"time"`, "noon"}},
 		{name: "tick in seconds", payload: `{"topic":"t","partition":0,"tick":1767366240}`, wantErr: []string{`"tick"`, "milliseconds", "1767366240"}},
 		{name: "tick a small number", payload: `{"topic":"t","partition":0,"tick":7}`, wantErr: []string{`"tick"`, "milliseconds"}},
@@ -209,7 +218,7 @@ func TestConfig_payloads(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := &config{Topic: tt.topic, Partitions: tt.partitions}
+			cfg := &config{Topic: tt.topic, Topics: []string{"t", "src"}, Partitions: tt.partitions, SinkTopic: "out", DLQ: "dlq"}
 			got, err := parseEvent([]byte(tt.payload), cfg, now)
 			if tt.wantErr == nil {
 				if err != nil {
@@ -241,6 +250,7 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 	start := func(t *testing.T, topic string, partition int32) (*memStore, lease, func(context.Context, json.RawMessage) (outcome, error)) {
 		t.Helper()
 		cfg := testConfig(t, cluster.ListenAddrs(), "")
+		cfg.Topics = []string{"src", "nope"}
 		l := lease{Key: leaseKey(cfg.Group, topic, partition), Owner: "owner", Tick: 1000, Epoch: 3,
 			Offset: 42, State: stateRunning, ExpiresAt: in(time.Minute)}
 		s := newMemStore()

@@ -30,6 +30,8 @@ var notInTemplate = map[string]string{
 	"BATON_REDIS":         "the template deploys the default (DynamoDB) build; the Redis build is not templated",
 	"BATON_PARTITIONS":    "process mode only: each schedule's input names its partition",
 	"BATON_METRICS_ADDR":  "process mode only (baton refuses it under Lambda): the function's metrics are EMF lines in its log",
+	"BATON_TOPICS":        "each schedule names the Topic parameter, which BATON_TOPIC already allows",
+	"BATON_EMF":           "process mode on a terminal only: under Lambda the EMF lines always go to stdout",
 	"BATON_LOG_LEVEL":     "process mode only: under Lambda baton reads AWS_LAMBDA_LOG_LEVEL, which the LogLevel parameter sets (LoggingConfig)",
 	"BATON_SASL_PASSWORD": "a secret never goes into a template or a function's configuration: BATON_SASL_SECRET names a Secrets Manager secret instead",
 }
@@ -213,6 +215,19 @@ func TestTemplate_references(t *testing.T) {
 	}
 }
 
+// cfnGetenv reads a function's resolved environment as baton would. A
+// reference to a resource reads as the name CloudFormation makes for it,
+// STACK-LOGICALID-SUFFIX, which baton's checks on names then see.
+func cfnGetenv(env map[string]any) func(string) string {
+	return func(k string) string {
+		s, _ := env[k].(string)
+		if id, ok := strings.CutPrefix(s, "ref:"); ok {
+			return "baton-orders-" + id + "-1A2B3C4D5E6F"
+		}
+		return s
+	}
+}
+
 // envVarsRead is every environment variable baton reads: each option's, and
 // any BATON_* name the code spells out on its own (os.Getenv("BATON_X")).
 func envVarsRead(t *testing.T) map[string]bool {
@@ -328,12 +343,12 @@ func TestTemplate_environment(t *testing.T) {
 	for _, sample := range []map[string]any{sampleParams, sampleMSKParams, sampleTxnParams, sampleScramParams} {
 		e := newCfnEvaluator(t, tmpl, sample)
 		env := e.resolve(raw).(map[string]any)
-		getenv := func(k string) string { s, _ := env[k].(string); return s }
+		getenv := cfnGetenv(env)
 		cfg, err := parseConfig(nil, getenv)
 		if err != nil {
 			t.Fatalf("the template's environment %v: baton refuses it: %v", env, err)
 		}
-		if cfg.Mode != "lambda" || cfg.Topic != sample["Topic"] || cfg.LeaseTable != "ref:LeaseTable" ||
+		if cfg.Mode != "lambda" || cfg.Topic != sample["Topic"] || cfg.LeaseTable != cfnGetenv(env)("BATON_LEASE_TABLE") ||
 			strings.Join(cfg.Brokers, ",") != sample["Brokers"] || cfg.CreateTable {
 			t.Errorf("the template's environment %v: config %+v", env, cfg)
 		}
@@ -514,7 +529,7 @@ func TestTemplate_schedules(t *testing.T) {
 	const tick = "2026-01-02T15:04:00Z"
 	// -partitions names one partition that no schedule has: an input
 	// without its own partition would show as that one.
-	cfg, err := parseConfig([]string{"-mode=lambda", "-brokers=b:9092", "-partitions=" + strconv.Itoa(most+5)}, func(string) string { return "" })
+	cfg, err := parseConfig([]string{"-mode=lambda", "-brokers=b:9092", "-topic=" + sampleParams["Topic"].(string), "-partitions=" + strconv.Itoa(most+5)}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +761,7 @@ func TestTemplate_functionRole(t *testing.T) {
 	for _, params := range []map[string]any{sampleTxnParams, withParams(sampleTxnParams, map[string]any{"Group": "enricher", "PartitionCount": "32"})} {
 		e := newCfnEvaluator(t, tmpl, params)
 		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		cfg, err := parseConfig(nil, func(k string) string { s, _ := env[k].(string); return s })
+		cfg, err := parseConfig(nil, cfnGetenv(env))
 		if err != nil {
 			t.Fatalf("kafka+txn sample %v: baton refuses it: %v", params, err)
 		}
@@ -847,12 +862,12 @@ func TestTemplate_rules(t *testing.T) {
 			continue
 		}
 		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		if _, err := parseConfig(nil, func(k string) string { s, _ := env[k].(string); return s }); err != nil {
+		if _, err := parseConfig(nil, cfnGetenv(env)); err != nil {
 			t.Errorf("%s: the rules let it pass, but baton refuses it: %v", c.name, err)
 		}
 	}
 	for _, v := range tmplDig(t, tmplSection(t, tmpl, "Parameters"), "Sasl", "AllowedValues").([]any) {
-		env := map[string]string{"BATON_MODE": "lambda", "BATON_BROKERS": "b:9092", "BATON_SASL": v.(string)}
+		env := map[string]string{"BATON_MODE": "lambda", "BATON_BROKERS": "b:9092", "BATON_TOPIC": "orders", "BATON_SASL": v.(string)}
 		if v != "none" && v != "aws-msk-iam" {
 			env["BATON_SASL_SECRET"] = sampleSecret
 		}
