@@ -667,6 +667,10 @@ func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bo
 	return c.inner.control(ctx, l, seek, paused)
 }
 
+func (c *chaosStore) reset(ctx context.Context, l lease) (lease, error) {
+	return c.inner.reset(ctx, l)
+}
+
 func (c *chaosStore) withdraw(ctx context.Context, key string, cl claim) (l lease, err error) {
 	err = c.do(ctx, "withdraw", func() error { l, err = c.inner.withdraw(ctx, key, cl); return err })
 	return l, err

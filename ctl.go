@@ -33,10 +33,11 @@ var ctlCommands = []ctlCommand{
 	{"seek", "-partition P -time T", "... from the first record at or after T (RFC 3339), which must not be after the newest", nil},
 	{"pause", "-partition P|all", "stop reading (the owner keeps the lease and commits)", []string{"partition"}},
 	{"resume", "-partition P|all", "read again from where it stopped", []string{"partition"}},
+	{"reset", "-partition P|all", "repair a record whose tick is in the future (it makes every real tick stale): released at its offset, ticks cleared", []string{"partition"}},
 }
 
 // ctlVerbs are the commands' names, for usage and errors.
-var ctlVerbs = []string{"status", "seek", "pause", "resume"}
+var ctlVerbs = []string{"status", "seek", "pause", "resume", "reset"}
 
 // ctlFlagUsage describes ctl's own flags.
 var ctlFlagUsage = map[string]string{
@@ -157,6 +158,8 @@ func runCtl(ctx context.Context, cfg *config, d *deps, a ctlArgs, out io.Writer)
 	case "pause", "resume":
 		paused := a.verb == "pause"
 		return ctlWrite(ctx, cfg, d, parts, out, func(l lease) (int64, bool) { return l.Seek, paused })
+	case "reset":
+		return ctlReset(ctx, cfg, d, parts, out)
 	}
 	return badUsage("unknown command %q: want %s", a.verb, strings.Join(ctlVerbs, ", "))
 }
@@ -248,6 +251,33 @@ func ctlWrite(ctx context.Context, cfg *config, d *deps, parts []int32, out io.W
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// ctlReset repairs each record that holds a tick after the clock plus the
+// skew allowance; a record without one is left alone, so a running owner is
+// never cut off by mistake.
+func ctlReset(ctx context.Context, cfg *config, d *deps, parts []int32, out io.Writer) error {
+	limit := d.now().Add(cfg.Skew).UnixMilli()
+	for _, p := range parts {
+		key := leaseKey(cfg.Group, cfg.Topic, p)
+		l, err := d.store.load(ctx, key)
+		switch {
+		case errors.Is(err, errNotFound):
+			fmt.Fprintf(out, "partition %d: no lease record: nothing to reset\n", p)
+			continue
+		case err != nil:
+			return fmt.Errorf("partition %d: %w", p, err)
+		case l.Tick <= limit && l.SuccessorTick <= limit:
+			fmt.Fprintf(out, "partition %d: no tick in the future (tick %s): left alone\n", p, tickText(l.Tick, d.now()))
+			continue
+		}
+		if _, err := d.store.reset(ctx, l); err != nil {
+			return fmt.Errorf("partition %d: reset (the record changed since it was read; run it again): %w", p, err)
+		}
+		fmt.Fprintf(out, "partition %d: reset: released at offset %s (tick %s cleared); the next tick takes it\n",
+			p, offsetText(l.Offset), tickText(max(l.Tick, l.SuccessorTick), d.now()))
 	}
 	return nil
 }

@@ -151,6 +151,12 @@ type store interface {
 	// errFenced, or errNotFound when there is no record yet. Records
 	// written before these fields existed read as no seek, not paused.
 	control(ctx context.Context, l lease, seek int64, paused bool) (lease, error)
+	// reset is an operator's repair of a record that holds a tick from the
+	// future (written before such ticks were refused), which would make
+	// every real tick look stale: state released, tick 0, successor
+	// cleared, epoch and offset kept, if the record is still at l.Epoch
+	// with l.Owner; otherwise errFenced, or errNotFound.
+	reset(ctx context.Context, l lease) (lease, error)
 }
 
 // The owner obeys a seek with its next commit: commit with l.Seek set (the
@@ -255,6 +261,16 @@ func (s settled) control(ctx context.Context, l lease, seek int64, paused bool) 
 	}
 	return s.settle(ctx, l.Key, err, func(cur lease) bool {
 		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Seek == seek && cur.Paused == paused
+	})
+}
+
+func (s settled) reset(ctx context.Context, l lease) (lease, error) {
+	n, err := s.store.reset(ctx, l)
+	if err == nil {
+		return n, nil
+	}
+	return s.settle(ctx, l.Key, err, func(cur lease) bool {
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.State == stateReleased && cur.Tick == 0 && cur.Successor == ""
 	})
 }
 
@@ -408,6 +424,22 @@ func (m *memStore) control(ctx context.Context, l lease, seek int64, paused bool
 		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errFenced)
 	}
 	cur.Seek, cur.Paused = seek, paused
+	m.leases[l.Key] = cur
+	return cur, nil
+}
+
+func (m *memStore) reset(ctx context.Context, l lease) (lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.leases[l.Key]
+	switch {
+	case !ok:
+		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errNotFound)
+	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
+		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errFenced)
+	}
+	cur.State, cur.Tick = stateReleased, 0
+	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[l.Key] = cur
 	return cur, nil
 }

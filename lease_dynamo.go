@@ -272,6 +272,18 @@ func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused b
 	})
 }
 
+func (s *dynamoStore) reset(ctx context.Context, l lease) (lease, error) {
+	e := newExpr()
+	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+	update := e.newOwner(e.eq(attrState, str(stateReleased)), e.eq(attrTick, num(0)))
+	return s.update(ctx, l.Key, "reset", e, cond, update, func(cur lease, exists bool) error {
+		if !exists {
+			return errNotFound
+		}
+		return errFenced
+	})
+}
+
 // withdraw takes back c's ask in one write. A failed condition is no
 // refusal: the successor is somebody else (or nobody), nothing changed, and
 // the record DynamoDB returns with the failure is the answer.

@@ -126,6 +126,16 @@ redis.call('HSET', KEYS[1], 'seek', ARGV[3], 'paused', ARGV[4])
 return redis.call('HGETALL', KEYS[1])
 `)
 
+// reset: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner.
+var resetScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
+redis.call('HSET', KEYS[1], 'state', 'released', 'tick', '0')
+redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
+return redis.call('HGETALL', KEYS[1])
+`)
+
 // withdraw: KEYS[1] lease; ARGV[1] owner.
 var withdrawScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
@@ -258,6 +268,10 @@ func (s *redisStore) control(ctx context.Context, l lease, seek int64, paused bo
 		flag = "1"
 	}
 	return s.run(ctx, controlScript, "control", l.Key, l.Epoch, l.Owner, seek, flag)
+}
+
+func (s *redisStore) reset(ctx context.Context, l lease) (lease, error) {
+	return s.run(ctx, resetScript, "reset", l.Key, l.Epoch, l.Owner)
 }
 
 func (s *redisStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {

@@ -222,6 +222,34 @@ func testStore(t *testing.T, b backend) {
 		wantErr(t, "equal tick against a live ask", s.ask(ctxT(t), key, a.Epoch, claimAt("b-dup", 300, time.Now(), 0), in(time.Second)), errDuplicate)
 	})
 
+	t.Run("reset_clears_a_future_tick", func(t *testing.T) {
+		s, key := b.open(t), testKey(t)
+		future := time.Now().Add(100 * 365 * 24 * time.Hour).UnixMilli()
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: future})
+		if _, err := s.commit(ctxT(t), a, 42, in(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: future + 1}, in(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.reset(ctxT(t), lease{Key: key, Owner: "a", Epoch: a.Epoch + 1})
+		wantErr(t, "reset at another epoch", err, errFenced)
+		_, err = s.reset(ctxT(t), lease{Key: testKey(t) + "-none", Owner: "a", Epoch: 1})
+		wantErr(t, "reset of no record", err, errNotFound)
+		got, err := s.reset(ctxT(t), mustLoad(t, s, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := lease{Key: key, Owner: "a", Epoch: a.Epoch, Offset: 42, State: stateReleased, ExpiresAt: got.ExpiresAt, Seek: noOffset}
+		if got != want || mustLoad(t, s, key) != want {
+			t.Fatalf("after reset: %+v (stored %+v), want %+v", got, mustLoad(t, s, key), want)
+		}
+		c := claimAt("c", time.Now().UnixMilli(), time.Now(), time.Second)
+		if got, err := s.take(ctxT(t), key, want, c, in(time.Minute)); err != nil || got.Offset != 42 || got.Epoch != a.Epoch+1 {
+			t.Fatalf("a real tick after the reset: %+v, %v; want taken at offset 42", got, err)
+		}
+	})
+
 	t.Run("older_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
