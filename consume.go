@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -150,8 +151,12 @@ func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map
 	return meta, nil
 }
 
-// progressEvery spaces the owner's progress lines, so a person sees it work.
-const progressEvery = time.Minute
+// progressEvery spaces the owner's progress lines, so a person sees it
+// work; on a terminal they come more often.
+const (
+	progressEvery    = time.Minute
+	terminalProgress = 10 * time.Second
+)
 
 // run is one owned stretch of a partition, from taking the baton to
 // passing it on.
@@ -163,15 +168,17 @@ type run struct {
 	k   *kafka
 	act func(*kgo.Record) ([]*kgo.Record, error)
 
-	l          lease     // the record as I last wrote or read it
-	next       int64     // next offset to read: all before it went to the sink
-	committed  int64     // the offset the store holds
-	validUntil time.Time // no sink write after this without a renewal
-	nextCommit time.Time
-	nextCheck  time.Time
-	slowest    time.Duration // longest flush+commit seen: sets the deadline margin
-	deadline   time.Time     // the runtime's deadline; zero in process mode
-	reported   time.Time     // the last progress line
+	l               lease     // the record as I last wrote or read it
+	next            int64     // next offset to read: all before it went to the sink
+	committed       int64     // the offset the store holds
+	validUntil      time.Time // no sink write after this without a renewal
+	nextCommit      time.Time
+	nextCheck       time.Time
+	slowest         time.Duration // longest flush+commit seen: sets the deadline margin
+	deadline        time.Time     // the runtime's deadline; zero in process mode
+	reported        time.Time     // the last progress line
+	started         time.Time     // when the run began owning
+	reportedRecords int           // records as of the last progress line
 
 	from                           int64
 	records, written, deadLettered int
@@ -195,7 +202,7 @@ type run struct {
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset,
+		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now,
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
 	if p.act == nil {
@@ -423,9 +430,8 @@ func (p *run) commit(ctx context.Context) error {
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
 	p.publish()
-	if start.Sub(p.reported) >= progressEvery {
-		p.reported = start
-		p.log.Info("progress", "offset", p.committed, "records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
+	if every := cmp.Or(p.d.progress, progressEvery); start.Sub(p.reported) >= every {
+		p.progress(start)
 		p.emitMetrics()
 	}
 	return nil

@@ -418,6 +418,8 @@ type deps struct {
 	stdout io.Writer
 	emf    io.Writer     // EMF metric lines (metrics.go); nil: none
 	prom   *promRegistry // /metrics in process mode; nil: none
+	// progress spaces each partition's status line; 0: progressEvery.
+	progress time.Duration
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
 	action   func(*kgo.Record) ([]*kgo.Record, error)
@@ -788,8 +790,13 @@ func start(ctx context.Context, cfg *config, io sysio) error {
 		d.emf = io.stdout
 		lambda.StartWithOptions(lambdaHandler(handler(cfg, d)), lambda.WithContext(ctx))
 		return nil
-	case isTerminal(io.stderr) && io.getenv("BATON_EMF") != "1":
-		d.emf = nil
+	case isTerminal(io.stderr):
+		// A person is watching: a status line a partition every few
+		// seconds, and the metric lines only when asked for.
+		d.progress = terminalProgress
+		if io.getenv("BATON_EMF") != "1" {
+			d.emf = nil
+		}
 	}
 	return runProcess(ctx, cfg, d)
 }

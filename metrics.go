@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -34,6 +35,26 @@ func (p *run) countsSince(last *figures) figures {
 	return d
 }
 
+// lag is how far the owner is behind the partition's end: 0 on an empty
+// partition, where the next offset is still unknown (-1).
+func (p *run) lag() int64 { return max(0, p.highWater-max(p.next, 0)) }
+
+// progress logs one status line: where the owner is, how far behind, and
+// its rate since the last line.
+func (p *run) progress(now time.Time) {
+	since := now.Sub(p.reported)
+	if p.reported.IsZero() {
+		since = now.Sub(p.started)
+	}
+	rate := 0.0
+	if since > 0 {
+		rate = float64(p.records-p.reportedRecords) / since.Seconds()
+	}
+	p.reported, p.reportedRecords = now, p.records
+	p.log.Info("progress", "offset", p.committed, "lag", p.lag(), "records_per_s", math.Round(rate),
+		"records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
+}
+
 // emfMetric names one metric and its unit, in the order lines carry them.
 type emfMetric struct{ Name, Unit string }
 
@@ -52,7 +73,7 @@ func (p *run) emitMetrics() {
 	d := p.countsSince(&p.sent)
 	values := map[string]any{
 		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls, "SinkRewinds": d.rewinds,
-		"Lag":           max(0, p.highWater-p.next),
+		"Lag":           p.lag(),
 		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
 	}
 	if p.gap > 0 {
@@ -135,7 +156,7 @@ func (p *run) publish() {
 		r.parts[k] = f
 	}
 	f.in, f.out, f.dead, f.calls, f.rewinds = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls, f.rewinds+d.rewinds
-	f.lag = max(0, p.highWater-p.next)
+	f.lag = p.lag()
 }
 
 var promMetrics = []struct {

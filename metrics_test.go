@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -127,5 +128,45 @@ func TestMetrics_emf_counts_match_the_run(t *testing.T) {
 	last := lines[len(lines)-1]
 	if !slices.ContainsFunc(last.AWS.CloudWatchMetrics[0].Metrics, func(m struct{ Name, Unit string }) bool { return m.Name == "Lag" }) {
 		t.Fatalf("the last line has no Lag: %v", last.values)
+	}
+}
+
+// An empty partition is not one record behind: its Lag is 0, in the EMF
+// lines and in the progress line a person reads.
+func TestMetrics_empty_partition_lag_is_zero(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "src")
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	var emf, logs bytes.Buffer
+	d, _ := testDeps(t, newMemStore(), nil)
+	d.emf, d.progress = &emf, time.Millisecond
+	d.log = slog.New(slog.NewJSONHandler(&logs, nil))
+	hctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+	defer cancel()
+	if _, err := handler(cfg, d)(hctx, []byte(`{"topic":"src","partition":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	lines := parseEMF(t, emf.Bytes())
+	if len(lines) == 0 {
+		t.Fatal("no EMF line")
+	}
+	for _, l := range lines {
+		if _, ok := l.values["Lag"]; !ok || l.num("Lag") != 0 {
+			t.Fatalf("Lag on an empty partition: %v, want 0", l.values["Lag"])
+		}
+	}
+	progress := 0
+	for _, line := range bytes.Split(logs.Bytes(), []byte("\n")) {
+		var f map[string]any
+		if json.Unmarshal(line, &f) != nil || f["msg"] != "progress" {
+			continue
+		}
+		progress++
+		if f["lag"] != float64(0) || f["records_per_s"] == nil || f["offset"] == nil {
+			t.Fatalf("progress line %s: want offset, lag 0 and records_per_s", line)
+		}
+	}
+	if progress == 0 {
+		t.Fatalf("no progress line in %s", logs.String())
 	}
 }
