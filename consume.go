@@ -194,7 +194,7 @@ type run struct {
 	rewinds       int           // sink failures since the last commit that moved the offset
 	rewound       int           // times read again from a commit, in all
 	seeked        int64         // the operator's seek applied and not yet committed; noOffset: none
-	refused       int64         // the source offset of a record a sink refused for good; noOffset: none
+	alone         [2]int64      // offsets [from, to) read again one record at a time, after a sink refused one for good
 	backoff       time.Duration // the wait before retrying a commit the lease store failed; zero if none failed
 	storeFails    int           // commits the lease store failed in a row
 }
@@ -202,7 +202,7 @@ type run struct {
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, refused: noOffset,
+		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, alone: [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
 	if p.act == nil {
@@ -352,7 +352,7 @@ func (p *run) obey(ctx context.Context) error {
 			}
 			// SetOffsets drops what the client fetched from the old position.
 			p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
-			p.next, p.pending, p.seeked, p.refused = to, nil, to, noOffset
+			p.next, p.pending, p.seeked, p.alone = to, nil, to, [2]int64{noOffset, noOffset}
 		}
 		switch err := p.commit(ctx); {
 		case errors.Is(err, errTaken):
@@ -528,8 +528,10 @@ const maxRewinds = 3
 // rewind, after the sink failed, drops what it holds and reads again from
 // the last commit: the lease's offset, or with kafka+txn where the last
 // committed transaction ended, when greater (in a new transaction). It is
-// false when that cannot be done; the run then ends. A record the sink
-// refused for good is handled by itself when it is read again (alone).
+// false when that cannot be done; the run then ends. After a record the
+// sink refused for good, the records from it to where the reading was are
+// read again one at a time (alone): a batch may be refused whole, and only
+// a record refused by itself is to blame.
 func (p *run) rewind(ctx context.Context, cause error) bool {
 	if p.rewinds++; p.rewinds > maxRewinds {
 		return false
@@ -542,7 +544,7 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	to := max(at, p.committed)
 	var refused *refusedError
 	if errors.As(cause, &refused) && refused.Offset >= to {
-		p.refused = refused.Offset
+		p.alone = [2]int64{refused.Offset, p.next}
 	}
 	p.rewound++
 	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
@@ -642,12 +644,18 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {
-	if r.Offset < p.next {
+	switch {
+	case r.Offset < p.next:
 		return nil // already handled; a fetch may overlap a reset
+	case r.Offset >= p.alone[0] && r.Offset < p.alone[1]:
+		return p.handleAlone(ctx, r)
 	}
-	if r.Offset == p.refused {
-		return p.alone(ctx, r)
-	}
+	return p.process(ctx, r)
+}
+
+// process sends a record through the action to the sink, or to the
+// dead-letter topic.
+func (p *run) process(ctx context.Context, r *kgo.Record) error {
 	p.records++
 	out, err := p.act(r)
 	if err != nil {
@@ -675,18 +683,17 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-// alone handles, read again, the record a sink refused for good: with what
-// came before it flushed first, and its own output flushed at once, so a
-// refusal now is surely its own (a batch may have been refused whole). The
-// sink's refusal makes it a dead letter, like an action's error; with no
-// -dlq, or if the dead-letter topic refuses it too, it is the run's error.
-func (p *run) alone(ctx context.Context, r *kgo.Record) error {
-	p.refused = noOffset
+// handleAlone handles a record read again after a sink refused one for
+// good: with what came before it flushed first, and its own output flushed
+// at once, so a refusal now is surely its own. The sink's refusal makes it
+// a dead letter, like an action's error; with no -dlq, or if the
+// dead-letter topic refuses it too, it is the run's error.
+func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
 	if err := p.flush(ctx); err != nil {
 		return err // an earlier record failed after all: read again
 	}
 	written, dead := p.written, p.deadLettered
-	err := p.handle(ctx, r)
+	err := p.process(ctx, r)
 	if err == nil {
 		err = p.flush(ctx)
 	}

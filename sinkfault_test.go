@@ -436,8 +436,10 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 				waitCommitted(t, cfg, d, "src", 0, 4)
 				cancel()
 				out, err := wait()
-				if err != nil || out.End != endReleased || out.DeadLettered != 1 || out.Rewinds < 1 || out.Rewinds > maxRewinds {
-					t.Fatalf("%+v, %v; want one dead letter after a rewind or two, released at shutdown", out, err)
+				// One rewind, even when the broker refused a batch whole: what
+				// it held is read again one record at a time.
+				if err != nil || out.End != endReleased || out.DeadLettered != 1 || out.Rewinds != 1 {
+					t.Fatalf("%+v, %v; want one dead letter after one rewind, released at shutdown", out, err)
 				}
 				wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), []string{"0", "2", "3"})
 
