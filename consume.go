@@ -23,6 +23,8 @@ import (
 // every record of the partition in order and returns what goes to the sink:
 // nothing, the record, or new records. An error sends the record to the
 // dead-letter topic (-dlq), or stops the run with the record uncommitted.
+// The owner gives each record returned the partition and offset of the
+// record it came from.
 func action(r *kgo.Record) ([]*kgo.Record, error) {
 	return []*kgo.Record{r}, nil
 }
@@ -46,6 +48,7 @@ type kafka struct {
 	cl       *kgo.Client
 	sink     sink
 	dlq      *kafkaSink // nil without -dlq
+	dlqMax   int        // the largest dead letter the producer takes
 	tx       *txn       // nil unless the sink is kafka+txn
 	sourceID [16]byte   // the source topic's ID, for offset commits
 }
@@ -93,6 +96,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 	}
 	if cfg.DLQ != "" {
 		k.dlq = newKafkaSink(cl, cfg.DLQ, k.tx)
+		k.dlqMax = maxRecord(cl, cfg.DLQ)
 	}
 	if d.wrapSink != nil {
 		k.sink = d.wrapSink(inv, k.sink)
@@ -194,15 +198,19 @@ type run struct {
 	paused        bool          // an operator paused reading (baton ctl pause)
 	pending       []*kgo.Record // fetched, not yet handled
 	stalled       bool          // sink writes paused: the lease was not renewed in time
-	rewinds       int           // sink failures since the last commit
+	rewinds       int           // sink failures since the last commit that moved the offset
 	rewound       int           // times read again from a commit, in all
 	seeked        int64         // the operator's seek applied and not yet committed; noOffset: none
+	alone         [2]int64      // offsets [from, to) read again one record at a time, after a sink refused one for good
+	backoff       time.Duration // the wait before retrying a commit the lease store failed; zero if none failed
+	storeFails    int           // commits the lease store failed in a row
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
 		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now,
+		alone:      [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
 	if p.act == nil {
@@ -253,6 +261,11 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 				p.log.Warn("lease not renewed in time; sink writes paused", "valid_until", p.validUntil)
 			}
 			p.stalled = true
+			if p.backoff > 0 {
+				// The lease store is failing: wait for the next try.
+				p.idle(ctx)
+				continue
+			}
 			p.nextCommit = p.d.now()
 			if err := waitPoll(ctx, p.cfg, p.d); err != nil && ctx.Err() == nil {
 				return p.leave(ctx, "deadline")
@@ -266,8 +279,11 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 		if err := p.poll(ctx); err != nil {
 			// A failed sink write fails the flush too (an action's error
 			// does not): the owner then reads again from its last commit.
-			if p.flush(ctx) != nil && p.rewind(ctx, err) {
-				continue
+			if ferr := p.flush(ctx); ferr != nil {
+				if p.rewind(ctx, ferr) {
+					continue
+				}
+				return p.giveUp(ctx, ferr)
 			}
 			return p.fail(ctx, err)
 		}
@@ -286,31 +302,37 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 		out, err = p.leave(ctx, "deadline")
 		return true, out, err
 	case !now.Before(p.nextCommit):
-		if err := p.commit(ctx); errors.Is(err, errFenced) {
+		switch err := p.commit(ctx); {
+		case errors.Is(err, errFenced):
 			return true, p.fenced(ctx), nil
-		} else if p.k.tx != nil && p.k.tx.err != nil {
+		case errors.As(err, new(flushError)):
 			if !p.rewind(ctx, err) {
-				out, err = p.release(ctx, p.committed, err)
+				out, err = p.giveUp(ctx, err)
 				return true, out, err
 			}
-		} else if errors.Is(err, errTaken) {
+		case errors.Is(err, errTaken):
 			p.check(ctx) // a newer seek came: read it
-		} else if err != nil {
-			p.log.Warn("commit failed; will retry", "err", err)
 		}
+		// A lease store error is retried after a backoff (commit).
 	case p.nearHandoff(now) && !now.Before(p.nextCheck):
 		p.check(ctx)
 	}
-	if p.l.asked(now, p.cfg.Skew) {
+	if p.l.asked(now, p.cfg.Skew) && !p.backingOff(now) {
 		out, ok, err := p.handOver(ctx)
 		if !ok {
 			p.check(ctx) // the successor changed: read it again and go on
 		}
 		return ok, out, err
 	}
-	if err := p.obey(ctx); errors.Is(err, errFenced) {
+	switch err := p.obey(ctx); {
+	case errors.Is(err, errFenced):
 		return true, p.fenced(ctx), nil
-	} else if err != nil {
+	case errors.As(err, new(flushError)):
+		if !p.rewind(ctx, err) {
+			out, err = p.giveUp(ctx, err)
+			return true, out, err
+		}
+	case err != nil && p.backoff == 0: // a failed commit logs for itself
 		p.log.Warn("operator control not applied yet; will retry", "err", err)
 	}
 	return false, out, nil
@@ -320,13 +342,16 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 // moves the reading position and is cleared by the commit that records it;
 // a pause flushes, commits, and stops reading until a resume.
 func (p *run) obey(ctx context.Context) error {
+	if p.backingOff(p.d.now()) {
+		return nil
+	}
 	if p.l.Seek != noOffset {
 		from, to := p.next, p.l.Seek
 		// Applied once: if the commit recording it fails, what was read
 		// since is not read a third time when it is retried.
 		if p.seeked != to {
 			if err := p.flush(ctx); err != nil {
-				return err
+				return flushError{err}
 			}
 			if p.k.tx != nil {
 				if err := p.k.tx.seek(ctx, to); err != nil {
@@ -335,7 +360,7 @@ func (p *run) obey(ctx context.Context) error {
 			}
 			// SetOffsets drops what the client fetched from the old position.
 			p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
-			p.next, p.pending, p.seeked = to, nil, to
+			p.next, p.pending, p.seeked, p.alone = to, nil, to, [2]int64{noOffset, noOffset}
 		}
 		switch err := p.commit(ctx); {
 		case errors.Is(err, errTaken):
@@ -389,13 +414,21 @@ func (p *run) check(ctx context.Context) {
 	p.nextCheck = p.d.now().Add(p.cfg.CheckEvery)
 	l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key)
 	if err != nil {
-		p.log.Warn("lease check failed", "err", err)
+		if p.backoff == 0 { // else the failing commits said it
+			p.log.Warn("lease check failed", "err", err)
+		}
 		return
 	}
 	if l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
 		p.l = l
 	}
 }
+
+// flushError is a commit that failed at the flush: the sink failed, not
+// the lease store, and the owner reads again from its last commit.
+type flushError struct{ error }
+
+func (e flushError) Unwrap() error { return e.error }
 
 // commit flushes the sink and then records the offset and a new expiry in
 // one conditional write, which also renews the lease and shows a successor.
@@ -405,7 +438,7 @@ func (p *run) commit(ctx context.Context) error {
 	// A failed flush or commit counts towards the deadline margin too.
 	defer func() { p.slowest = max(p.slowest, p.d.now().Sub(start)) }()
 	if err := p.flush(ctx); err != nil {
-		return err
+		return flushError{err}
 	}
 	ctx, cancel := p.endCtx(ctx) // a shutdown signal does not cut a commit in two
 	defer cancel()
@@ -421,9 +454,21 @@ func (p *run) commit(ctx context.Context) error {
 	}
 	l, err := p.d.store.commit(sctx, l, p.next, exp.UnixMilli())
 	if err != nil {
+		if !errors.Is(err, errFenced) && !errors.Is(err, errTaken) {
+			p.backOff("commit", err)
+		}
 		return err
 	}
-	p.l, p.committed, p.rewinds = l, p.next, 0
+	if p.backoff > 0 {
+		p.log.Info("commit succeeded again", "failed_tries", p.storeFails)
+		p.backoff, p.storeFails = 0, 0
+	}
+	// Only a commit that moves the offset ends a run of sink failures: one
+	// between a rewind and the failure it runs into again must not.
+	if p.next != p.committed {
+		p.rewinds = 0
+	}
+	p.l, p.committed = l, p.next
 	if l.Seek == noOffset {
 		p.seeked = noOffset
 	}
@@ -435,6 +480,29 @@ func (p *run) commit(ctx context.Context) error {
 		p.emitMetrics()
 	}
 	return nil
+}
+
+// Writes the lease store fails are retried after minBackoff, doubling up
+// to the commit interval.
+const minBackoff = 100 * time.Millisecond
+
+// backOff spaces the retries of a commit or hand-over the lease store
+// failed, and says so once, not at every try. Meanwhile sink writes go on
+// until the lease would end unrenewed; each try also renews, and shows a
+// successor or a fence.
+func (p *run) backOff(op string, err error) {
+	if p.backoff == 0 {
+		p.log.Warn(op+" failed; will retry with backoff", "err", err, "offset", p.next)
+	}
+	p.storeFails++
+	p.backoff = min(max(2*p.backoff, minBackoff), p.cfg.CommitEvery)
+	p.nextCommit = p.d.now().Add(p.backoff)
+}
+
+// backingOff: the lease store is failing and the next try is not due; an
+// operator's control and a hand-over wait for it too.
+func (p *run) backingOff(now time.Time) bool {
+	return p.backoff > 0 && now.Before(p.nextCommit)
 }
 
 // flush makes what the sinks hold durable; with kafka+txn it commits the
@@ -467,26 +535,23 @@ const maxRewinds = 3
 // rewind, after the sink failed, drops what it holds and reads again from
 // the last commit: the lease's offset, or with kafka+txn where the last
 // committed transaction ended, when greater (in a new transaction). It is
-// false when that cannot be done; the run then ends.
+// false when that cannot be done; the run then ends. After a record the
+// sink refused for good, the records from it to where the reading was are
+// read again one at a time (alone): a batch may be refused whole, and only
+// a record refused by itself is to blame.
 func (p *run) rewind(ctx context.Context, cause error) bool {
 	if p.rewinds++; p.rewinds > maxRewinds {
 		return false
 	}
-	to := p.committed
-	if p.k.tx != nil {
-		at, err := p.k.tx.restart(ctx)
-		if err != nil {
-			p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
-			return false
-		}
-		to = max(at, p.committed)
-	} else {
-		actx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
-		defer cancel()
-		p.k.sink.abort(actx)
-		if p.k.dlq != nil {
-			p.k.dlq.abort(actx)
-		}
+	at, err := p.reset(ctx)
+	if err != nil {
+		p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
+		return false
+	}
+	to := max(at, p.committed)
+	var refused *refusedError
+	if errors.As(cause, &refused) && refused.Offset >= to {
+		p.alone = [2]int64{refused.Offset, p.next}
 	}
 	p.rewound++
 	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
@@ -499,6 +564,33 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	}
 	p.next, p.pending = to, nil
 	return true
+}
+
+// reset drops what the sinks hold after a failure, so that they take
+// writes again. With kafka+txn it opens a new transaction and returns where
+// the last committed one ended; otherwise noOffset.
+func (p *run) reset(ctx context.Context) (int64, error) {
+	if p.k.tx != nil {
+		return p.k.tx.restart(ctx)
+	}
+	actx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+	defer cancel()
+	p.k.sink.abort(actx)
+	if p.k.dlq != nil {
+		p.k.dlq.abort(actx)
+	}
+	return noOffset, nil
+}
+
+// giveUp ends a run whose sink failed maxRewinds times in a row: it
+// releases the lease at the last commit, so a later run reads again from
+// there, and says once what a person can do if that never succeeds.
+func (p *run) giveUp(ctx context.Context, cause error) (outcome, error) {
+	err := fmt.Errorf("sink failed %d times in a row at %s/%d; released at offset %d to be read again: %w",
+		p.rewinds, p.inv.Topic, p.inv.Partition, p.committed, cause)
+	p.log.Error("sink keeps failing; released at the last commit", "err", cause, "partition", p.inv.Partition, "offset", p.committed,
+		"remedy", "if the sink can never take the record there, skip it with baton ctl seek, or set -dlq")
+	return p.release(ctx, p.committed, err)
 }
 
 // resume starts a kafka+txn run where the last committed transaction
@@ -559,16 +651,25 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {
-	if r.Offset < p.next {
+	switch {
+	case r.Offset < p.next:
 		return nil // already handled; a fetch may overlap a reset
+	case r.Offset >= p.alone[0] && r.Offset < p.alone[1]:
+		return p.handleAlone(ctx, r)
 	}
+	return p.process(ctx, r)
+}
+
+// process sends a record through the action to the sink, or to the
+// dead-letter topic.
+func (p *run) process(ctx context.Context, r *kgo.Record) error {
 	p.records++
 	out, err := p.act(r)
 	if err != nil {
 		if p.k.dlq == nil {
 			return fmt.Errorf("action failed at %s/%d offset %d (no -dlq set): %w", r.Topic, r.Partition, r.Offset, err)
 		}
-		if err := p.k.dlq.write(ctx, deadLetter(r, err)); err != nil {
+		if err := p.k.dlq.write(ctx, deadLetter(r, err, p.k.dlqMax)); err != nil {
 			return err
 		}
 		p.deadLettered++
@@ -577,7 +678,9 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 		p.gap = p.d.now().Sub(p.handedAt)
 	}
 	for _, o := range out {
-		o.Partition = r.Partition // keeps order per source partition at the sink
+		// The partition keeps order per source partition at the sink; the
+		// offset names the source of a record the sink refuses.
+		o.Partition, o.Offset = r.Partition, r.Offset
 		if err := p.k.sink.write(ctx, o); err != nil {
 			return err
 		}
@@ -587,16 +690,82 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
+// handleAlone handles a record read again after a sink refused one for
+// good: with what came before it flushed first, and its own output flushed
+// at once, so a refusal now is surely its own. The sink's refusal makes it
+// a dead letter, like an action's error; with no -dlq, or if the
+// dead-letter topic refuses it too, it is the run's error.
+func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
+	if err := p.flush(ctx); err != nil {
+		return err // an earlier record failed after all: read again
+	}
+	written, dead := p.written, p.deadLettered
+	err := p.process(ctx, r)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	var refused *refusedError
+	if errors.As(err, &refused) && refused.Topic != p.cfg.DLQ && p.k.dlq != nil {
+		p.next, p.written = r.Offset, written
+		if _, err := p.reset(ctx); err != nil {
+			return err
+		}
+		if err = p.k.dlq.write(ctx, deadLetter(r, refused, p.k.dlqMax)); err == nil {
+			p.next, p.deadLettered = r.Offset+1, p.deadLettered+1
+			err = p.flush(ctx)
+		}
+	}
+	if !errors.As(err, &refused) {
+		return err
+	}
+	// Nowhere to put it: the run ends before it, with nothing held.
+	p.next, p.written, p.deadLettered = r.Offset, written, dead
+	if _, rerr := p.reset(ctx); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	where := fmt.Sprintf("%s/%d offset %d", r.Topic, r.Partition, r.Offset)
+	if refused.Topic == p.cfg.DLQ {
+		return fmt.Errorf("the dead-letter topic refuses the record at %s for good (skip it with baton ctl seek): %w", where, err)
+	}
+	return fmt.Errorf("the sink refuses the record at %s for good (no -dlq set; skip it with baton ctl seek, or set -dlq): %w", where, err)
+}
+
 // deadLetter is the record as it came, with headers naming where it came
-// from and why it failed.
-func deadLetter(r *kgo.Record, err error) *kgo.Record {
+// from and why it failed. One larger than limit, the largest record the
+// producer takes, keeps its headers and the start of its value, and a
+// header with the value's size says so.
+func deadLetter(r *kgo.Record, err error, limit int) *kgo.Record {
 	h := append([]kgo.RecordHeader{}, r.Headers...)
 	h = append(h,
 		kgo.RecordHeader{Key: "baton.source.topic", Value: []byte(r.Topic)},
 		kgo.RecordHeader{Key: "baton.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
 		kgo.RecordHeader{Key: "baton.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		kgo.RecordHeader{Key: "baton.error", Value: []byte(err.Error())})
-	return &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: h}
+	dl := &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: h}
+	if recordSize(dl) > limit {
+		dl.Headers = append(dl.Headers, kgo.RecordHeader{Key: "baton.truncated", Value: []byte(strconv.Itoa(len(r.Value)))})
+		dl.Value = r.Value[:max(0, len(r.Value)-(recordSize(dl)-limit))]
+	}
+	return dl
+}
+
+// recordSize is at most what r takes in a batch of its own: the batch's
+// header, and the record's fields with their varint lengths at the longest.
+func recordSize(r *kgo.Record) int {
+	n := 61 + 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + len(r.Value) + 5
+	for _, h := range r.Headers {
+		n += 5 + len(h.Key) + 5 + len(h.Value)
+	}
+	return n
+}
+
+// maxRecord is the largest record, by recordSize, that the client produces
+// to topic: its batch limit, set by kgo.ProducerBatchMaxBytes.
+func maxRecord(cl *kgo.Client, topic string) int {
+	if fn, ok := cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok {
+		return int(fn(topic))
+	}
+	return 1000012 // franz-go's default
 }
 
 // fail ends the run on an error: what reached the sink is committed and the

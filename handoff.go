@@ -325,9 +325,9 @@ func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
 	case errors.Is(err, errTaken):
 		return outcome{}, false, nil
 	}
-	// Unknown outcome (the store is slow or down): go on owning; the next
+	// Unknown outcome (the store is slow or down): go on owning; a later
 	// step tries again, and sink writes stop if the lease cannot be renewed.
-	p.log.Warn("hand over failed; will retry", "err", err)
+	p.backOff("hand over", err)
 	return outcome{}, false, nil
 }
 

@@ -138,7 +138,7 @@ var options = []option{
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
 	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
 	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
-	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on; empty stops the run instead"},
+	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on or the sink refuses for good; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},
 	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs; a switch: -create-table or -create-table=false)"},

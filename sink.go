@@ -7,12 +7,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -88,12 +91,25 @@ func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 		}
 		s.tx.writes++
 	}
-	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 	// A shutdown must not fail records already handed to the sink: the
-	// owner flushes them before it lets go of the lease.
+	// owner flushes them before it lets go of the lease. The record's own
+	// context, which never ends either, names the record it came from.
+	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Context: fromSource{r}}
 	s.cl.Produce(context.WithoutCancel(ctx), out, s.done)
 	return nil
 }
+
+// fromSource rides in a produced record's Context, which the producer only
+// asks whether it ended, so that a refused produce names the source offset
+// (the run gives each record it writes its source's offset). One pointer
+// fits in an interface without an allocation. It never ends, like the
+// context.WithoutCancel it stands in for, and holds no values.
+type fromSource struct{ r *kgo.Record }
+
+func (fromSource) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (fromSource) Done() <-chan struct{}       { return nil }
+func (fromSource) Err() error                  { return nil }
+func (fromSource) Value(any) any               { return nil }
 
 func (s *kafkaSink) done(r *kgo.Record, err error) {
 	if err == nil {
@@ -101,10 +117,33 @@ func (s *kafkaSink) done(r *kgo.Record, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err == nil {
-		s.err = fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
+	if s.err != nil {
+		return
+	}
+	s.err = fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
+	if src, ok := r.Context.(fromSource); ok && refusedForGood(err) {
+		s.err = &refusedError{Topic: r.Topic, Offset: src.r.Offset, err: s.err}
 	}
 }
+
+// refusedForGood is a produce error that no retry can cure: the record is
+// too large for the producer or the broker, or the broker finds it invalid
+// (a compacted topic's record without a key, say). The producer refuses a
+// record larger than its batch limit itself, with kerr.MessageTooLarge.
+func refusedForGood(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
+}
+
+// refusedError is a produce refused for good; Offset is the source offset
+// of the refused record (with a batch refused whole, of its first record).
+type refusedError struct {
+	Topic  string
+	Offset int64
+	err    error
+}
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
 
 func (s *kafkaSink) failed() error {
 	s.mu.Lock()
@@ -142,14 +181,23 @@ func (s *kafkaSink) abort(ctx context.Context) {
 type stdoutSink struct {
 	w   io.Writer
 	buf bytes.Buffer
+	err error // a failed write, kept until abort: nothing more is written
 }
 
-// stdoutMu keeps lines whole when several partitions share one stdout.
-var stdoutMu sync.Mutex
+var (
+	// stdoutMu keeps lines whole when several partitions share one stdout.
+	stdoutMu sync.Mutex
+	// stdoutCut holds, per writer, the rest of a line that a failed write
+	// cut short. The next write to that writer, by any sink, finishes it
+	// first, so every line on the output is whole. Guarded by stdoutMu.
+	stdoutCut = map[io.Writer][]byte{}
+)
 
 // stdoutChunk is how much the sink holds before it writes whole lines out.
 const stdoutChunk = 64 << 10
 
+// newStdoutSink writes to w, which must be comparable (os.Stdout is): it
+// keys stdoutCut.
 func newStdoutSink(w io.Writer) *stdoutSink { return &stdoutSink{w: w} }
 
 type jsonRecord struct {
@@ -183,6 +231,9 @@ func text(b []byte) (*string, []byte) {
 }
 
 func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
+	if s.err != nil {
+		return s.err
+	}
 	j := jsonRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()}
 	j.Key, j.KeyB64 = text(r.Key)
 	j.Value, j.ValueB64 = text(r.Value)
@@ -203,13 +254,48 @@ func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-// flush writes the held lines in one call, so lines stay whole.
+// flush writes the held lines in one call, so lines stay whole. A failed
+// write (a full disk under a redirected stdout) fails every later write and
+// flush until abort: the owner then reads again from its last commit, so
+// lines that did not make it out are written again, never skipped.
 func (s *stdoutSink) flush(context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
 	stdoutMu.Lock()
 	defer stdoutMu.Unlock()
-	_, err := s.w.Write(s.buf.Bytes())
+	if cut := stdoutCut[s.w]; len(cut) > 0 {
+		n, err := s.w.Write(cut)
+		if err != nil {
+			stdoutCut[s.w] = cut[n:]
+			return s.fail(err)
+		}
+		delete(stdoutCut, s.w)
+	}
+	b := s.buf.Bytes()
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := s.w.Write(b)
+	if err != nil {
+		if n > 0 && b[n-1] != '\n' {
+			rest := b[n:]
+			stdoutCut[s.w] = bytes.Clone(rest[:bytes.IndexByte(rest, '\n')+1])
+		}
+		return s.fail(err)
+	}
 	s.buf.Reset()
-	return err
+	return nil
 }
 
-func (s *stdoutSink) abort(context.Context) { s.buf.Reset() }
+func (s *stdoutSink) fail(err error) error {
+	s.err = fmt.Errorf("sink stdout: write: %w", err)
+	return s.err
+}
+
+// abort drops the held lines and a failed write, so the sink takes writes
+// again.
+func (s *stdoutSink) abort(context.Context) {
+	s.buf.Reset()
+	s.err = nil
+}

@@ -1,0 +1,569 @@
+// sinkfault_test.go checks what an owner does when its sink or its lease
+// store fails: a stdout write that fails, a produce the broker refuses, a
+// record too large for the sink, a store that stops answering. Nothing may
+// be lost, the committed offset never passes a record the sink lacks, and
+// the log says so once, not at every retry.
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// logBuffer holds a run's log lines, read while the run goes on.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines are the lines that hold every one of parts.
+func (l *logBuffer) lines(parts ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var found []string
+	for line := range strings.Lines(l.b.String()) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			found = append(found, line)
+		}
+	}
+	return found
+}
+
+func (l *logBuffer) count(parts ...string) int { return len(l.lines(parts...)) }
+
+// captureLog sends d's log to a buffer, and to stderr as well under
+// BATON_TEST_LOG.
+func captureLog(t testing.TB, d *deps) *logBuffer {
+	lb := &logBuffer{}
+	var w io.Writer = lb
+	if os.Getenv("BATON_TEST_LOG") != "" {
+		w = io.MultiWriter(lb, os.Stderr)
+	}
+	d.log = slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
+	return lb
+}
+
+// flakyWriter is a redirected stdout that fails on cue: fail holds the
+// error of a Write call by its number, from 1. With ENOSPC half the bytes,
+// ending inside a line, are written first, as on a disk that fills up.
+type flakyWriter struct {
+	mu     sync.Mutex
+	out    bytes.Buffer
+	writes int
+	fail   map[int]error
+}
+
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	err := w.fail[w.writes]
+	if err == nil {
+		return w.out.Write(p)
+	}
+	n := 0
+	if errors.Is(err, syscall.ENOSPC) {
+		if n = len(p) / 2; p[n-1] == '\n' {
+			n++
+		}
+		w.out.Write(p[:n])
+	}
+	return n, err
+}
+
+func (w *flakyWriter) calls() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+func (w *flakyWriter) bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Clone(w.out.Bytes())
+}
+
+// writtenBefore is the offset before which every record is on the output,
+// counting whole lines only.
+func (w *flakyWriter) writtenBefore() int64 {
+	out := w.bytes()
+	seen := map[int64]bool{}
+	for line := range strings.Lines(string(out[:bytes.LastIndexByte(out, '\n')+1])) {
+		var l stdoutLine
+		if json.Unmarshal([]byte(line), &l) == nil {
+			seen[l.Offset] = true
+		}
+	}
+	n := int64(0)
+	for seen[n] {
+		n++
+	}
+	return n
+}
+
+// watchedStore checks, as each offset is recorded, that every record before
+// it reached the sink (written), and keeps what broke that.
+type watchedStore struct {
+	store
+	written func() int64
+
+	mu     sync.Mutex
+	passed []string
+}
+
+func (s *watchedStore) check(op string, offset int64) {
+	if w := s.written(); offset > w {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.passed = append(s.passed, fmt.Sprintf("%s at offset %d with only %d records written", op, offset, w))
+	}
+}
+
+func (s *watchedStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	s.check("commit", offset)
+	return s.store.commit(ctx, l, offset, exp)
+}
+
+func (s *watchedStore) release(ctx context.Context, l lease, offset int64) error {
+	s.check("release", offset)
+	return s.store.release(ctx, l, offset)
+}
+
+func (s *watchedStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	s.check("hand-over", offset)
+	return s.store.handOver(ctx, l, offset, exp)
+}
+
+func (s *watchedStore) violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.passed)
+}
+
+// numbered is n records for src/0 whose values are their offsets, from from.
+func numbered(from, n int) []*kgo.Record {
+	var rs []*kgo.Record
+	for i := range n {
+		rs = append(rs, &kgo.Record{Topic: "src", Value: []byte(strconv.Itoa(from + i))})
+	}
+	return rs
+}
+
+// wantInOrder checks an at-least-once stream: each value first appears in
+// the order of want, with nothing missing and nothing else; a value may
+// come again (read again after a rewind).
+func wantInOrder(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	var first []string
+	for _, v := range got {
+		if !slices.Contains(first, v) {
+			first = append(first, v)
+		}
+	}
+	if !slices.Equal(first, want) {
+		t.Errorf("%s: %v; want %v in this order (repeats allowed)", what, got, want)
+	}
+}
+
+func values(rs []*kgo.Record) []string {
+	var vs []string
+	for _, r := range rs {
+		vs = append(vs, string(r.Value))
+	}
+	return vs
+}
+
+func TestSink_stdout_write_error_loses_nothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cluster := newCluster(t, 1, "src")
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			cfg.SinkScheme = "stdout"
+			// The first write stops mid-line on a full disk; the next, which
+			// would finish that line, fails outright; then the disk recovers.
+			w := &flakyWriter{fail: map[int]error{1: syscall.ENOSPC, 2: syscall.EIO}}
+			s := &watchedStore{store: b.open(t), written: w.writtenBefore}
+			d, _ := testDeps(t, s, nil)
+			d.stdout = w
+			log := captureLog(t, d)
+			mustProduce(t, cfg.Brokers, numbered(0, 30)...)
+
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+			waitFor(t, "the writes to fail and then succeed", 5*time.Second, func() bool { return w.calls() >= 4 })
+			mustProduce(t, cfg.Brokers, numbered(30, 30)...)
+			waitCommitted(t, cfg, d, "src", 0, 60)
+			cancel()
+			out, err := wait()
+			if err != nil || out.End != endReleased {
+				t.Fatalf("%+v, %v; want released at shutdown", out, err)
+			}
+			if got, want := out.Rewinds, 2; got != want {
+				t.Errorf("%d rewinds, want %d (one a failed write)", got, want)
+			}
+			if v := s.violations(); len(v) > 0 {
+				t.Errorf("the lease passed records not on the output: %v", v)
+			}
+			var got []string
+			for _, l := range stdoutLines(t, w.bytes()) { // every line whole
+				got = append(got, *l.Value)
+			}
+			want := values(numbered(0, 60))
+			wantInOrder(t, "stdout", got, want)
+			if got, want := log.count("sink failed; reading again"), 2; got != want {
+				t.Errorf("%d rewind lines, want %d", got, want)
+			}
+			if n := log.count("level=ERROR"); n != 0 {
+				t.Errorf("%d ERROR lines, want none: %v", n, log.lines("level=ERROR"))
+			}
+		})
+	}
+}
+
+// TestSink_stdout_cut_line_finished_first: a write cut short mid-line is
+// finished by the next write to that stdout, even another partition's, so
+// no line is ever broken or joined to another.
+func TestSink_stdout_cut_line_finished_first(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	w := &flakyWriter{fail: map[int]error{1: syscall.ENOSPC}}
+	p0, p1 := newStdoutSink(w), newStdoutSink(w)
+	for i := range 3 {
+		if err := p0.write(ctx, &kgo.Record{Topic: "src", Offset: int64(i), Value: []byte("p0")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p0.flush(ctx); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("flush: %v; want the write's ENOSPC", err)
+	}
+	if err := p0.write(ctx, &kgo.Record{Topic: "src", Offset: 3, Value: []byte("p0")}); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write after a failed flush: %v; want the failure until abort", err)
+	}
+	if err := p1.write(ctx, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p0.abort(ctx)
+	if err := p0.write(ctx, &kgo.Record{Topic: "src", Value: []byte("p0")}); err != nil {
+		t.Fatalf("write after abort: %v", err)
+	}
+	if err := p0.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range stdoutLines(t, w.bytes()) {
+		got = append(got, fmt.Sprintf("%d/%d", l.Partition, l.Offset))
+	}
+	// p0's first line was whole, its second cut and then finished.
+	if want := []string{"0/0", "0/1", "1/0", "0/0"}; !slices.Equal(got, want) {
+		t.Errorf("lines %v, want %v", got, want)
+	}
+}
+
+// refuseOut makes the broker answer produce requests to topic out with
+// code while refuse says so.
+func refuseOut(cluster *kfake.Cluster, refuse func(*kmsg.ProduceRequest) bool, code int16) *atomic.Int64 {
+	var refused atomic.Int64
+	id := cluster.TopicInfo("out").TopicID
+	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		toOut := len(pr.Topics) > 0 && (pr.Topics[0].Topic == "out" || pr.Topics[0].TopicID == id)
+		if !toOut || !refuse(pr) {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		return refuseProduce(pr, code), nil, true
+	})
+	return &refused
+}
+
+// TestSink_refused_produce_on_idle_partition_recovers: the broker refuses a
+// produce and nothing more comes to read, so the failure shows only at the
+// commit's flush. The owner reads again from its last commit, writes the
+// records again and goes on committing and renewing, in the same run.
+func TestSink_refused_produce_on_idle_partition_recovers(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cluster := newCluster(t, 1, "src", "out")
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+			var once atomic.Bool
+			refused := refuseOut(cluster, func(*kmsg.ProduceRequest) bool { return once.CompareAndSwap(false, true) },
+				kerr.PolicyViolation.Code)
+			d, _ := testDeps(t, b.open(t), nil)
+			log := captureLog(t, d)
+			mustProduce(t, cfg.Brokers, numbered(0, 5)...)
+
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+			waitCommitted(t, cfg, d, "src", 0, 5)
+			key := leaseKey(cfg.Group, "src", 0)
+			before := mustLoad(t, d.store, key)
+			lines := len(log.lines(""))
+			time.Sleep(5 * cfg.CommitEvery)
+			after := mustLoad(t, d.store, key)
+			if after.Owner != "A" || after.State != stateRunning || after.ExpiresAt <= before.ExpiresAt {
+				t.Errorf("lease %+v then %+v; want A's, running and renewed", before, after)
+			}
+			if n := len(log.lines("")) - lines; n > 5 {
+				t.Errorf("%d log lines in %v of an idle partition, want a few at most: %v", n, 5*cfg.CommitEvery, log.lines(""))
+			}
+			cancel()
+			out, err := wait()
+			if err != nil || out.End != endReleased || out.To != 5 {
+				t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
+			}
+			if got, want := refused.Load(), int64(1); got != want || out.Rewinds != 1 {
+				t.Errorf("%d produces refused, %d rewinds; want %d and 1", got, out.Rewinds, want)
+			}
+			wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 5)), values(numbered(0, 5)))
+			if n := log.count("will retry"); n != 0 {
+				t.Errorf("%d retry lines, want none: a refused produce is not a lease store failure", n)
+			}
+		})
+	}
+}
+
+// TestSink_refused_produce_for_good_releases: a sink that refuses every
+// produce fails the run after maxRewinds rewinds: it releases at its last
+// commit, with one ERROR line saying where and what to do.
+func TestSink_refused_produce_for_good_releases(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cluster := newCluster(t, 1, "src", "out")
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+			var broken atomic.Bool
+			refuseOut(cluster, func(*kmsg.ProduceRequest) bool { return broken.Load() }, kerr.PolicyViolation.Code)
+			d, _ := testDeps(t, b.open(t), nil)
+			log := captureLog(t, d)
+			mustProduce(t, cfg.Brokers, numbered(0, 3)...)
+
+			ctx := ctxT(t)
+			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+			waitCommitted(t, cfg, d, "src", 0, 3)
+			broken.Store(true)
+			mustProduce(t, cfg.Brokers, numbered(3, 2)...)
+			out, err := wait()
+			if !errors.Is(err, kerr.PolicyViolation) || out.End != endError || out.To != 3 || out.Rewinds != maxRewinds {
+				t.Fatalf("%+v, %v; want the refusal as the error, %d rewinds, released at offset 3", out, err, maxRewinds)
+			}
+			l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
+			if l.Offset != 3 || l.State != stateReleased {
+				t.Errorf("lease %+v; want released at the last commit, offset 3", l)
+			}
+			errs := log.lines("level=ERROR")
+			if len(errs) != 1 || !strings.Contains(errs[0], "partition=0") || !strings.Contains(errs[0], "offset=3") || !strings.Contains(errs[0], "baton ctl seek") {
+				t.Errorf("ERROR lines %q; want one naming partition 0, offset 3 and baton ctl seek", errs)
+			}
+			wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), values(numbered(0, 3)))
+		})
+	}
+}
+
+// bigValue is a record value larger than the sink's producer takes in
+// TestSink_oversized_record_*, though the broker takes it from the source's
+// producer.
+var bigValue = bytes.Repeat([]byte("x"), 20<<10)
+
+// TestSink_oversized_record_dead_lettered: a record the sink can never
+// take, refused by the producer before it is sent or by the broker, goes to
+// the dead-letter topic and the run goes on. The dead letter, too large
+// itself, keeps its headers and the start of its value, and says so.
+func TestSink_oversized_record_dead_lettered(t *testing.T) {
+	for _, refuser := range []string{"producer", "broker"} {
+		for _, b := range backends(t) {
+			t.Run(refuser+"/"+b.name, func(t *testing.T) {
+				t.Parallel()
+				cluster := newCluster(t, 1, "src", "out", "dlq")
+				cfg := testConfig(t, cluster.ListenAddrs(), "src")
+				cfg.SinkScheme, cfg.SinkTopic, cfg.DLQ = "kafka", "out", "dlq"
+				limit := 16 << 10
+				if refuser == "producer" {
+					cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(int32(limit))}
+				} else {
+					// The broker refuses any batch holding the big record, along
+					// with whatever else came in it.
+					limit = 1000012
+					cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
+					refuseOut(cluster, func(pr *kmsg.ProduceRequest) bool {
+						return len(pr.Topics[0].Partitions[0].Records) > len(bigValue)
+					}, kerr.MessageTooLarge.Code)
+				}
+				d, _ := testDeps(t, b.open(t), nil)
+				log := captureLog(t, d)
+				rs := numbered(0, 4)
+				rs[1].Value, rs[1].Headers = bigValue, []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}
+				mustProduce(t, cfg.Brokers, rs...)
+
+				ctx, cancel := context.WithCancel(ctxT(t))
+				defer cancel()
+				wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+				waitCommitted(t, cfg, d, "src", 0, 4)
+				cancel()
+				out, err := wait()
+				// One rewind, even when the broker refused a batch whole: what
+				// it held is read again one record at a time.
+				if err != nil || out.End != endReleased || out.DeadLettered != 1 || out.Rewinds != 1 {
+					t.Fatalf("%+v, %v; want one dead letter after one rewind, released at shutdown", out, err)
+				}
+				wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), []string{"0", "2", "3"})
+
+				dl := consumeN(t, cfg.Brokers, "dlq", 1)[0]
+				h := headerMap(dl)
+				for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
+					"baton.source.partition": "0", "baton.source.offset": "1"} {
+					if got := h[k]; got != want {
+						t.Errorf("dead letter header %s = %q, want %q", k, got, want)
+					}
+				}
+				if got := h["baton.error"]; !strings.Contains(got, "MESSAGE_TOO_LARGE") {
+					t.Errorf("dead letter header baton.error = %q, want it to name MESSAGE_TOO_LARGE", got)
+				}
+				if refuser == "producer" {
+					if got, want := h["baton.truncated"], strconv.Itoa(len(bigValue)); got != want {
+						t.Errorf("dead letter header baton.truncated = %q, want %q (the value's size)", got, want)
+					}
+					if len(dl.Value) == 0 || len(dl.Value) >= limit || !bytes.HasPrefix(bigValue, dl.Value) {
+						t.Errorf("dead letter value of %d bytes; want the start of the record's, under %d", len(dl.Value), limit)
+					}
+				} else if _, ok := h["baton.truncated"]; ok || !bytes.Equal(dl.Value, bigValue) {
+					t.Errorf("dead letter of %d bytes, truncated %q; want the whole record: it fits the dead-letter topic", len(dl.Value), h["baton.truncated"])
+				}
+				if n := log.count("level=ERROR"); n != 0 {
+					t.Errorf("%d ERROR lines, want none: %v", n, log.lines("level=ERROR"))
+				}
+			})
+		}
+	}
+}
+
+// TestSink_oversized_record_without_dlq_stops: with no -dlq a record the
+// sink can never take ends the run at it, as an action's error does: the
+// lease is released there and the error says how to get past it.
+func TestSink_oversized_record_without_dlq_stops(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cluster := newCluster(t, 1, "src", "out")
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+			cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(16 << 10)}
+			d, _ := testDeps(t, b.open(t), nil)
+			log := captureLog(t, d)
+			rs := numbered(0, 3)
+			rs[1].Value = bigValue
+			mustProduce(t, cfg.Brokers, rs...)
+
+			out, err := invoke(ctxT(t), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)()
+			if !errors.Is(err, kerr.MessageTooLarge) || out.End != endError || out.To != 1 {
+				t.Fatalf("%+v, %v; want the refusal as the error, the run ended at offset 1", out, err)
+			}
+			for _, s := range []string{"src/0 offset 1", "baton ctl seek", "-dlq"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
+			if l.Offset != 1 || l.State != stateReleased {
+				t.Errorf("lease %+v; want released at the refused record, offset 1", l)
+			}
+			if errs := log.lines("level=ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "offset=1") {
+				t.Errorf("ERROR lines %q; want one, at offset 1", errs)
+			}
+			// Records after the refused one may have been sent before its
+			// refusal came back: the next run writes them again.
+			if got := values(consumeN(t, cfg.Brokers, "out", 1)); got[0] != "0" || slices.Contains(got, string(bigValue)) {
+				t.Errorf("sink topic: %.40q; want 0 first, and never the refused record", got)
+			}
+		})
+	}
+}
+
+// TestHandoff_store_down_commit_backs_off: while the lease store fails, the
+// owner retries its commit with a growing wait, not every few milliseconds
+// (even once its lease is too old to write), says so once, and renews at
+// the first commit that succeeds.
+func TestHandoff_store_down_commit_backs_off(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cluster := newCluster(t, 1, "src")
+			cfg := testConfig(t, cluster.ListenAddrs(), "src")
+			fa := &faultStore{store: b.open(t)}
+			cs := &countingStore{store: fa} // counts commits: the only writes here
+			d, _ := testDeps(t, cs, nil)
+			log := captureLog(t, d)
+			mustProduce(t, cfg.Brokers, numbered(0, 5)...)
+
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+			waitCommitted(t, cfg, d, "src", 0, 5)
+			// Down for longer than the lease may go unrenewed before writes
+			// pause, and less than the lease.
+			outage := cfg.TTL - cfg.RenewMargin + 200*time.Millisecond
+			fa.down.Store(true)
+			before := cs.writes.Load()
+			time.Sleep(outage)
+			tries := cs.writes.Load() - before
+			fa.down.Store(false)
+			back := time.Now()
+			key := leaseKey(cfg.Group, "src", 0)
+			waitFor(t, "a commit to renew the lease", 2*time.Second, func() bool {
+				l, err := d.store.load(ctx, key)
+				return err == nil && time.UnixMilli(l.ExpiresAt).After(back.Add(cfg.TTL/2))
+			})
+			if max := int64(outage/minBackoff) + 1; tries > max || tries < 2 {
+				t.Errorf("%d commits tried in %v of outage; want 2 to %d", tries, outage, max)
+			}
+			if n := log.count("will retry"); n != 1 {
+				t.Errorf("%d retry lines, want 1: %v", n, log.lines("will retry"))
+			}
+			if log.count("commit succeeded again") != 1 || log.count("sink writes paused") != 1 {
+				t.Errorf("want one line as commits fail, one as writes pause (the outage outlasts the renewal margin), one as commits succeed again: %v", log.lines(""))
+			}
+			if l := mustLoad(t, d.store, key); l.Owner != "A" || l.State != stateRunning {
+				t.Errorf("lease %+v; want A's and running", l)
+			}
+			cancel()
+			if out, err := wait(); err != nil || out.End != endReleased || out.To != 5 {
+				t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
+			}
+		})
+	}
+}
