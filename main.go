@@ -4,7 +4,7 @@
 // Each invocation owns one partition. A lease in DynamoDB (or Redis, built
 // with -tags redis) records the owner, a fencing epoch and the offset; the
 // running invocation passes the baton to the next one with conditional
-// writes before its deadline. See README.md and ../shared/DESIGN.md.
+// writes before its deadline. See README.md and DESIGN.md.
 //
 // Modes:
 //   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
