@@ -97,7 +97,7 @@ func renderTemplate(n, k int) ([]byte, error) {
 	}
 	groups := (n + k - 1) / k
 	if most := cfnMaxResources - len(others.keys); groups > most {
-		return nil, fmt.Errorf("-partition-count %d: %d schedules (-partitions-per-invocation %d) and the stack's %d other resources pass CloudFormation's %d resources a template: at most %d partitions at %d per invocation (raise -partitions-per-invocation, or split the partitions over stacks)",
+		return nil, fmt.Errorf("-partition-count %d: %d schedules (-partitions-per-invocation %d) and the stack's %d other resources pass CloudFormation's %d resources a template: at most %d partitions at %d per invocation: raise -partitions-per-invocation",
 			n, groups, k, len(others.keys), cfnMaxResources, most*k, k)
 	}
 	for g := range groups {
