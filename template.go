@@ -73,8 +73,9 @@ func templateMain(args []string, sys sysio) int {
 // say so (the first two allow only the generated values). k above n makes
 // one group of all n.
 func renderTemplate(n, k int) ([]byte, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("-partition-count %d: want 1 or more", n)
+	if n < 1 || n > cfnMaxTemplateBytes/2 {
+		// Each partition takes two bytes of some input at least.
+		return nil, fmt.Errorf("-partition-count %d: want 1 to %d (no template could name more)", n, cfnMaxTemplateBytes/2)
 	}
 	if k < 1 {
 		return nil, fmt.Errorf("-partitions-per-invocation %d: want 1 or more", k)
