@@ -7,7 +7,8 @@
 #   ./bootstrap.sh bench [-quick]       benchmarks beside plain franz-go (-quick: under a minute);
 #                                       ends with one "name: value" line per figure on stdout
 #   ./bootstrap.sh deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]
-#                                       build the zip, upload it, deploy template.json with CloudFormation
+#                                       build the zip, upload it, generate the template for
+#                                       PartitionCount and PartitionsPerInvocation, deploy it
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -260,13 +261,16 @@ cmd_bench() {
 }
 
 # Deploy to AWS: build function.zip, upload it to S3 under a key named by its
-# sha256 (a new zip, a new key, so CloudFormation sees the code change), then
-# create or update the stack of template.json. --dry-run builds the zip and
+# sha256 (a new zip, a new key, so CloudFormation sees the code change),
+# generate the template for PartitionCount partitions in groups of
+# PartitionsPerInvocation (`baton template`, into .cache/deploy/STACK/), then
+# create or update the stack. --dry-run builds the zip and the template and
 # prints the aws commands instead of running them.
 deploy_usage() {
   [[ -z ${1:-} ]] || log "deploy: $1"
   log "usage: $0 deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"
-  log "  KEY is a template.json parameter: Brokers and Topic are required, PartitionCount and the rest optional"
+  log "  KEY is a template.json parameter: Brokers and Topic are required, the rest optional;"
+  log "  PartitionCount and PartitionsPerInvocation (default 1, or the stack's) shape the generated template"
   exit 2
 }
 
@@ -278,7 +282,8 @@ deploy_run() {
 }
 
 cmd_deploy() {
-  local dry_run="" stack="" bucket="" params=() p
+  cd "$ROOT"
+  local dry_run="" stack="" bucket="" params=() rest=() p count="" per="" k v
   while (($#)); do
     case $1 in
       --dry-run) dry_run=1 ;;
@@ -298,22 +303,51 @@ cmd_deploy() {
   [[ -n $stack && -n $bucket ]] || deploy_usage "--stack and --bucket are required"
   for p in "${params[@]}"; do
     [[ $p =~ ^[A-Za-z0-9]+= ]] || deploy_usage "--param wants KEY=VALUE, got '$p'"
-    case ${p%%=*} in CodeBucket | CodeKey) deploy_usage "--param ${p%%=*}: deploy sets it" ;; esac
+    case ${p%%=*} in
+      CodeBucket | CodeKey) deploy_usage "--param ${p%%=*}: deploy sets it" ;;
+      PartitionCount) count=${p#*=} ;;
+      PartitionsPerInvocation) per=${p#*=} ;;
+      *) rest+=("$p") ;;
+    esac
   done
-  [[ ${TAGS:-} != *redis* ]] || die "deploy: template.json is for the default (DynamoDB) build; unset TAGS"
+  [[ ${TAGS:-} != *redis* ]] || die "deploy: the template is for the default (DynamoDB) build; unset TAGS"
   if [[ -z $dry_run ]]; then
     command -v aws >/dev/null || die "deploy needs the AWS CLI (aws): see README.md, Deploy to AWS"
   fi
   # The AWS CLI v1 reads only AWS_DEFAULT_REGION.
   [[ -z ${AWS_REGION:-} || -n ${AWS_DEFAULT_REGION:-} ]] || export AWS_DEFAULT_REGION=$AWS_REGION
   deploy_run aws sts get-caller-identity --query Account --output text  # fails fast without credentials
-  ARCH=arm64 cmd_zip   # template.json's function is arm64
+  # The template is generated for its partition count and group size, so
+  # these two keep the stack's values when not given, as every other
+  # parameter does; a new stack (or a dry run) starts from 1 and 1.
+  if [[ -z $dry_run && ( -z $count || -z $per ) ]]; then
+    while read -r k v; do
+      case $k in
+        PartitionCount) count=${count:-$v} ;;
+        PartitionsPerInvocation) per=${per:-$v} ;;
+      esac
+    done < <(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+      --query 'Stacks[0].Parameters[?starts_with(ParameterKey, `Partition`)].[ParameterKey,ParameterValue]' 2>/dev/null || true)
+  elif [[ -z $count || -z $per ]]; then
+    log "deploy: dry run: PartitionCount or PartitionsPerInvocation not given is 1 here; a real deploy keeps the stack's"
+  fi
+  count=${count:-1} per=${per:-1}
+  local dir=$CACHE/deploy/$stack
+  mkdir -p "$dir"
+  step "go run . template -partition-count $count -partitions-per-invocation $per > $dir/template.json"
+  go run . template -partition-count "$count" -partitions-per-invocation "$per" >"$dir/template.json.new" ||
+    deploy_usage "--param PartitionCount=$count --param PartitionsPerInvocation=$per: see above"
+  mv "$dir/template.json.new" "$dir/template.json"
+  log "template: $(stat -c %s "$dir/template.json") bytes, schedules: $(( (count + per - 1) / per )), concurrency: about $(( 2 * ((count + per - 1) / per) )) executions"
+  ARCH=arm64 cmd_zip   # the template's function is arm64
   local key; key=$stack/function-$(sha256sum function.zip | cut -d' ' -f1).zip
   deploy_run aws s3 cp function.zip "s3://$bucket/$key"
-  # --s3-bucket: the template is over the 51,200 bytes CloudFormation takes inline.
-  deploy_run aws cloudformation deploy --stack-name "$stack" --template-file template.json \
+  # --s3-bucket: from 12 partitions (45 in groups of 4) the template is over
+  # the 51,200 bytes CloudFormation takes inline; from S3 it takes 1 MB.
+  deploy_run aws cloudformation deploy --stack-name "$stack" --template-file "$dir/template.json" \
     --s3-bucket "$bucket" --s3-prefix "$stack" --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --parameter-overrides "CodeBucket=$bucket" "CodeKey=$key" "${params[@]}"
+    --parameter-overrides "CodeBucket=$bucket" "CodeKey=$key" \
+    "PartitionCount=$count" "PartitionsPerInvocation=$per" "${rest[@]}"
   deploy_run aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].Outputs' --output table
 }
 

@@ -751,6 +751,9 @@ func batonMain(ctx context.Context, args []string, io sysio) int {
 	if len(args) > 0 && args[0] == "ctl" {
 		return ctlMain(ctx, args[1:], io)
 	}
+	if len(args) > 0 && args[0] == "template" {
+		return templateMain(args[1:], io)
+	}
 	cfg, err := parseConfig(args, io.getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		usage(io.stdout)

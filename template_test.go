@@ -1,12 +1,14 @@
-// template_test.go checks template.json (the CloudFormation stack that
-// ./bootstrap.sh deploy makes) against the code: every environment variable
-// baton reads is set, each schedule's input is an event baton accepts, and
-// the roles grant what the code calls and nothing more. A small evaluator
-// resolves the template's intrinsic functions for sample parameters.
+// template_test.go checks the templates baton template generates (the
+// CloudFormation stack that ./bootstrap.sh deploy makes) against the code:
+// every environment variable baton reads is set, every partition is
+// scheduled once with an input naming it, and the roles grant what the code
+// calls and nothing more. template_eval_test.go resolves the templates'
+// intrinsic functions for sample parameters.
 
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"go/ast"
@@ -46,7 +48,7 @@ const scheduleRateMinutes = 14
 var (
 	sampleParams = map[string]any{
 		"CodeBucket": "my-bucket", "CodeKey": "baton/function-0123abcd.zip",
-		"Brokers": "b-1.example:9092,b-2.example:9092", "Topic": "orders", "PartitionCount": "3",
+		"Brokers": "b-1.example:9092,b-2.example:9092", "Topic": "orders",
 	}
 	sampleCluster   = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 	sampleTopicARN  = "arn:aws:kafka:eu-west-1:123456789012:topic/demo/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2/"
@@ -73,15 +75,30 @@ func withParams(base, more map[string]any) map[string]any {
 	return m
 }
 
-func loadTemplate(t *testing.T) map[string]any {
+// loadTemplate is the sample deploys' template: 3 partitions, one an
+// invocation.
+func loadTemplate(t *testing.T) map[string]any { return genTemplate(t, 3, 1) }
+
+// templateConfig is parseConfig for the template's environment, which is
+// the default (DynamoDB) build's: a -tags redis test skips the rest.
+func templateConfig(t *testing.T, getenv func(string) string) (*config, error) {
 	t.Helper()
-	b, err := os.ReadFile("template.json")
+	if storeBuild != "dynamodb" {
+		t.Skipf("the template deploys the DynamoDB build; this one keeps leases in %s", storeBuild)
+	}
+	return parseConfig(nil, getenv)
+}
+
+// genTemplate is baton template's output for n partitions in groups of k.
+func genTemplate(t *testing.T, n, k int) map[string]any {
+	t.Helper()
+	b, err := renderTemplate(n, k)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("baton template -partition-count %d -partitions-per-invocation %d: %v", n, k, err)
 	}
 	var tmpl map[string]any
 	if err := json.Unmarshal(b, &tmpl); err != nil {
-		t.Fatalf("template.json: %v", err)
+		t.Fatalf("baton template -partition-count %d -partitions-per-invocation %d: %v", n, k, err)
 	}
 	return tmpl
 }
@@ -90,26 +107,26 @@ func tmplSection(t *testing.T, tmpl map[string]any, name string) map[string]any 
 	t.Helper()
 	m, ok := tmpl[name].(map[string]any)
 	if !ok {
-		t.Fatalf("template.json has no %s section", name)
+		t.Fatalf("the template has no %s section", name)
 	}
 	return m
 }
 
-var cfnPseudoParams = map[string]string{
-	"AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::Region": "eu-west-1",
-	"AWS::StackName": "baton-test", "AWS::StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/baton-test/1",
-	"AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": "",
-}
+// templateShapes are the partition counts and group sizes the template
+// tests generate for.
+var templateShapes = []struct{ n, k int }{{1, 1}, {1, 4}, {32, 1}, {32, 4}, {100, 1}, {100, 4}, {256, 1}, {256, 4}}
 
-// cfnSubVar is a ${name} or ${resource.attribute} in an Fn::Sub string; ${!x}
-// is a literal.
-var cfnSubVar = regexp.MustCompile(`\$\{([^!}][^}]*)\}`)
-
-// TestTemplate_references checks that the template holds together: every
+// TestTemplate_references checks that each template holds together: every
 // Ref, GetAtt, Sub variable and condition names something it declares, and
 // every parameter and condition is used.
 func TestTemplate_references(t *testing.T) {
-	tmpl := loadTemplate(t)
+	for _, s := range templateShapes {
+		t.Run(fmt.Sprintf("%d partitions in groups of %d", s.n, s.k), func(t *testing.T) { checkReferences(t, genTemplate(t, s.n, s.k)) })
+	}
+}
+
+func checkReferences(t *testing.T, tmpl map[string]any) {
+	t.Helper()
 	if got, want := tmpl["AWSTemplateFormatVersion"], "2010-09-09"; got != want {
 		t.Errorf("AWSTemplateFormatVersion = %v, want %s", got, want)
 	}
@@ -344,7 +361,7 @@ func TestTemplate_environment(t *testing.T) {
 		e := newCfnEvaluator(t, tmpl, sample)
 		env := e.resolve(raw).(map[string]any)
 		getenv := cfnGetenv(env)
-		cfg, err := parseConfig(nil, getenv)
+		cfg, err := templateConfig(t, getenv)
 		if err != nil {
 			t.Fatalf("the template's environment %v: baton refuses it: %v", env, err)
 		}
@@ -506,76 +523,186 @@ func TestTemplate_leaseTable(t *testing.T) {
 	}
 }
 
-// TestTemplate_schedules checks one schedule per partition below
-// PartitionCount, each with an input that baton reads as that partition and
+// TestTemplate_schedules checks, for each shape, a template CloudFormation
+// takes (resources and bytes within its limits) that schedules every
+// partition below PartitionCount exactly once, in groups of up to
+// PartitionsPerInvocation, each schedule's input naming its partitions and
 // the scheduled time as the tick.
 func TestTemplate_schedules(t *testing.T) {
-	tmpl := loadTemplate(t)
-	counts := tmplDig(t, tmplSection(t, tmpl, "Parameters"), "PartitionCount", "AllowedValues").([]any)
-	most := len(counts)
-	for i, c := range counts {
-		if c != strconv.Itoa(i+1) {
-			t.Fatalf("PartitionCount AllowedValues = %v, want 1..%d", counts, most)
-		}
-	}
-	res := tmplSection(t, tmpl, "Resources")
-	for n, r := range res {
-		if r.(map[string]any)["Type"] == "AWS::Scheduler::Schedule" {
-			if p, err := strconv.Atoi(strings.TrimPrefix(n, "Schedule")); err != nil || p >= most || n != "Schedule"+strconv.Itoa(p) {
-				t.Errorf("schedule %s: want Schedule0..Schedule%d only", n, most-1)
-			}
-		}
-	}
 	const tick = "2026-01-02T15:04:00Z"
 	// -partitions names one partition that no schedule has: an input
 	// without its own partition would show as that one.
-	cfg, err := parseConfig([]string{"-mode=lambda", "-brokers=b:9092", "-topic=" + sampleParams["Topic"].(string), "-partitions=" + strconv.Itoa(most+5)}, func(string) string { return "" })
+	var cfg *config
+	if storeBuild == "dynamodb" {
+		var err error
+		if cfg, err = parseConfig([]string{"-mode=lambda", "-brokers=b:9092", "-topic=orders", "-partitions=99999"}, func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, shape := range templateShapes {
+		n, k := shape.n, shape.k
+		t.Run(fmt.Sprintf("%d partitions in groups of %d", n, k), func(t *testing.T) {
+			b, err := renderTemplate(n, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl := genTemplate(t, n, k)
+			if res := tmplSection(t, tmpl, "Resources"); len(res) > cfnMaxResources || len(b) > cfnMaxTemplateBytes {
+				t.Errorf("%d resources, %d bytes: CloudFormation takes at most %d and %d", len(res), len(b), cfnMaxResources, cfnMaxTemplateBytes)
+			}
+			params := tmplSection(t, tmpl, "Parameters")
+			for name, want := range map[string]int{"PartitionCount": n, "PartitionsPerInvocation": k} {
+				if got := tmplDig(t, params, name, "AllowedValues"); !reflect.DeepEqual(got, []any{strconv.Itoa(want)}) {
+					t.Errorf("%s AllowedValues = %v, want only %d: the stack says what it was generated for", name, got, want)
+				}
+			}
+			if got, want := tmplDig(t, params, "MemorySize", "Default"), float64(memoryDefaultMB(min(k, n))); got != want {
+				t.Errorf("MemorySize Default = %v, want %v for groups of %d", got, want, min(k, n))
+			}
+			groups := schedules(t, tmpl, sampleParams)
+			if len(groups) != (n+k-1)/k {
+				t.Errorf("%d schedules, want %d", len(groups), (n+k-1)/k)
+			}
+			seen := map[int32]int{}
+			for g, s := range groups {
+				ps := s.partitions
+				for _, p := range ps {
+					seen[p]++
+				}
+				if s.name != "Schedule"+strconv.Itoa(g) || len(ps) > k || int(ps[len(ps)-1]-ps[0]) != len(ps)-1 {
+					t.Errorf("%s: partitions %v, want Schedule%d naming up to %d partitions in a row", s.name, ps, g, k)
+				}
+				desc := fmt.Sprintf("baton: orders partition %d", ps[0])
+				if len(ps) > 1 {
+					desc = fmt.Sprintf("baton: orders partitions %d to %d", ps[0], ps[len(ps)-1])
+				}
+				for _, c := range []struct {
+					path []string
+					want any
+				}{
+					{[]string{"Description"}, desc},
+					{[]string{"ScheduleExpression"}, fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes)},
+					{[]string{"FlexibleTimeWindow", "Mode"}, "OFF"},
+					{[]string{"GroupName"}, "ref:ScheduleGroup"},
+					{[]string{"State"}, "ENABLED"},
+					{[]string{"Target", "Arn"}, "getatt:Function.Arn"},
+					{[]string{"Target", "RoleArn"}, "getatt:SchedulerRole.Arn"},
+					{[]string{"Target", "RetryPolicy", "MaximumEventAgeInSeconds"}, float64(scheduleRateMinutes * 60)},
+				} {
+					if got := tmplDig(t, s.props, c.path...); !reflect.DeepEqual(got, c.want) {
+						t.Errorf("%s %s = %#v, want %#v", s.name, strings.Join(c.path, "."), got, c.want)
+					}
+				}
+				if len(ps) > 1 || cfg == nil {
+					continue // parseEvent may not read "partitions" yet; cfg is the DynamoDB build's
+				}
+				payload := strings.ReplaceAll(tmplDig(t, s.props, "Target", "Input").(string), "<aws.scheduler.scheduled-time>", tick)
+				inv, err := parseEvent([]byte(payload), cfg, time.Unix(0, 0))
+				if err != nil {
+					t.Errorf("%s input %s: baton refuses it: %v", s.name, payload, err)
+				} else if want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli(); inv.Topic != "orders" || inv.Partition != ps[0] || inv.Tick != want {
+					t.Errorf("%s input %s: invocation %+v, want topic orders, partition %d, tick %d", s.name, payload, inv, ps[0], want)
+				}
+			}
+			for p := range n {
+				if seen[int32(p)] != 1 {
+					t.Errorf("partition %d: in %d schedules, want 1", p, seen[int32(p)])
+				}
+			}
+			if len(seen) != n {
+				t.Errorf("the schedules name partitions %v, want 0..%d", seen, n-1)
+			}
+		})
+	}
+	// CloudFormation's 500 resources a template, less the stack's 7 others:
+	// the most partitions README's Deploy section states.
+	for _, c := range []struct {
+		n, k int
+		ok   bool
+	}{{493, 1, true}, {494, 1, false}, {1972, 4, true}, {1973, 4, false}} {
+		if _, err := renderTemplate(c.n, c.k); (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), "-partition-count") {
+			t.Errorf("%d partitions in groups of %d: %v, want ok = %v", c.n, c.k, err, c.ok)
+		}
+	}
+}
+
+// scheduled is one schedule of a resolved template and the partitions its
+// input names.
+type scheduled struct {
+	name       string
+	props      map[string]any
+	partitions []int32
+}
+
+// schedules are a template's schedules for the given parameters, ordered by
+// partition. Their inputs are read here, not by parseEvent:
+// {"topic":T,"partition":P,"tick":...}, with "partitions":[P,...] for more
+// than one.
+func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []scheduled {
+	t.Helper()
+	var out []scheduled
+	for name, r := range newCfnEvaluator(t, tmpl, params).resources() {
+		if r["Type"] != scheduleType {
+			continue
+		}
+		props := r["Properties"].(map[string]any)
+		input := tmplDig(t, props, "Target", "Input").(string)
+		var in struct {
+			Topic, Tick string
+			Partition   *int32
+			Partitions  []int32
+		}
+		d := json.NewDecoder(strings.NewReader(input))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&in); err != nil {
+			t.Fatalf("%s input %s: %v", name, input, err)
+		}
+		if in.Partition != nil && in.Partitions == nil {
+			in.Partitions = []int32{*in.Partition}
+		} else if in.Partition != nil || len(in.Partitions) < 2 {
+			t.Fatalf(`%s input %s: want "partition" for one partition or "partitions" for more`, name, input)
+		}
+		if in.Topic != params["Topic"] || in.Tick != "<aws.scheduler.scheduled-time>" {
+			t.Errorf("%s input %s: want topic %v and tick <aws.scheduler.scheduled-time>", name, input, params["Topic"])
+		}
+		out = append(out, scheduled{name, props, in.Partitions})
+	}
+	slices.SortFunc(out, func(a, b scheduled) int { return int(a.partitions[0] - b.partitions[0]) })
+	return out
+}
+
+// TestTemplate_generated checks that template.json is baton template's
+// output for its defaults, 1 partition and 1 an invocation, so that the
+// committed, deployable template cannot drift from the generator; and the
+// subcommand's exit codes.
+func TestTemplate_generated(t *testing.T) {
+	file, err := os.ReadFile("template.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for count := 1; count <= most; count++ {
-		e := newCfnEvaluator(t, tmpl, withParams(sampleParams, map[string]any{"PartitionCount": strconv.Itoa(count)}))
-		active := e.resources()
-		for p := range most {
-			name := "Schedule" + strconv.Itoa(p)
-			s, ok := active[name]
-			if ok != (p < count) {
-				t.Errorf("PartitionCount %d: %s created = %v", count, name, ok)
-				continue
-			}
-			if !ok {
-				continue
-			}
-			props := s["Properties"].(map[string]any)
-			for _, c := range []struct {
-				path []string
-				want any
-			}{
-				{[]string{"ScheduleExpression"}, fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes)},
-				{[]string{"FlexibleTimeWindow", "Mode"}, "OFF"},
-				{[]string{"GroupName"}, "ref:ScheduleGroup"},
-				{[]string{"State"}, "ENABLED"},
-				{[]string{"Target", "Arn"}, "getatt:Function.Arn"},
-				{[]string{"Target", "RoleArn"}, "getatt:SchedulerRole.Arn"},
-				{[]string{"Target", "RetryPolicy", "MaximumEventAgeInSeconds"}, float64(scheduleRateMinutes * 60)},
-			} {
-				if got := tmplDig(t, props, c.path...); !reflect.DeepEqual(got, c.want) {
-					t.Errorf("%s %s = %#v, want %#v", name, strings.Join(c.path, "."), got, c.want)
-				}
-			}
-			input := tmplDig(t, props, "Target", "Input").(string)
-			if !strings.Contains(input, `"<aws.scheduler.scheduled-time>"`) {
-				t.Errorf("%s input %s: no <aws.scheduler.scheduled-time> tick", name, input)
-			}
-			payload := strings.ReplaceAll(input, "<aws.scheduler.scheduled-time>", tick)
-			inv, err := parseEvent([]byte(payload), cfg, time.Unix(0, 0))
-			if err != nil {
-				t.Errorf("%s input %s: baton refuses it: %v", name, payload, err)
-				continue
-			}
-			if want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli(); inv.Topic != "orders" || inv.Partition != int32(p) || inv.Tick != want {
-				t.Errorf("%s input %s: invocation %+v, want topic orders, partition %d, tick %d", name, payload, inv, p, want)
-			}
+	if want, err := renderTemplate(1, 1); err != nil || !bytes.Equal(file, want) {
+		t.Errorf("template.json is not baton template's output (%v): after editing it, run go run . template >/tmp/t.json && mv /tmp/t.json template.json", err)
+	}
+	large, _ := renderTemplate(100, 4)
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stdout []byte
+		stderr string
+	}{
+		{nil, 0, file, ""},
+		{[]string{"-partition-count", "100", "-partitions-per-invocation=4"}, 0, large, ""},
+		{[]string{"-partition-count", "0"}, 2, nil, "-partition-count 0"},
+		{[]string{"-partition-count", "x"}, 2, nil, "-partition-count"},
+		{[]string{"-partition-count", "494"}, 2, nil, "at most 493 partitions at 1 per invocation"},
+		{[]string{"-partitions-per-invocation", "0"}, 2, nil, "-partitions-per-invocation 0"},
+		{[]string{"-partition-count", "3", "extra"}, 2, nil, `"extra"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := batonMain(t.Context(), append([]string{"template"}, c.args...), sysio{func(string) string { return "" }, &stdout, &stderr})
+		if code != c.code || !bytes.Equal(stdout.Bytes(), c.stdout) || !strings.Contains(stderr.String(), c.stderr) {
+			t.Errorf("baton template %v: exit %d, %d bytes out, stderr %q; want exit %d, %d bytes, stderr naming %q",
+				c.args, code, stdout.Len(), stderr.String(), c.code, len(c.stdout), c.stderr)
 		}
 	}
 }
@@ -758,10 +885,14 @@ func TestTemplate_functionRole(t *testing.T) {
 	// The kafka+txn grants cover the transactional IDs and the group the
 	// code uses, as baton reads the function's environment, for every
 	// partition the schedules name, and no other group's.
-	for _, params := range []map[string]any{sampleTxnParams, withParams(sampleTxnParams, map[string]any{"Group": "enricher", "PartitionCount": "32"})} {
+	for _, c := range []struct {
+		tmpl   map[string]any
+		params map[string]any
+	}{{tmpl, sampleTxnParams}, {genTemplate(t, 32, 4), withParams(sampleTxnParams, map[string]any{"Group": "enricher"})}} {
+		tmpl, params := c.tmpl, c.params
 		e := newCfnEvaluator(t, tmpl, params)
 		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		cfg, err := parseConfig(nil, cfnGetenv(env))
+		cfg, err := templateConfig(t, cfnGetenv(env))
 		if err != nil {
 			t.Fatalf("kafka+txn sample %v: baton refuses it: %v", params, err)
 		}
@@ -776,9 +907,12 @@ func TestTemplate_functionRole(t *testing.T) {
 		}
 		other := *cfg
 		other.Group += "-other"
-		count, _ := strconv.Atoi(e.params["PartitionCount"].(string))
-		for p := range count {
-			inv := invocation{Topic: cfg.Topic, Partition: int32(p)}
+		var partitions []int32
+		for _, s := range schedules(t, tmpl, params) {
+			partitions = append(partitions, s.partitions...)
+		}
+		for _, p := range partitions {
+			inv := invocation{Topic: cfg.Topic, Partition: p}
 			for _, a := range []string{"kafka-cluster:DescribeTransactionalId", "kafka-cluster:AlterTransactionalId"} {
 				if id := sampleTxnIDARN + txnID(cfg, inv); !slices.ContainsFunc(granted[a], func(r string) bool { return iamMatch(r, id) }) {
 					t.Errorf("Group %q, partition %d: %s is not granted on the transactional ID %s (granted on %v)", cfg.Group, p, a, id, granted[a])
@@ -862,7 +996,7 @@ func TestTemplate_rules(t *testing.T) {
 			continue
 		}
 		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		if _, err := parseConfig(nil, cfnGetenv(env)); err != nil {
+		if _, err := templateConfig(t, cfnGetenv(env)); err != nil {
 			t.Errorf("%s: the rules let it pass, but baton refuses it: %v", c.name, err)
 		}
 	}
@@ -871,7 +1005,7 @@ func TestTemplate_rules(t *testing.T) {
 		if v != "none" && v != "aws-msk-iam" {
 			env["BATON_SASL_SECRET"] = sampleSecret
 		}
-		if _, err := parseConfig(nil, func(k string) string { return env[k] }); err != nil {
+		if _, err := templateConfig(t, func(k string) string { return env[k] }); err != nil {
 			t.Errorf("Sasl allows %q, which baton refuses: %v", v, err)
 		}
 	}
@@ -967,229 +1101,4 @@ func tmplDig(t *testing.T, m map[string]any, path ...string) any {
 		}
 	}
 	return v
-}
-
-// cfnEvaluator resolves a template's intrinsic functions for given parameters,
-// the way CloudFormation would: a resource's Ref is "ref:Name", its GetAtt
-// "getatt:Name.Attr", AWS::NoValue removes what it stands in.
-type cfnEvaluator struct {
-	t      *testing.T
-	tmpl   map[string]any
-	params map[string]any // string, or []string for a CommaDelimitedList
-	conds  map[string]bool
-}
-
-// cfnNoValue marks what AWS::NoValue removes.
-type cfnNoValue struct{}
-
-func newCfnEvaluator(t *testing.T, tmpl map[string]any, given map[string]any) *cfnEvaluator {
-	t.Helper()
-	e := &cfnEvaluator{t: t, tmpl: tmpl, params: map[string]any{}, conds: map[string]bool{}}
-	for n, p := range tmplSection(t, tmpl, "Parameters") {
-		pm := p.(map[string]any)
-		v, ok := given[n]
-		if !ok {
-			if v, ok = pm["Default"]; !ok {
-				t.Fatalf("parameter %s has no default and no sample value", n)
-			}
-		}
-		s := cfnScalar(v)
-		if allowed, ok := pm["AllowedValues"].([]any); ok && !slices.ContainsFunc(allowed, func(a any) bool { return cfnScalar(a) == s }) {
-			t.Fatalf("parameter %s = %q is not one of %v", n, s, allowed)
-		}
-		if pat, ok := pm["AllowedPattern"].(string); ok && !regexp.MustCompile(pat).MatchString(s) {
-			t.Fatalf("parameter %s = %q does not match %s", n, s, pat)
-		}
-		if pm["Type"] == "CommaDelimitedList" {
-			e.params[n] = strings.Split(s, ",")
-		} else {
-			e.params[n] = s
-		}
-	}
-	for n := range given {
-		if _, ok := e.params[n]; !ok {
-			t.Fatalf("sample parameter %s is not in the template", n)
-		}
-	}
-	return e
-}
-
-func cfnScalar(v any) string {
-	if f, ok := v.(float64); ok {
-		return strconv.FormatFloat(f, 'f', -1, 64)
-	}
-	return fmt.Sprint(v)
-}
-
-// resources is every resource whose condition holds, resolved.
-func (e *cfnEvaluator) resources() map[string]map[string]any {
-	out := map[string]map[string]any{}
-	for n, r := range tmplSection(e.t, e.tmpl, "Resources") {
-		rm := r.(map[string]any)
-		if c, ok := rm["Condition"].(string); ok && !e.cond(c) {
-			continue
-		}
-		out[n] = e.resolve(rm).(map[string]any)
-	}
-	return out
-}
-
-func (e *cfnEvaluator) cond(name string) bool {
-	if v, ok := e.conds[name]; ok {
-		return v
-	}
-	c, ok := tmplSection(e.t, e.tmpl, "Conditions")[name]
-	if !ok {
-		e.t.Fatalf("no condition %s", name)
-	}
-	v := e.truth(c)
-	e.conds[name] = v
-	return v
-}
-
-func (e *cfnEvaluator) truth(c any) bool {
-	m, ok := c.(map[string]any)
-	if !ok || len(m) != 1 {
-		e.t.Fatalf("condition %v: want one condition function", c)
-	}
-	for f, arg := range m {
-		args, _ := arg.([]any)
-		switch f {
-		case "Condition":
-			return e.cond(arg.(string))
-		case "Fn::Equals":
-			return reflect.DeepEqual(e.resolve(args[0]), e.resolve(args[1]))
-		case "Fn::Not":
-			return !e.truth(args[0])
-		case "Fn::And", "Fn::Or":
-			if len(args) < 2 || len(args) > 10 {
-				e.t.Errorf("%s takes 2 to 10 conditions, got %d", f, len(args))
-			}
-			for _, a := range args {
-				if e.truth(a) == (f == "Fn::Or") {
-					return f == "Fn::Or"
-				}
-			}
-			return f == "Fn::And"
-		}
-		e.t.Fatalf("condition %v: unknown function %s", c, f)
-	}
-	return false
-}
-
-func (e *cfnEvaluator) resolve(v any) any {
-	switch v := v.(type) {
-	case []any:
-		out := []any{}
-		for _, x := range v {
-			if r := e.resolve(x); r != (cfnNoValue{}) {
-				out = append(out, r)
-			}
-		}
-		return out
-	case map[string]any:
-		if len(v) == 1 {
-			for f, arg := range v {
-				if r, ok := e.function(f, arg); ok {
-					return r
-				}
-			}
-		}
-		out := map[string]any{}
-		for k, x := range v {
-			if r := e.resolve(x); r != (cfnNoValue{}) {
-				out[k] = r
-			}
-		}
-		return out
-	}
-	return v
-}
-
-// function resolves one intrinsic function; ok is false for a plain key.
-func (e *cfnEvaluator) function(f string, arg any) (any, bool) {
-	args, _ := arg.([]any)
-	str := func(x any) string {
-		s, ok := e.resolve(x).(string)
-		if !ok {
-			e.t.Fatalf("%s: %v is not a string", f, x)
-		}
-		return s
-	}
-	switch f {
-	case "Ref":
-		return e.ref(arg.(string)), true
-	case "Fn::GetAtt":
-		return fmt.Sprintf("getatt:%s.%s", args[0], args[1]), true
-	case "Fn::If":
-		if e.cond(args[0].(string)) {
-			return e.resolve(args[1]), true
-		}
-		return e.resolve(args[2]), true
-	case "Fn::Join":
-		var parts []string
-		for _, x := range e.resolve(args[1]).([]any) {
-			parts = append(parts, x.(string))
-		}
-		return strings.Join(parts, args[0].(string)), true
-	case "Fn::Split":
-		var out []any
-		for _, s := range strings.Split(str(args[1]), args[0].(string)) {
-			out = append(out, s)
-		}
-		return out, true
-	case "Fn::Select":
-		i, _ := strconv.Atoi(cfnScalar(args[0]))
-		list := e.resolve(args[1]).([]any)
-		if i >= len(list) {
-			e.t.Fatalf("Fn::Select %d of %v: out of range", i, list)
-		}
-		return list[i], true
-	case "Fn::Sub":
-		s, vars := arg, map[string]any{}
-		if len(args) == 2 {
-			s, vars = args[0], args[1].(map[string]any)
-		}
-		out := cfnSubVar.ReplaceAllStringFunc(s.(string), func(m string) string {
-			n := m[2 : len(m)-1]
-			if x, ok := vars[n]; ok {
-				return str(x)
-			}
-			if r, a, ok := strings.Cut(n, "."); ok {
-				return fmt.Sprintf("getatt:%s.%s", r, a)
-			}
-			return fmt.Sprint(e.ref(n))
-		})
-		return strings.ReplaceAll(out, "${!", "${"), true
-	case "Condition":
-		return nil, false
-	}
-	if strings.HasPrefix(f, "Fn::") {
-		e.t.Fatalf("the evaluator does not know %s", f)
-	}
-	return nil, false
-}
-
-func (e *cfnEvaluator) ref(n string) any {
-	if n == "AWS::NoValue" {
-		return cfnNoValue{}
-	}
-	if v, ok := cfnPseudoParams[n]; ok {
-		return v
-	}
-	if v, ok := e.params[n]; ok {
-		if l, ok := v.([]string); ok {
-			out := make([]any, len(l))
-			for i, s := range l {
-				out[i] = s
-			}
-			return out
-		}
-		return v
-	}
-	if _, ok := tmplSection(e.t, e.tmpl, "Resources")[n]; ok {
-		return "ref:" + n
-	}
-	e.t.Fatalf("Ref %s: not declared", n)
-	return nil
 }
