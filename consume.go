@@ -47,6 +47,7 @@ type kafka struct {
 	dlq      *kafkaSink // nil without -dlq
 	tx       *txn       // nil unless the sink is kafka+txn
 	sourceID [16]byte   // the source topic's ID, for offset commits
+	group    groupOffset
 }
 
 func (k *kafka) close() { k.cl.Close() }
@@ -78,10 +79,10 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		cl.Close()
 		return nil, err
 	}
+	k.group = groupOffset{cl: cl, group: cfg.Group, topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
 	switch cfg.SinkScheme {
 	case "kafka+txn":
-		k.tx = &txn{cl: cl, id: txnID(cfg, inv), group: cfg.Group,
-			topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition, timeout: cfg.KafkaTimeout}
+		k.tx = &txn{groupOffset: k.group, id: txnID(cfg, inv), timeout: cfg.KafkaTimeout}
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, k.tx)
 	case "kafka":
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, nil)
@@ -190,12 +191,14 @@ type run struct {
 	rewinds       int           // sink failures since the last commit
 	rewound       int           // times read again from a commit, in all
 	seeked        int64         // the operator's seek applied and not yet committed; noOffset: none
+	groupAt       int64         // the offset last committed to the Kafka group (group.go); noOffset: none yet
+	groupFailing  bool          // the last commit to the Kafka group failed
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset,
+		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, groupAt: noOffset,
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
 	if p.act == nil {
@@ -226,9 +229,9 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 	}
 	// An operator's seek waiting for the new owner is applied by the first
 	// step, before anything is read.
-	start := kgo.NewOffset().AtStart()
-	if p.next >= 0 {
-		start = kgo.NewOffset().At(p.next)
+	start, err := p.startOffset(ctx)
+	if err != nil {
+		return p.release(ctx, p.committed, err)
 	}
 	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: start}})
 	for {
@@ -422,6 +425,7 @@ func (p *run) commit(ctx context.Context) error {
 	}
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
+	p.commitGroup(ctx, p.committed)
 	p.publish()
 	if start.Sub(p.reported) >= progressEvery {
 		p.reported = start

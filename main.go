@@ -69,7 +69,8 @@ type config struct {
 	Brokers    []string // empty: the demo
 	Topic      string
 	Partitions []int32 // process mode; nil means all
-	Group      string  // lease key namespace; with kafka+txn also the Kafka group holding the offset
+	Group      string  // lease key namespace, and the Kafka group baton commits the offset to (group.go)
+	Start      string  // where a partition with no offset in the lease or the group starts: earliest or latest
 	Sink       string
 	SinkScheme string // kafka, kafka+txn, stdout or discard
 	SinkTopic  string
@@ -115,7 +116,8 @@ var options = []option{
 	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; empty runs the embedded demo"},
 	{"topic", "BATON_TOPIC", "", "source topic (a Lambda event may name its own)"},
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
-	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
+	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic; also the Kafka group the offsets are committed to"},
+	{"start", "BATON_START", startEarliest, "where a partition starts when neither its lease record nor the Kafka group has an offset: earliest or latest"},
 	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
@@ -165,7 +167,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	c := &config{Group: *v["group"], Topic: *v["topic"], Sink: *v["sink"], DLQ: *v["dlq"],
-		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"]}
+		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"], Start: *v["start"]}
 	var errs []error
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	for _, b := range strings.Split(*v["brokers"], ",") {
@@ -195,6 +197,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.Group == "" || strings.Contains(c.Group, "/") {
 		bad("group", "want a name without '/', got %q", c.Group)
+	}
+	if c.Start != startEarliest && c.Start != startLatest {
+		bad("start", "want %s or %s, got %q", startEarliest, startLatest, c.Start)
 	}
 	if c.SinkScheme, c.SinkTopic, err = parseSink(c.Sink); err != nil {
 		bad("sink", "%v", err)
@@ -236,6 +241,13 @@ func (c *config) setTiming() {
 	c.KafkaTimeout, c.FetchWait = defaultKafkaTimeout, defaultFetchWait
 	c.RenewMargin = min(defaultRenewMargin, c.TTL/3)
 }
+
+// Where a partition starts when neither its lease record nor the Kafka
+// group has an offset (-start).
+const (
+	startEarliest = "earliest"
+	startLatest   = "latest"
+)
 
 func parsePartitions(s string) ([]int32, error) {
 	if s == "all" || s == "" {
@@ -399,9 +411,10 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 // shutdown, or fails before this process ever owned it (a bad sink topic,
 // say: that is for a person to fix). Once it has owned it, a failed run is
 // started again after a pause, so the partition is not left unowned while
-// the process lives. The next run's tick is the first's plus one a try:
-// newer than this process's old runs, older than a process started later,
-// which keeps its place.
+// the process lives; so is a run whose lease record vanished (nobody else
+// owns the partition then). The next run's tick is the first's plus one a
+// try: newer than this process's old runs, older than a process started
+// later, which keeps its place.
 func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
 	pause, owned, tick := time.Second, false, inv.Tick
 	for n := 1; ; n++ {
@@ -409,10 +422,15 @@ func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) err
 		d.log.Info("partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		owned = owned || out.Epoch > 0
-		if err == nil || !owned || ctx.Err() != nil {
+		lost := out.End == endLost
+		if (err == nil && !lost) || !owned || ctx.Err() != nil {
 			return err
 		}
-		d.log.Warn("partition failed after owning it; starting again", "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
+		why := "partition failed after owning it; starting again"
+		if lost {
+			why = "lease record lost; starting again from the offset committed to the Kafka group"
+		}
+		d.log.Warn(why, "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
 		select {
 		case <-ctx.Done():
 			return err

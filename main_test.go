@@ -145,6 +145,8 @@ func TestConfig_flags(t *testing.T) {
 		{"-ttl zero", args("-ttl", "0s"), nil, []string{"ttl"}},
 		{"-ttl from the environment", args(), map[string]string{"BATON_TTL": "soon"}, []string{"ttl"}},
 		{"commit interval over half the TTL", args("-ttl", "10s", "-commit-interval", "6s"), nil, []string{"commit-interval"}},
+		{"unknown -start", args("-start", "middle"), nil, []string{"start"}},
+		{"-start from the environment", args(), map[string]string{"BATON_START": "newest"}, []string{"start"}},
 		{"process mode without a topic", []string{"-brokers", "b:9092"}, nil, []string{"topic"}},
 		{"lambda mode without brokers", []string{"-mode", "lambda"}, nil, []string{"brokers"}},
 		{"unknown mode", args("-mode", "batch"), nil, []string{"mode"}},
