@@ -61,7 +61,6 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		kgo.FetchMaxWait(cfg.FetchWait),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(samePartition),
-		kgo.RecordDeliveryTimeout(max(time.Second, cfg.TTL/2)), // franz-go refuses less than 1s
 		// A fetch session saves nothing for one partition, and every short
 		// run would leave one in the brokers' session cache. (Without one,
 		// franz-go v1.22.3's Close also does not race an in-flight fetch.)
@@ -70,6 +69,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 	if cfg.SinkScheme == "kafka+txn" {
 		opts = append(opts, txnOpts(cfg, inv)...)
 	}
+	opts = append(produceOpts(cfg), opts...) // before KafkaOpts: a test may override them
 	cl, err := d.kafka(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

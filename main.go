@@ -230,6 +230,13 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	errs = append(errs, parseAuth(c, v, getenv)...)
 	c.setTiming()
+	if c.TTL > 0 && c.Skew > 0 && !c.producesSettle() {
+		ms := func(d time.Duration) time.Duration { return max(0, d).Truncate(time.Millisecond) }
+		bad("skew", "too large for -ttl (BATON_TTL) %v: an owner stops writing %v before its lease ends (a third of -ttl, at most %v), "+
+			"and twice the skew must leave %v of that for its last produces to be acknowledged or failed before the lease can pass on; "+
+			"want -skew at most %v or a longer -ttl, got %v",
+			c.TTL, ms(c.RenewMargin), defaultRenewMargin, ms(minProduceBudget), ms((c.RenewMargin-minProduceBudget)/2), c.Skew)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -248,6 +255,50 @@ const (
 	startEarliest = "earliest"
 	startLatest   = "latest"
 )
+
+// minDelivery is franz-go's least record delivery timeout; minProduceBudget
+// is the least time produceLimits can split.
+const (
+	minDelivery      = time.Second
+	minProduceBudget = minDelivery * 10 / 9
+)
+
+// produceLimits bounds how late an owner's produce can be acknowledged. An
+// owner writes nothing after validUntil = expiresAt − RenewMargin, and its
+// lease may pass on at expiresAt + Skew on another clock, expiresAt − Skew
+// on its own at worst; one Skew more is kept in hand. In franz-go (v1.22.3,
+// sink.go) a record is never sent in a request after its delivery timeout
+// (checked before every write, of a retry too, once
+// AllowIdempotentProduceCancellation lets it fail records whose fate is
+// unknown), and the broker answers a written request within the produce
+// request timeout: the two together fit in RenewMargin − 2·Skew.
+func (c *config) produceLimits() (delivery, request time.Duration) {
+	budget := c.RenewMargin - 2*c.Skew
+	request = max(100*time.Millisecond, budget/10) // franz-go refuses less than 100ms
+	return max(minDelivery, budget-request), request
+}
+
+// producesSettle reports whether produceLimits keep their promise: a lease
+// too short for the skew allowance leaves them no time.
+func (c *config) producesSettle() bool {
+	delivery, request := c.produceLimits()
+	return delivery+request <= c.RenewMargin-2*c.Skew
+}
+
+// produceOpts are the client's produce limits. A kafka+txn owner needs no
+// such bound (the next owner's InitProducerID fences its producer at the
+// broker, and franz-go forbids failing records of unknown fate in a
+// transaction); only the delivery timeout applies to it.
+func produceOpts(cfg *config) []kgo.Opt {
+	delivery, request := cfg.produceLimits()
+	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(delivery)}
+	if cfg.SinkScheme != "kafka+txn" {
+		// Duplicates are already possible (at least once); a record whose
+		// fate is unknown is failed, the owner reads it again.
+		opts = append(opts, kgo.AllowIdempotentProduceCancellation(), kgo.ProduceRequestTimeout(request))
+	}
+	return opts
+}
 
 func parsePartitions(s string) ([]int32, error) {
 	if s == "all" || s == "" {
