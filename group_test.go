@@ -128,6 +128,31 @@ func TestLease_record_lost_resumes_from_group_offset(t *testing.T) {
 	}
 }
 
+// TestLease_record_rolled_back_ends_lost: a failover that lost writes
+// leaves the owner's record as it was epochs ago. The owner's commit is
+// fenced, and since no newer owner holds the partition the run ends lost
+// (process mode starts it again), not fenced.
+func TestLease_record_rolled_back_ends_lost(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "src")
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	mustProduce(t, cfg.Brokers, numbered(10)...)
+	s := newMemStore()
+	key := leaseKey(cfg.Group, "src", 0)
+	old := lease{Key: key, Owner: "Z", Tick: 500, Epoch: 1, Offset: 4, State: stateReleased, Seek: noOffset}
+	s.set(old)
+	d, _ := testDeps(t, s, nil)
+	wait := invoke(ctxT(t), cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	waitFor(t, "A to commit offset 10", 10*time.Second, func() bool {
+		l, err := s.load(ctxT(t), key)
+		return err == nil && l.Owner == "A" && l.Offset == 10
+	})
+	s.set(old)
+	if a, err := wait(); err != nil || a.End != endLost {
+		t.Fatalf("A after its record went back to epoch 1: %+v, %v; want ended %s", a, err, endLost)
+	}
+}
+
 // TestGroup_new_record_starts_from_group_offset: a partition whose Kafka
 // group already has an offset (a consumer group baton replaces, say) and
 // no lease record starts there, and baton's commits move it on.
