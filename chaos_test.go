@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,6 +95,9 @@ func (s chaosStats) String() string {
 		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
 }
 
+// TestChaos is the harness with the at-least-once sink (kafka://): records
+// may reach the sink twice, never out of order, and never from a fenced
+// owner after its successor's first.
 func TestChaos(t *testing.T) { chaosTest(t, false) }
 
 // TestChaosTxn is the harness with the exactly-once sink (kafka+txn): what
@@ -157,8 +161,9 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	}
 	cluster := newCluster(t, chaosPartitions, "src", "out")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
+	cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka://out", "kafka", "out"
 	if txn {
-		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka+txn://out", "kafka+txn", "out"
+		cfg.Sink, cfg.SinkScheme = "kafka+txn://out", "kafka+txn"
 	}
 	st := chaosStats{Runs: 1}
 	var brokerFaults atomic.Int64
@@ -214,6 +219,9 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	}
 	if msg := obs.check(); msg != "" {
 		fail("epoch-fencing", "%s", msg)
+	}
+	if msg := sinkEpochOrder(t, ctx, cfg.Brokers, "out", txn); msg != "" {
+		fail("sink-epochs-in-order", "%s", msg)
 	}
 	st.Invocations, st.Crashes, st.Freezes = h.invocations.Load(), h.crashes.Load(), h.freezes.Load()
 	st.Retries = h.retries.Load()
@@ -301,9 +309,12 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		ictx, cancel := context.WithDeadline(ctx, at.Add(chaosLife))
 		defer cancel()
 		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel}
-		d := &deps{store: settled{cs}, kafka: kgo.NewClient, log: h.log, stdout: io.Discard,
-			now:      func() time.Time { return time.Now().Add(pl.skew) },
-			wrapSink: func(inv invocation, s sink) sink { return h.rec.wrap(inv, chaosSink{s, cs}) }}
+		epoch := new(atomic.Int64)
+		d := &deps{store: epochTap{settled{cs}, inv.Owner, epoch}, kafka: kgo.NewClient, log: h.log, stdout: io.Discard,
+			now: func() time.Time { return time.Now().Add(pl.skew) },
+			wrapSink: func(inv invocation, s sink) sink {
+				return h.rec.wrap(inv, chaosSink{epochSink{s, epoch}, cs})
+			}}
 		out, err := runInvocation(ictx, h.cfg, d, inv)
 		h.rewinds.Add(int64(out.Rewinds))
 		h.log.Info("chaos invocation", "owner", inv.Owner, "plan", fmt.Sprintf("%+v", pl), "outcome", fmt.Sprintf("%+v", out), "err", err)
@@ -533,6 +544,90 @@ func (o *observer) release(ctx context.Context, x lease, offset int64) error {
 	return err
 }
 
+// epochTap notes the epoch an invocation owns the lease under, from the
+// store's answers to it: a take, or a load showing the baton handed over.
+// It sits above settled, so a take whose answer was lost and read back
+// counts too.
+type epochTap struct {
+	store
+	owner string
+	epoch *atomic.Int64
+}
+
+func (e epochTap) saw(l lease, err error) (lease, error) {
+	if err == nil && l.Owner == e.owner {
+		e.epoch.Store(l.Epoch)
+	}
+	return l, err
+}
+
+func (e epochTap) load(ctx context.Context, key string) (lease, error) {
+	return e.saw(e.store.load(ctx, key))
+}
+
+func (e epochTap) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	return e.saw(e.store.take(ctx, key, seen, c, exp))
+}
+
+// epochHeader carries the epoch of the owner that wrote a sink record.
+const epochHeader = "baton.test.epoch"
+
+// epochSink tags each record an owner writes with its epoch.
+type epochSink struct {
+	sink
+	epoch *atomic.Int64
+}
+
+func (s epochSink) write(ctx context.Context, r *kgo.Record) error {
+	tagged := *r // the action may hand on the fetched record itself
+	e := strconv.AppendInt(nil, s.epoch.Load(), 10)
+	tagged.Headers = append(slices.Clip(r.Headers), kgo.RecordHeader{Key: epochHeader, Value: e})
+	return s.sink.write(ctx, &tagged)
+}
+
+// sinkEpochOrder reads the sink topic (what a read_committed consumer sees,
+// with kafka+txn) and checks each partition: no record from an epoch after
+// the first record of a newer one. A fenced owner's produces must settle
+// before its lease can pass on, let alone before the next owner writes.
+func sinkEpochOrder(t *testing.T, ctx context.Context, brokers []string, topic string, committed bool) string {
+	t.Helper()
+	cl := newSinkReader(t, brokers, topic, committed).cl
+	type first struct{ epoch, offset int64 }
+	newest := map[int32]first{}
+	var problems []string
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			e := int64(-1)
+			for _, h := range r.Headers {
+				if h.Key == epochHeader {
+					e, _ = strconv.ParseInt(string(h.Value), 10, 64)
+				}
+			}
+			switch top := newest[r.Partition]; {
+			case e <= 0:
+				problems = append(problems, fmt.Sprintf("partition %d offset %d: no owner's epoch", r.Partition, r.Offset))
+			case e < top.epoch:
+				problems = append(problems, fmt.Sprintf("partition %d offset %d from epoch %d, after offset %d from epoch %d",
+					r.Partition, r.Offset, e, top.offset, top.epoch))
+			case e > top.epoch:
+				newest[r.Partition] = first{e, r.Offset}
+			}
+		})
+		if n == 0 {
+			break
+		}
+	}
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
+	}
+	return strings.Join(problems, "; ")
+}
+
 // check: on each key, no write was accepted under an epoch older than one
 // already written before it began, and the epoch never went down.
 func (o *observer) check() string {
@@ -674,4 +769,27 @@ func (c *chaosStore) reset(ctx context.Context, l lease) (lease, error) {
 func (c *chaosStore) withdraw(ctx context.Context, key string, cl claim) (l lease, err error) {
 	err = c.do(ctx, "withdraw", func() error { l, err = c.inner.withdraw(ctx, key, cl); return err })
 	return l, err
+}
+
+// TestChaos_sink_epoch_check_sees_a_late_record: the check flags a record
+// of an epoch that lands after a newer epoch's first, and nothing else.
+func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 2, "out")
+	tagged := func(p int32, epoch string) *kgo.Record {
+		return &kgo.Record{Topic: "out", Partition: p, Headers: []kgo.RecordHeader{{Key: epochHeader, Value: []byte(epoch)}}}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctxT(t), tagged(0, "1"), tagged(0, "1"), tagged(0, "3"), tagged(0, "3"),
+		tagged(1, "1"), tagged(1, "2"), tagged(1, "1"), tagged(1, "2")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := sinkEpochOrder(t, ctxT(t), cluster.ListenAddrs(), "out", false)
+	if want := "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2"; got != want {
+		t.Fatalf("check says %q, want %q", got, want)
+	}
 }

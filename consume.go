@@ -51,6 +51,7 @@ type kafka struct {
 	dlqMax   int        // the largest dead letter the producer takes
 	tx       *txn       // nil unless the sink is kafka+txn
 	sourceID [16]byte   // the source topic's ID, for offset commits
+	group    groupOffset
 }
 
 func (k *kafka) close() { k.cl.Close() }
@@ -64,7 +65,6 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		kgo.FetchMaxWait(cfg.FetchWait),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(samePartition),
-		kgo.RecordDeliveryTimeout(max(time.Second, cfg.TTL/2)), // franz-go refuses less than 1s
 		// A fetch session saves nothing for one partition, and every short
 		// run would leave one in the brokers' session cache. (Without one,
 		// franz-go v1.22.3's Close also does not race an in-flight fetch.)
@@ -73,6 +73,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 	if cfg.SinkScheme == "kafka+txn" {
 		opts = append(opts, txnOpts(cfg, inv)...)
 	}
+	opts = append(produceOpts(cfg), opts...) // before KafkaOpts: a test may override them
 	cl, err := d.kafka(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -82,10 +83,10 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		cl.Close()
 		return nil, err
 	}
+	k.group = groupOffset{cl: cl, group: cfg.Group, topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
 	switch cfg.SinkScheme {
 	case "kafka+txn":
-		k.tx = &txn{cl: cl, id: txnID(cfg, inv), group: cfg.Group,
-			topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition, timeout: cfg.KafkaTimeout}
+		k.tx = &txn{groupOffset: k.group, id: txnID(cfg, inv), timeout: cfg.KafkaTimeout}
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, k.tx)
 	case "kafka":
 		k.sink = newKafkaSink(cl, cfg.SinkTopic, nil)
@@ -204,12 +205,14 @@ type run struct {
 	alone         [2]int64      // offsets [from, to) read again one record at a time, after a sink refused one for good
 	backoff       time.Duration // the wait before retrying a commit the lease store failed; zero if none failed
 	storeFails    int           // commits the lease store failed in a row
+	groupAt       int64         // the offset last committed to the Kafka group (group.go); noOffset: none yet
+	groupFailing  bool          // the last commit to the Kafka group failed
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now,
+		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now, groupAt: noOffset,
 		alone:      [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
@@ -241,9 +244,9 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 	}
 	// An operator's seek waiting for the new owner is applied by the first
 	// step, before anything is read.
-	start := kgo.NewOffset().AtStart()
-	if p.next >= 0 {
-		start = kgo.NewOffset().At(p.next)
+	start, err := p.startOffset(ctx)
+	if err != nil {
+		return p.release(ctx, p.committed, err)
 	}
 	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: start}})
 	for {
@@ -474,6 +477,7 @@ func (p *run) commit(ctx context.Context) error {
 	}
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
+	p.commitGroup(ctx, p.committed)
 	p.publish()
 	if every := cmp.Or(p.d.progress, progressEvery); start.Sub(p.reported) >= every {
 		p.progress(start)

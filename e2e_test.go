@@ -682,10 +682,12 @@ func e2eWaitLease(t *testing.T, s store, key string, limit time.Duration, what s
 }
 
 // Lease timings of both tests: short, so that a run of seconds shows many
-// renewals and a takeover after a crash.
+// renewals and a takeover after a crash. A 4 s lease is about the shortest
+// baton takes with a 100 ms skew: it leaves an owner's last produces the
+// 1.1 s they need to settle (producesSettle).
 const (
-	e2eTTL          = 3 * time.Second
-	e2eSkew         = 200 * time.Millisecond
+	e2eTTL          = 4 * time.Second
+	e2eSkew         = 100 * time.Millisecond
 	e2eCommitEvery  = 500 * time.Millisecond
 	e2eProduceEvery = 2 * time.Millisecond // a record a partition
 )

@@ -32,6 +32,7 @@ const (
 	endHanded    = "handed-over" // gave the baton to a successor
 	endReleased  = "released"    // deadline or shutdown with nobody waiting
 	endFenced    = "fenced"      // a newer epoch took the lease: wrote nothing more
+	endLost      = "lost"        // fenced because the lease record vanished: nobody owns the partition
 	endGaveUp    = "gave-up"     // ran out of time waiting for the baton
 	endError     = "error"
 )
@@ -121,7 +122,9 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	}
 	defer p.publish()
 	defer p.emitMetrics()
-	return p.own(ctx)
+	out, err = p.own(ctx)
+	p.leaveGroup(ctx, out.End)
+	return out, err
 }
 
 // errFutureTick is bad input: a stored tick from the future would make
@@ -356,9 +359,28 @@ func (p *run) release(ctx context.Context, offset int64, cause error) (outcome, 
 }
 
 // fenced ends a run whose epoch is gone: it drops what the sink holds and
-// writes nothing more.
+// writes nothing more. When the record itself is gone (a Redis restarted
+// without persistence, a deleted item) or went back to an older epoch (a
+// failover that lost writes), nobody newer owns the partition: the run ends
+// lost, and the next one starts from the record's offset, or the Kafka
+// group's if it has none.
 func (p *run) fenced(ctx context.Context) outcome {
 	p.k.sink.abort(ctx)
+	if p.vanished(ctx) {
+		p.log.Warn("fenced: the lease record is gone or went back to an older epoch; nobody newer owns the partition", "group", p.cfg.Group, "offset", p.committed)
+		return p.outcome(endLost)
+	}
 	p.log.Warn("fenced: a newer owner holds the lease; stopping without writing")
 	return p.outcome(endFenced)
+}
+
+// vanished reports whether the lease record no longer exists, or holds an
+// epoch older than mine: epochs never go down unless the store lost writes.
+func (p *run) vanished(ctx context.Context) bool {
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	l, err := p.d.store.load(sctx, p.l.Key)
+	return errors.Is(err, errNotFound) || err == nil && l.Epoch < p.l.Epoch
 }

@@ -88,7 +88,8 @@ type config struct {
 	Topic      string
 	Topics     []string // the topics a Lambda event may name: Topic and -topics
 	Partitions []int32  // process mode; nil means all
-	Group      string   // lease key namespace; with kafka+txn also the Kafka group holding the offset
+	Group      string   // lease key namespace, and the Kafka group baton commits the offset to (group.go)
+	Start      string   // where a partition with no offset in the lease or the group starts: earliest or latest
 	Sink       string
 	SinkScheme string // kafka, kafka+txn, stdout or discard
 	SinkTopic  string
@@ -136,7 +137,8 @@ var options = []option{
 	{"topic", "BATON_TOPIC", "", "source topic; a Lambda event without \"topic\" reads this one"},
 	{"topics", "BATON_TOPICS", "", "lambda mode: other topics an event may name, comma-separated (default: only -topic)"},
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
-	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic"},
+	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic; also the Kafka group the offsets are committed to"},
+	{"start", "BATON_START", startEarliest, "where a partition starts when neither its lease record nor the Kafka group has an offset: earliest or latest"},
 	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on or the sink refuses for good; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
@@ -230,7 +232,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	set := func(name string) bool { return given[name] || fromEnv[name] }
 
 	c := &config{Group: *v["group"], Topic: *v["topic"], Sink: *v["sink"], DLQ: *v["dlq"],
-		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"]}
+		LeaseTable: *v["lease-table"], Redis: *v["redis"], Mode: *v["mode"], Start: *v["start"]}
 	var errs []error
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	c.Brokers = splitList(*v["brokers"])
@@ -256,6 +258,9 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	if c.Group == "" || strings.Contains(c.Group, "/") {
 		bad("group", "want a name without '/', got %q", c.Group)
+	}
+	if c.Start != startEarliest && c.Start != startLatest {
+		bad("start", "want %s or %s, got %q", startEarliest, startLatest, c.Start)
 	}
 	if c.SinkScheme, c.SinkTopic, err = parseSink(c.Sink); err != nil {
 		bad("sink", "%v", err)
@@ -293,6 +298,13 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	errs = append(errs, c.setTimings(v)...)
 	errs = append(errs, parseAuth(c, v, getenv)...)
 	c.setTiming()
+	if c.TTL > 0 && c.Skew > 0 && !c.producesSettle() {
+		ms := func(d time.Duration) time.Duration { return max(0, d).Truncate(time.Millisecond) }
+		bad("skew", "too large for -ttl (BATON_TTL) %v: an owner stops writing %v before its lease ends (a third of -ttl, at most %v), "+
+			"and twice the skew must leave %v of that for its last produces to be acknowledged or failed before the lease can pass on; "+
+			"want -skew at most %v or a longer -ttl, got %v",
+			c.TTL, ms(c.RenewMargin), defaultRenewMargin, ms(minProduceBudget), ms((c.RenewMargin-minProduceBudget)/2), c.Skew)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -389,6 +401,57 @@ func (c *config) setTiming() {
 	c.KafkaTimeout, c.FetchWait = defaultKafkaTimeout, defaultFetchWait
 	c.RenewMargin = min(defaultRenewMargin, c.TTL/3)
 	c.AskTTL = min(defaultAskTTL, c.TTL/3)
+}
+
+// Where a partition starts when neither its lease record nor the Kafka
+// group has an offset (-start).
+const (
+	startEarliest = "earliest"
+	startLatest   = "latest"
+)
+
+// minDelivery is franz-go's least record delivery timeout; minProduceBudget
+// is the least time produceLimits can split.
+const (
+	minDelivery      = time.Second
+	minProduceBudget = minDelivery * 10 / 9
+)
+
+// produceLimits bounds how late an owner's produce can be acknowledged. An
+// owner writes nothing after validUntil = expiresAt − RenewMargin, and its
+// lease may pass on at expiresAt + Skew on another clock, expiresAt − Skew
+// on its own at worst; one Skew more is kept in hand. In franz-go (v1.22.3,
+// sink.go) a record is never sent in a request after its delivery timeout
+// (checked before every write, of a retry too, once
+// AllowIdempotentProduceCancellation lets it fail records whose fate is
+// unknown), and the broker answers a written request within the produce
+// request timeout: the two together fit in RenewMargin − 2·Skew.
+func (c *config) produceLimits() (delivery, request time.Duration) {
+	budget := c.RenewMargin - 2*c.Skew
+	request = max(100*time.Millisecond, budget/10) // franz-go refuses less than 100ms
+	return max(minDelivery, budget-request), request
+}
+
+// producesSettle reports whether produceLimits keep their promise: a lease
+// too short for the skew allowance leaves them no time.
+func (c *config) producesSettle() bool {
+	delivery, request := c.produceLimits()
+	return delivery+request <= c.RenewMargin-2*c.Skew
+}
+
+// produceOpts are the client's produce limits. A kafka+txn owner needs no
+// such bound (the next owner's InitProducerID fences its producer at the
+// broker, and franz-go forbids failing records of unknown fate in a
+// transaction); only the delivery timeout applies to it.
+func produceOpts(cfg *config) []kgo.Opt {
+	delivery, request := cfg.produceLimits()
+	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(delivery)}
+	if cfg.SinkScheme != "kafka+txn" {
+		// Duplicates are already possible (at least once); a record whose
+		// fate is unknown is failed, the owner reads it again.
+		opts = append(opts, kgo.AllowIdempotentProduceCancellation(), kgo.ProduceRequestTimeout(request))
+	}
+	return opts
 }
 
 func parsePartitions(s string) ([]int32, error) {
@@ -621,9 +684,10 @@ func logLeftRunning(cfg *config, d *deps, parts []int32, owner string) {
 // shutdown, or fails before this process ever owned it (a bad sink topic,
 // say: that is for a person to fix). Once it has owned it, a failed run is
 // started again after a pause, so the partition is not left unowned while
-// the process lives. The next run's tick is the first's plus one a try:
-// newer than this process's old runs, older than a process started later,
-// which keeps its place.
+// the process lives; so is a run whose lease record vanished (nobody else
+// owns the partition then). The next run's tick is the first's plus one a
+// try: newer than this process's old runs, older than a process started
+// later, which keeps its place.
 func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
 	pause, owned, tick, cause := time.Second, false, inv.Tick, ""
 	for n := 1; ; n++ {
@@ -640,10 +704,15 @@ func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) err
 		d.log.Log(context.Background(), level, "partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
 			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
 		owned = owned || out.Epoch > 0
-		if err == nil || !owned || ctx.Err() != nil {
+		lost := out.End == endLost
+		if (err == nil && !lost) || !owned || ctx.Err() != nil {
 			return err
 		}
-		d.log.Info("starting the partition again", "topic", inv.Topic, "partition", inv.Partition, "in", pause)
+		why := "partition failed after owning it; starting again"
+		if lost {
+			why = "lease record lost; starting again from the offset committed to the Kafka group"
+		}
+		d.log.Warn(why, "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
 		select {
 		case <-ctx.Done():
 			return err

@@ -119,7 +119,7 @@ func TestConfig_flags(t *testing.T) {
 			proc.with(func(v *configView) { v.Sink, v.SinkTopic = "kafka", "out" })},
 		{"-sink discard", args("-sink", "discard"), nil,
 			proc.with(func(v *configView) { v.Sink = "discard" })},
-		{"commit interval of exactly half the TTL", args("-ttl", "10s", "-commit-interval", "5s"), nil,
+		{"commit interval of exactly half the TTL", args("-ttl", "10s", "-skew", "1s", "-commit-interval", "5s"), nil,
 			proc.with(func(v *configView) { v.TTL, v.Commit = 10*time.Second, 5*time.Second })},
 	}
 	for _, tt := range good {
@@ -150,7 +150,11 @@ func TestConfig_flags(t *testing.T) {
 		{"-ttl not a duration", args("-ttl", "x"), nil, []string{"ttl"}},
 		{"-ttl zero", args("-ttl", "0s"), nil, []string{"ttl"}},
 		{"-ttl from the environment", args(), map[string]string{"BATON_TTL": "soon"}, []string{"ttl"}},
-		{"commit interval over half the TTL", args("-ttl", "10s", "-commit-interval", "6s"), nil, []string{"commit-interval"}},
+		{"commit interval over half the TTL", args("-ttl", "10s", "-skew", "1s", "-commit-interval", "6s"), nil, []string{"commit-interval"}},
+		{"skew leaving the last produces no time", args("-ttl", "10s", "-skew", "1200ms"), nil, []string{"skew"}},
+		{"skew too large for the default TTL", args(), map[string]string{"BATON_SKEW": "5s"}, []string{"skew"}},
+		{"unknown -start", args("-start", "middle"), nil, []string{"start"}},
+		{"-start from the environment", args(), map[string]string{"BATON_START": "newest"}, []string{"start"}},
 		{"process mode without a topic", []string{"-brokers", "b:9092"}, nil, []string{"topic"}},
 		{"lambda mode without brokers", []string{"-mode", "lambda", "-topic", "t"}, nil, []string{"brokers"}},
 		{"unknown mode", args("-mode", "batch"), nil, []string{"mode"}},

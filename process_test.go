@@ -275,3 +275,62 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 		t.Fatalf("B: %v", err)
 	}
 }
+
+// TestProcess_record_lost_keeps_reading: the lease record of a partition
+// vanishes under a process (Redis: FLUSHDB, every partition's record at
+// once; DynamoDB: DeleteItem). Its run is fenced and ends lost; instead of
+// leaving the partition unowned and exiting once none is left, the process
+// starts it again, from the offset committed to the Kafka group.
+func TestProcess_record_lost_keeps_reading(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, lose := losable(t, b)
+			cluster, rec := newCluster(t, 2, "src"), newRecorder(nil)
+			cfg := processConfig(t, cluster.ListenAddrs(), "src")
+			ctx := ctxT(t)
+			pctx, stopProducing := context.WithCancel(ctx)
+			defer stopProducing()
+			produced, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := testDeps(t, s, rec)
+			runCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			done := make(chan error, 1)
+			go func() { done <- runProcess(runCtx, cfg, d) }()
+			key := leaseKey(cfg.Group, "src", 0)
+			var before [2]int64 // FLUSHDB loses both partitions' records
+			waitFor(t, "both partitions to commit past offset 300", 10*time.Second, func() bool {
+				for p := range int32(2) {
+					l, err := s.load(ctx, leaseKey(cfg.Group, "src", p))
+					if before[p] = l.Offset; err != nil || l.Offset <= 300 {
+						return false
+					}
+				}
+				return true
+			})
+			lose(key)
+			waitFor(t, "the process to own partition 0 again and read on", 15*time.Second, func() bool {
+				l, err := s.load(ctx, key)
+				return err == nil && strings.HasSuffix(l.Owner, "/0#1") && l.Offset > before[0]
+			})
+			select {
+			case err := <-done:
+				t.Fatalf("process ended after a lease record was lost: %v", err)
+			default:
+			}
+			stopProducing()
+			total := produced()
+			waitFor(t, "the process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+			stop()
+			if err := <-done; err != nil {
+				t.Fatalf("process: %v", err)
+			}
+			if tl := rec.tally(total); tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated >= int(before[0]+before[1]) {
+				t.Fatalf("sink: %+v; want nothing lost, and fewer read again than the %v committed before the loss", tl, before)
+			}
+		})
+	}
+}

@@ -736,7 +736,7 @@ var kafkaRequests = map[string][]string{
 	"Metadata":        {"kafka-cluster:DescribeTopic"},
 	"ListOffsets":     {"kafka-cluster:DescribeTopic"},
 	"OffsetFetch":     {"kafka-cluster:DescribeGroup"},                                    // DESCRIBE group
-	"OffsetCommit":    {"kafka-cluster:AlterGroup"},                                       // READ group (an operator's seek)
+	"OffsetCommit":    {"kafka-cluster:AlterGroup"},                                       // READ group (each lease commit's offset; an operator's seek)
 	"AddOffsetsToTxn": {"kafka-cluster:AlterTransactionalId", "kafka-cluster:AlterGroup"}, // WRITE transactional ID, READ group
 	"TxnOffsetCommit": {"kafka-cluster:AlterTransactionalId", "kafka-cluster:AlterGroup"}, // WRITE transactional ID, READ group
 }
@@ -744,9 +744,9 @@ var kafkaRequests = map[string][]string{
 // TestTemplate_functionRole checks the function's grants outside DynamoDB
 // (template_dynamo_test.go has those) for each kind of deploy, against what
 // the code does: it consumes assigned partitions (no consumer group
-// membership), produces idempotently, or with kafka+txn in transactions whose
-// IDs txnID makes, committing the offsets to the Kafka group BATON_GROUP; and
-// it reads a Secrets Manager secret only if it imports the client.
+// membership) and commits their offsets to the Kafka group BATON_GROUP,
+// produces idempotently, or with kafka+txn in transactions whose IDs txnID
+// makes; and it reads a Secrets Manager secret only if it imports the client.
 func TestTemplate_functionRole(t *testing.T) {
 	tmpl := loadTemplate(t)
 	txnIDs, requests := 0, map[string]bool{}
@@ -802,6 +802,7 @@ func TestTemplate_functionRole(t *testing.T) {
 			logs,
 			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
 			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
+			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf(defaultGroup)}},
 		}},
 		{"MSK IAM, DLQ only", withParams(sampleMSKParams, map[string]any{"Sink": "discard"}), []iamStatement{
 			logs,
@@ -809,13 +810,15 @@ func TestTemplate_functionRole(t *testing.T) {
 			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
 			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
 			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("orders-dlq")}},
+			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf(defaultGroup)}},
 		}},
-		{"MSK IAM, Kafka sink and DLQ", sampleMSKParams, []iamStatement{
+		{"MSK IAM, Kafka sink and DLQ, its own group", withParams(sampleMSKParams, map[string]any{"Group": "enricher"}), []iamStatement{
 			logs,
 			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
 			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
 			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
 			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("enriched"), topic("orders-dlq")}},
+			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf("enricher")}},
 		}},
 		{"MSK IAM, kafka+txn sink and DLQ", sampleTxnParams, []iamStatement{
 			logs,
@@ -875,29 +878,30 @@ func TestTemplate_functionRole(t *testing.T) {
 			txn := strings.HasPrefix(fmt.Sprint(c.params["Sink"]), "kafka+txn://") && c.params["MskClusterArn"] != nil
 			for _, s := range got {
 				for _, r := range s.Resources {
-					if !txn && (strings.Contains(r, ":transactional-id/") || strings.Contains(r, ":group/")) {
+					if !txn && strings.Contains(r, ":transactional-id/") {
 						t.Errorf("without a kafka+txn sink on MSK, FunctionRole grants %v on %s", s.Actions, r)
 					}
 				}
 			}
 		})
 	}
-	// The kafka+txn grants cover the transactional IDs and the group the
-	// code uses, as baton reads the function's environment, for every
-	// partition the schedules name, and no other group's.
+	// The MSK grants cover the group and, with kafka+txn, the transactional
+	// IDs the code uses, as baton reads the function's environment, for
+	// every partition the schedules name, and no other group's.
 	for _, c := range []struct {
 		tmpl   map[string]any
 		params map[string]any
-	}{{tmpl, sampleTxnParams}, {genTemplate(t, 32, 4), withParams(sampleTxnParams, map[string]any{"Group": "enricher"})}} {
+	}{{tmpl, sampleMSKParams}, {tmpl, sampleTxnParams}, {genTemplate(t, 32, 4), withParams(sampleTxnParams, map[string]any{"Group": "enricher"})}} {
 		tmpl, params := c.tmpl, c.params
 		e := newCfnEvaluator(t, tmpl, params)
 		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
 		cfg, err := templateConfig(t, cfnGetenv(env))
 		if err != nil {
-			t.Fatalf("kafka+txn sample %v: baton refuses it: %v", params, err)
+			t.Fatalf("MSK sample %v: baton refuses it: %v", params, err)
 		}
-		if cfg.SinkScheme != "kafka+txn" {
-			t.Fatalf("kafka+txn sample %v: sink scheme %q", params, cfg.SinkScheme)
+		txn := cfg.SinkScheme == "kafka+txn"
+		if txn != strings.HasPrefix(params["Sink"].(string), "kafka+txn://") {
+			t.Fatalf("MSK sample %v: sink scheme %q", params, cfg.SinkScheme)
 		}
 		granted := map[string][]string{} // action: resources
 		for _, s := range iamStatements(t, e.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)) {
@@ -910,6 +914,9 @@ func TestTemplate_functionRole(t *testing.T) {
 		var partitions []int32
 		for _, s := range schedules(t, tmpl, params) {
 			partitions = append(partitions, s.partitions...)
+		}
+		if !txn {
+			partitions = nil // no transactional IDs to check
 		}
 		for _, p := range partitions {
 			inv := invocation{Topic: cfg.Topic, Partition: p}
@@ -924,13 +931,13 @@ func TestTemplate_functionRole(t *testing.T) {
 		}
 		for _, a := range []string{"kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"} {
 			if want := []string{sampleGroupARN + cfg.Group}; !slices.Equal(granted[a], want) {
-				t.Errorf("Group %q: %s granted on %v, want %v (the group txn commits the offsets to)", cfg.Group, a, granted[a], want)
+				t.Errorf("Group %q: %s granted on %v, want %v (the group baton commits the offsets to)", cfg.Group, a, granted[a], want)
 			}
 		}
 		for req := range requests {
 			for _, a := range kafkaRequests[req] {
-				if len(granted[a]) == 0 {
-					t.Errorf("the code sends %s requests, which need %s: the kafka+txn role does not grant it", req, a)
+				if len(granted[a]) == 0 && (txn || !strings.HasSuffix(a, "TransactionalId")) {
+					t.Errorf("the code sends %s requests, which need %s: the role of sink %s does not grant it", req, a, cfg.Sink)
 				}
 			}
 		}

@@ -29,17 +29,13 @@ import (
 // txn is an owner's open transaction: the sink and the dead-letter topic
 // write in it, and the owner ends it at each commit.
 type txn struct {
-	cl        *kgo.Client
-	id        string // transactional.id
-	group     string // the Kafka group that holds the committed offset
-	topic     string
-	topicID   [16]byte
-	partition int32
-	sinks     []*kafkaSink  // the sinks writing in it
-	timeout   time.Duration // for a commit, and again for an abort
-	writes    int           // records produced in the open transaction
-	err       error         // the open transaction failed: nothing more is written in it
-	aborted   bool          // and its abort completed
+	groupOffset               // the Kafka group that holds the committed offset (group.go)
+	id          string        // transactional.id
+	sinks       []*kafkaSink  // the sinks writing in it
+	timeout     time.Duration // for a commit, and again for an abort
+	writes      int           // records produced in the open transaction
+	err         error         // the open transaction failed: nothing more is written in it
+	aborted     bool          // and its abort completed
 }
 
 // txnOpts make the client transactional for one partition. A transaction
@@ -98,31 +94,6 @@ func (t *txn) restart(ctx context.Context) (int64, error) {
 		return 0, t.err
 	}
 	return at, nil
-}
-
-// committed reads the group's offset, waiting out a transaction still
-// completing (RequireStable; UNSTABLE_OFFSET_COMMIT until it has).
-func (t *txn) committed(ctx context.Context) (int64, error) {
-	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Group, req.RequireStable = t.group, true
-	rt := kmsg.NewOffsetFetchRequestTopic()
-	rt.Topic, rt.Partitions = t.topic, []int32{t.partition}
-	req.Topics = append(req.Topics, rt)
-	at := int64(noOffset)
-	err := t.send(ctx, req, func(r kmsg.Response) []int16 {
-		resp := r.(*kmsg.OffsetFetchResponse)
-		if resp.ErrorCode == kerr.GroupIDNotFound.Code {
-			return nil // no transaction has committed an offset yet
-		}
-		codes := []int16{resp.ErrorCode}
-		for _, rt := range resp.Topics {
-			for _, rp := range rt.Partitions {
-				codes, at = append(codes, rp.ErrorCode), max(rp.Offset, noOffset)
-			}
-		}
-		return codes
-	})
-	return at, err
 }
 
 // end closes the open transaction after the sinks flushed: it commits the
@@ -191,24 +162,8 @@ func (t *txn) commitOffset(ctx context.Context, next int64) error {
 // seek (baton ctl seek), which may go backwards: otherwise the next owner
 // would resume at the greater, older offset.
 func (t *txn) seek(ctx context.Context, to int64) error {
-	req := kmsg.NewPtrOffsetCommitRequest()
-	req.Group, req.Generation = t.group, -1
-	rt := kmsg.NewOffsetCommitRequestTopic()
-	rt.Topic, rt.TopicID = t.topic, t.topicID
-	rp := kmsg.NewOffsetCommitRequestTopicPartition()
-	rp.Partition, rp.Offset = t.partition, to
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	err := t.send(ctx, req, func(r kmsg.Response) (codes []int16) {
-		for _, rt := range r.(*kmsg.OffsetCommitResponse).Topics {
-			for _, rp := range rt.Partitions {
-				codes = append(codes, rp.ErrorCode)
-			}
-		}
-		return codes
-	})
-	if err != nil {
-		return fmt.Errorf("kafka+txn: set group %q to offset %d: %w", t.group, to, err)
+	if err := t.commit(ctx, to); err != nil {
+		return fmt.Errorf("kafka+txn: %w", err)
 	}
 	return nil
 }
@@ -227,23 +182,6 @@ func (t *txn) fail(ctx context.Context, err error) error {
 // InitProducerID fences this one, or at the transaction timeout.
 func (t *txn) abort(ctx context.Context) {
 	t.aborted = t.cl.AbortBufferedRecords(ctx) == nil && t.cl.EndTransaction(ctx, kgo.TryAbort) == nil
-}
-
-// send sends req, again while the broker asks to (retry), and returns the
-// first error among the answer's codes.
-func (t *txn) send(ctx context.Context, req kmsg.Request, codes func(kmsg.Response) []int16) error {
-	return retry(ctx, func() error {
-		resp, err := t.cl.Request(ctx, req)
-		if err != nil {
-			return err
-		}
-		for _, c := range codes(resp) {
-			if err := kerr.ErrorForCode(c); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS
