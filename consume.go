@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -46,11 +45,8 @@ func matching(re *regexp.Regexp, next func(*kgo.Record) ([]*kgo.Record, error)) 
 // partition and produces to the sink and the dead-letter topic.
 type kafka struct {
 	cl       *kgo.Client
-	sink     sink
-	dlq      *kafkaSink // nil without -dlq
-	dlqMax   int        // the largest dead letter the producer takes
-	tx       *txn       // nil unless the sink is kafka+txn
-	sourceID [16]byte   // the source topic's ID, for offset commits
+	sink     sink     // the output and the dead letters (sink.go)
+	sourceID [16]byte // the source topic's ID, for offset commits
 	group    groupOffset
 }
 
@@ -70,10 +66,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		// franz-go v1.22.3's Close also does not race an in-flight fetch.)
 		kgo.DisableFetchSessions(),
 	}, append(authOpts(cfg), cfg.KafkaOpts...)...)
-	if cfg.SinkScheme == "kafka+txn" {
-		opts = append(opts, txnOpts(cfg, inv)...)
-	}
-	opts = append(produceOpts(cfg), opts...) // before KafkaOpts: a test may override them
+	opts = append(sinkOpts(cfg, inv), opts...) // before KafkaOpts: a test may override them
 	cl, err := d.kafka(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -84,21 +77,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 		return nil, err
 	}
 	k.group = groupOffset{cl: cl, group: cfg.Group, topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
-	switch cfg.SinkScheme {
-	case "kafka+txn":
-		k.tx = &txn{groupOffset: k.group, id: txnID(cfg, inv), timeout: cfg.KafkaTimeout}
-		k.sink = newKafkaSink(cl, cfg.SinkTopic, k.tx)
-	case "kafka":
-		k.sink = newKafkaSink(cl, cfg.SinkTopic, nil)
-	case "stdout":
-		k.sink = newStdoutSink(d.stdout)
-	default:
-		k.sink = discardSink{}
-	}
-	if cfg.DLQ != "" {
-		k.dlq = newKafkaSink(cl, cfg.DLQ, k.tx)
-		k.dlqMax = maxRecord(cl, cfg.DLQ)
-	}
+	k.sink = newSink(cfg, cl, d.stdout, inv, k.group)
 	if d.wrapSink != nil {
 		k.sink = d.wrapSink(inv, k.sink)
 	}
@@ -237,10 +216,8 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			out, err = p.release(ctx, p.committed, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	if p.k.tx != nil {
-		if err := p.resume(ctx); err != nil {
-			return p.release(ctx, p.committed, err)
-		}
+	if err := p.begin(ctx); err != nil {
+		return p.release(ctx, p.committed, err)
 	}
 	// An operator's seek waiting for the new owner is applied by the first
 	// step, before anything is read.
@@ -356,10 +333,8 @@ func (p *run) obey(ctx context.Context) error {
 			if err := p.flush(ctx); err != nil {
 				return flushError{err}
 			}
-			if p.k.tx != nil {
-				if err := p.k.tx.seek(ctx, to); err != nil {
-					return err
-				}
+			if err := p.k.sink.seek(ctx, to); err != nil {
+				return err
 			}
 			// SetOffsets drops what the client fetched from the old position.
 			p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
@@ -509,27 +484,11 @@ func (p *run) backingOff(now time.Time) bool {
 	return p.backoff > 0 && now.Before(p.nextCommit)
 }
 
-// flush makes what the sinks hold durable; with kafka+txn it commits the
-// transaction, and the offset next with it.
+// flush makes what the sink holds durable, up to the offset read.
 func (p *run) flush(ctx context.Context) error {
 	ctx, cancel := p.endCtx(ctx) // a shutdown signal does not cut a flush or a transaction in two
 	defer cancel()
-	fctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
-	defer cancel()
-	err := p.flushSinks(fctx)
-	if p.k.tx != nil {
-		err = p.k.tx.end(ctx, p.next, err) // with time of its own to commit or abort
-	}
-	return err
-}
-
-func (p *run) flushSinks(ctx context.Context) error {
-	if p.k.dlq != nil {
-		if err := p.k.dlq.flush(ctx); err != nil {
-			return err
-		}
-	}
-	return p.k.sink.flush(ctx)
+	return p.k.sink.flush(ctx, p.next)
 }
 
 // maxRewinds is how many times in a row the sink may fail before the run
@@ -537,8 +496,8 @@ func (p *run) flushSinks(ctx context.Context) error {
 const maxRewinds = 3
 
 // rewind, after the sink failed, drops what it holds and reads again from
-// the last commit: the lease's offset, or with kafka+txn where the last
-// committed transaction ended, when greater (in a new transaction). It is
+// the last commit: the lease's offset, or where the sink's durable output
+// ends, when it knows and that is greater (txn.go). It is
 // false when that cannot be done; the run then ends. After a record the
 // sink refused for good, the records from it to where the reading was are
 // read again one at a time (alone): a batch may be refused whole, and only
@@ -549,7 +508,7 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	}
 	at, err := p.reset(ctx)
 	if err != nil {
-		p.log.Warn("transaction aborted; cannot start another", "err", cause, "restart", err)
+		p.log.Warn("sink failed and cannot start again", "err", cause, "restart", err)
 		return false
 	}
 	to := max(at, p.committed)
@@ -570,20 +529,12 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	return true
 }
 
-// reset drops what the sinks hold after a failure, so that they take
-// writes again. With kafka+txn it opens a new transaction and returns where
-// the last committed one ended; otherwise noOffset.
+// reset drops what the sink holds after a failure, so that it takes
+// writes again, and returns where its durable output ends, if it knows.
 func (p *run) reset(ctx context.Context) (int64, error) {
-	if p.k.tx != nil {
-		return p.k.tx.restart(ctx)
-	}
-	actx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
-	p.k.sink.abort(actx)
-	if p.k.dlq != nil {
-		p.k.dlq.abort(actx)
-	}
-	return noOffset, nil
+	return p.k.sink.restart(rctx)
 }
 
 // giveUp ends a run whose sink failed maxRewinds times in a row: it
@@ -597,17 +548,18 @@ func (p *run) giveUp(ctx context.Context, cause error) (outcome, error) {
 	return p.release(ctx, p.committed, err)
 }
 
-// resume starts a kafka+txn run where the last committed transaction
-// ended, when that is past the lease's offset.
-func (p *run) resume(ctx context.Context) error {
+// begin starts the sink once the lease is owned, and the run where the
+// sink's durable output ends, when it knows and that is past the lease's
+// offset (txn.go: where the last committed transaction ended).
+func (p *run) begin(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 	defer cancel()
-	at, err := p.k.tx.begin(bctx)
+	at, err := p.k.sink.begin(bctx)
 	if err != nil {
 		return err
 	}
 	if at > p.next {
-		p.log.Info("resuming after the last committed transaction", "lease_offset", p.next, "offset", at)
+		p.log.Info("resuming where the sink's durable output ends", "lease_offset", p.next, "offset", at)
 		p.next, p.from = at, at
 	}
 	return nil
@@ -670,11 +622,11 @@ func (p *run) process(ctx context.Context, r *kgo.Record) error {
 	p.records++
 	out, err := p.act(r)
 	if err != nil {
-		if p.k.dlq == nil {
+		switch derr := p.k.sink.deadLetter(ctx, r, err); {
+		case errors.Is(derr, errNoDLQ):
 			return fmt.Errorf("action failed at %s/%d offset %d (no -dlq set): %w", r.Topic, r.Partition, r.Offset, err)
-		}
-		if err := p.k.dlq.write(ctx, deadLetter(r, err, p.k.dlqMax)); err != nil {
-			return err
+		case derr != nil:
+			return derr
 		}
 		p.deadLettered++
 	}
@@ -709,14 +661,17 @@ func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
 		err = p.flush(ctx)
 	}
 	var refused *refusedError
-	if errors.As(err, &refused) && refused.Topic != p.cfg.DLQ && p.k.dlq != nil {
+	if errors.As(err, &refused) && refused.Topic != p.cfg.DLQ {
 		p.next, p.written = r.Offset, written
 		if _, err := p.reset(ctx); err != nil {
 			return err
 		}
-		if err = p.k.dlq.write(ctx, deadLetter(r, refused, p.k.dlqMax)); err == nil {
+		switch derr := p.k.sink.deadLetter(ctx, r, refused); {
+		case derr == nil:
 			p.next, p.deadLettered = r.Offset+1, p.deadLettered+1
 			err = p.flush(ctx)
+		case !errors.Is(derr, errNoDLQ):
+			err = derr
 		}
 	}
 	if !errors.As(err, &refused) {
@@ -732,44 +687,6 @@ func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
 		return fmt.Errorf("the dead-letter topic refuses the record at %s for good (skip it with baton ctl seek): %w", where, err)
 	}
 	return fmt.Errorf("the sink refuses the record at %s for good (no -dlq set; skip it with baton ctl seek, or set -dlq): %w", where, err)
-}
-
-// deadLetter is the record as it came, with headers naming where it came
-// from and why it failed. One larger than limit, the largest record the
-// producer takes, keeps its headers and the start of its value, and a
-// header with the value's size says so.
-func deadLetter(r *kgo.Record, err error, limit int) *kgo.Record {
-	h := append([]kgo.RecordHeader{}, r.Headers...)
-	h = append(h,
-		kgo.RecordHeader{Key: "baton.source.topic", Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: "baton.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
-		kgo.RecordHeader{Key: "baton.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		kgo.RecordHeader{Key: "baton.error", Value: []byte(err.Error())})
-	dl := &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: h}
-	if recordSize(dl) > limit {
-		dl.Headers = append(dl.Headers, kgo.RecordHeader{Key: "baton.truncated", Value: []byte(strconv.Itoa(len(r.Value)))})
-		dl.Value = r.Value[:max(0, len(r.Value)-(recordSize(dl)-limit))]
-	}
-	return dl
-}
-
-// recordSize is at most what r takes in a batch of its own: the batch's
-// header, and the record's fields with their varint lengths at the longest.
-func recordSize(r *kgo.Record) int {
-	n := 61 + 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + len(r.Value) + 5
-	for _, h := range r.Headers {
-		n += 5 + len(h.Key) + 5 + len(h.Value)
-	}
-	return n
-}
-
-// maxRecord is the largest record, by recordSize, that the client produces
-// to topic: its batch limit, set by kgo.ProducerBatchMaxBytes.
-func maxRecord(cl *kgo.Client, topic string) int {
-	if fn, ok := cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok {
-		return int(fn(topic))
-	}
-	return 1000012 // franz-go's default
 }
 
 // fail ends the run on an error: what reached the sink is committed and the

@@ -5,8 +5,8 @@
 // Burrow, kafka-lag-exporter, MSK's consumer-lag metrics) see it, and it
 // starts from there when a lease record has no offset: a new partition, or
 // a record that was lost (a Redis restarted without persistence, a
-// deleted DynamoDB item). With kafka+txn the transaction commits the offset
-// instead (txn.go), and nothing is committed twice.
+// deleted DynamoDB item). A sink that keeps the offset (txn.go) commits it
+// in its transactions instead, and nothing is committed twice.
 
 package main
 
@@ -99,11 +99,11 @@ func (g groupOffset) send(ctx context.Context, req kmsg.Request, codes func(kmsg
 // commitGroup copies the offset the lease store now holds to the Kafka
 // group. It never fails the run: the lease is what fences and resumes, so a
 // failure is logged once, and once more when commits work again. It is sent
-// only when the offset moved, and never with kafka+txn, whose transactions
-// commit it (a commit outside them could move the group back behind a
-// newer owner's transaction).
+// only when the offset moved, and never for a sink that keeps the offset
+// itself (a commit outside its transactions could move the group back
+// behind a newer owner's transaction).
 func (p *run) commitGroup(ctx context.Context, offset int64) {
-	if p.k.tx != nil || offset < 0 || offset == p.groupAt {
+	if p.k.sink.keepsOffset() || offset < 0 || offset == p.groupAt {
 		return
 	}
 	// Bounded by the commit interval: a slow coordinator never holds up
@@ -141,8 +141,8 @@ func (p *run) leaveGroup(ctx context.Context, end string) {
 // (earliest) or its end (latest, resolved to an offset now, so the next
 // owner goes on from there even if nothing arrives meanwhile).
 func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
-	// With kafka+txn, resume has already read the group.
-	if p.next < 0 && p.k.tx == nil {
+	// A sink that keeps the offset has already said where to resume.
+	if p.next < 0 && !p.k.sink.keepsOffset() {
 		gctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
 		defer cancel()
 		at, err := p.k.group.committed(gctx)

@@ -387,10 +387,7 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	case c.CommitEvery*2 > c.TTL:
 		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
 	}
-	if c.SinkScheme == "kafka+txn" && c.TTL+c.CommitEvery > maxTxnTimeout {
-		bad("ttl", "with kafka+txn, -ttl plus -commit-interval is the transaction timeout, which brokers cap at %v by default; got %v", maxTxnTimeout, c.TTL+c.CommitEvery)
-	}
-	return errs
+	return append(errs, sinkTimings(c)...)
 }
 
 // setTiming fills the timings that have no flag from their defaults, scaled
@@ -437,21 +434,6 @@ func (c *config) produceLimits() (delivery, request time.Duration) {
 func (c *config) producesSettle() bool {
 	delivery, request := c.produceLimits()
 	return delivery+request <= c.RenewMargin-2*c.Skew
-}
-
-// produceOpts are the client's produce limits. A kafka+txn owner needs no
-// such bound (the next owner's InitProducerID fences its producer at the
-// broker, and franz-go forbids failing records of unknown fate in a
-// transaction); only the delivery timeout applies to it.
-func produceOpts(cfg *config) []kgo.Opt {
-	delivery, request := cfg.produceLimits()
-	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(delivery)}
-	if cfg.SinkScheme != "kafka+txn" {
-		// Duplicates are already possible (at least once); a record whose
-		// fate is unknown is failed, the owner reads it again.
-		opts = append(opts, kgo.AllowIdempotentProduceCancellation(), kgo.ProduceRequestTimeout(request))
-	}
-	return opts
 }
 
 func parsePartitions(s string) ([]int32, error) {

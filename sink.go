@@ -1,5 +1,6 @@
-// sink.go holds the sinks: a Kafka topic, stdout (one JSON line a record),
-// and discard.
+// sink.go holds the sink contract and every sink, built from its -sink URL:
+// a Kafka topic, stdout (one JSON line a record), discard, each with the
+// -dlq dead-letter topic behind it; kafka+txn is in txn.go.
 
 package main
 
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,16 +21,125 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A sink receives what the action keeps. write may return before the record
-// is durable; flush returns once everything written is acknowledged, and only
-// then does the owner commit the offsets before it.
+// A sink is where an owner's output goes: what the action keeps (write),
+// and what neither the action nor the sink could take (deadLetter). The
+// owned run drives every sink through the same steps, and a sink with
+// nothing to do at a step does nothing:
+//
+//	begin once the lease is owned → write, deadLetter … → flush(next) at
+//	each commit → restart after a failure → abort when fenced
+//
+// write may return before the record is durable; flush returns once
+// everything written is, and only then does the owner commit the offsets
+// before next. A sink that keeps its own record of the offset (kafka+txn,
+// txn.go) says where its durable output ends from begin and restart.
 type sink interface {
+	// begin runs once the lease is owned, before any write. It returns
+	// where the sink's durable output ends (noOffset: the sink does not
+	// know), and the owner starts at the greater of that and the lease's.
+	begin(ctx context.Context) (int64, error)
 	write(ctx context.Context, r *kgo.Record) error
-	flush(ctx context.Context) error
-	// abort drops what is not yet acknowledged: a fenced owner writes
-	// nothing more, and an owner whose sink failed reads from its last
-	// commit again.
+	// deadLetter writes r, which failed with cause, to the dead-letter
+	// topic, or fails with errNoDLQ when there is none.
+	deadLetter(ctx context.Context, r *kgo.Record, cause error) error
+	flush(ctx context.Context, next int64) error
+	// abort drops what is not durable: a fenced owner writes nothing more.
 	abort(ctx context.Context)
+	// restart, after a failed write or flush, drops what is not durable so
+	// the sink takes writes again, and returns where its durable output
+	// ends, as begin does; the owner reads again from there or its last
+	// commit, whichever is greater.
+	restart(ctx context.Context) (int64, error)
+	// seek tells the sink an operator moved the reading position to.
+	seek(ctx context.Context, to int64) error
+	// keepsOffset reports whether the sink commits the offset to the Kafka
+	// group itself; otherwise the owner does, after each lease commit.
+	keepsOffset() bool
+}
+
+// errNoDLQ is deadLetter's answer when no -dlq is set.
+var errNoDLQ = errors.New("no -dlq set")
+
+// newSink builds the sink -sink names, with -dlq behind it. Every sink is
+// built here, from its URL; the owned run never asks which kind it has.
+func newSink(cfg *config, cl *kgo.Client, stdout io.Writer, inv invocation, group groupOffset) sink {
+	var out sink
+	switch cfg.SinkScheme {
+	case "kafka+txn":
+		return newTxnSink(cfg, cl, inv, group) // with its dead letters in the same transaction
+	case "kafka":
+		out = newKafkaSink(cl, cfg.SinkTopic, cfg.KafkaTimeout)
+	case "stdout":
+		out = newStdoutSink(stdout)
+	default:
+		out = discardSink{}
+	}
+	if cfg.DLQ == "" {
+		return out
+	}
+	return withDLQ{out, newKafkaSink(cl, cfg.DLQ, cfg.KafkaTimeout), maxRecord(cl, cfg.DLQ)}
+}
+
+// sinkOpts are the client options the sink needs: its produce limits, and
+// for kafka+txn a transactional client. A kafka+txn owner needs no
+// such bound (the next owner's InitProducerID fences its producer at the
+// broker, and franz-go forbids failing records of unknown fate in a
+// transaction); only the delivery timeout applies to it.
+func sinkOpts(cfg *config, inv invocation) []kgo.Opt {
+	delivery, request := cfg.produceLimits()
+	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(delivery)}
+	if cfg.SinkScheme == "kafka+txn" {
+		return append(opts, txnOpts(cfg, inv)...)
+	}
+	// Duplicates are already possible (at least once); a record whose
+	// fate is unknown is failed, the owner reads it again.
+	return append(opts, kgo.AllowIdempotentProduceCancellation(), kgo.ProduceRequestTimeout(request))
+}
+
+// sinkTimings checks the timings a sink puts bounds on.
+func sinkTimings(c *config) []error {
+	if c.SinkScheme == "kafka+txn" && c.TTL+c.CommitEvery > maxTxnTimeout {
+		return []error{optionErr("ttl", "with kafka+txn, -ttl plus -commit-interval is the transaction timeout, which brokers cap at %v by default; got %v", maxTxnTimeout, c.TTL+c.CommitEvery)}
+	}
+	return nil
+}
+
+// steps are the sink steps that a plain sink has nothing to do at.
+type steps struct{}
+
+func (steps) begin(context.Context) (int64, error) { return noOffset, nil }
+func (steps) deadLetter(context.Context, *kgo.Record, error) error {
+	return errNoDLQ
+}
+func (steps) seek(context.Context, int64) error { return nil }
+func (steps) keepsOffset() bool                 { return false }
+
+// withDLQ puts a dead-letter topic behind a sink.
+type withDLQ struct {
+	sink
+	dlq   *kafkaSink
+	limit int // the largest dead letter the producer takes
+}
+
+func (w withDLQ) deadLetter(ctx context.Context, r *kgo.Record, cause error) error {
+	return w.dlq.write(ctx, deadLetter(r, cause, w.limit))
+}
+
+func (w withDLQ) flush(ctx context.Context, next int64) error {
+	if err := w.dlq.flush(ctx, next); err != nil {
+		return err
+	}
+	return w.sink.flush(ctx, next)
+}
+
+func (w withDLQ) abort(ctx context.Context) {
+	w.dlq.abort(ctx)
+	w.sink.abort(ctx)
+}
+
+func (w withDLQ) restart(ctx context.Context) (int64, error) {
+	w.dlq.abort(ctx)
+	return w.sink.restart(ctx)
 }
 
 // parseSink checks a -sink value: kafka://TOPIC, kafka+txn://TOPIC (exactly
@@ -48,31 +159,67 @@ func parseSink(v string) (scheme, topic string, err error) {
 	return "", "", fmt.Errorf("want kafka://TOPIC, kafka+txn://TOPIC, stdout or discard, got %q", v)
 }
 
+// deadLetter is the record as it came, with headers naming where it came
+// from and why it failed. One larger than limit, the largest record the
+// producer takes, keeps its headers and the start of its value, and a
+// header with the value's size says so.
+func deadLetter(r *kgo.Record, err error, limit int) *kgo.Record {
+	h := append([]kgo.RecordHeader{}, r.Headers...)
+	h = append(h,
+		kgo.RecordHeader{Key: "baton.source.topic", Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: "baton.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: "baton.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: "baton.error", Value: []byte(err.Error())})
+	dl := &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: h}
+	if recordSize(dl) > limit {
+		dl.Headers = append(dl.Headers, kgo.RecordHeader{Key: "baton.truncated", Value: []byte(strconv.Itoa(len(r.Value)))})
+		dl.Value = r.Value[:max(0, len(r.Value)-(recordSize(dl)-limit))]
+	}
+	return dl
+}
+
+// recordSize is at most what r takes in a batch of its own: the batch's
+// header, and the record's fields with their varint lengths at the longest.
+func recordSize(r *kgo.Record) int {
+	n := 61 + 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + len(r.Value) + 5
+	for _, h := range r.Headers {
+		n += 5 + len(h.Key) + 5 + len(h.Value)
+	}
+	return n
+}
+
+// maxRecord is the largest record, by recordSize, that the client produces
+// to topic: its batch limit, set by kgo.ProducerBatchMaxBytes.
+func maxRecord(cl *kgo.Client, topic string) int {
+	if fn, ok := cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok {
+		return int(fn(topic))
+	}
+	return 1000012 // franz-go's default
+}
+
 // discardSink drops every record: for benchmarks and dry runs.
-type discardSink struct{}
+type discardSink struct{ steps }
 
 func (discardSink) write(context.Context, *kgo.Record) error { return nil }
-func (discardSink) flush(context.Context) error              { return nil }
+func (discardSink) flush(context.Context, int64) error       { return nil }
 func (discardSink) abort(context.Context)                    {}
+func (discardSink) restart(context.Context) (int64, error)   { return noOffset, nil }
 
 // kafkaSink produces to a topic through an idempotent producer. Records of
 // source partition p go to partition p of the sink (modulo its count), so
 // order per source partition survives.
 type kafkaSink struct {
-	cl    *kgo.Client
-	topic string
-	tx    *txn // the open transaction, for kafka+txn; nil otherwise
+	steps
+	cl      *kgo.Client
+	topic   string
+	timeout time.Duration // for a flush
 
 	mu  sync.Mutex
 	err error // the first failed produce since the last flush
 }
 
-func newKafkaSink(cl *kgo.Client, topic string, tx *txn) *kafkaSink {
-	s := &kafkaSink{cl: cl, topic: topic, tx: tx}
-	if tx != nil {
-		tx.sinks = append(tx.sinks, s)
-	}
-	return s
+func newKafkaSink(cl *kgo.Client, topic string, timeout time.Duration) *kafkaSink {
+	return &kafkaSink{cl: cl, topic: topic, timeout: timeout}
 }
 
 // samePartition sends a record to the partition it names, so that a sink
@@ -84,12 +231,6 @@ var samePartition = kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record
 func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 	if err := s.failed(); err != nil {
 		return err
-	}
-	if s.tx != nil {
-		if s.tx.err != nil {
-			return s.tx.err
-		}
-		s.tx.writes++
 	}
 	// A shutdown must not fail records already handed to the sink: the
 	// owner flushes them before it lets go of the lease. The record's own
@@ -151,14 +292,16 @@ func (s *kafkaSink) failed() error {
 	return s.err
 }
 
-// clear forgets a failed produce, once its transaction is aborted.
+// clear forgets a failed produce, once what it belonged to is dropped.
 func (s *kafkaSink) clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.err = nil
 }
 
-func (s *kafkaSink) flush(ctx context.Context) error {
+func (s *kafkaSink) flush(ctx context.Context, _ int64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	if err := s.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("sink kafka://%s: flush: %w", s.topic, err)
 	}
@@ -168,17 +311,19 @@ func (s *kafkaSink) flush(ctx context.Context) error {
 // abort drops what is not acknowledged and forgets the failures, so the
 // sink takes writes again (the owner reads from its last commit again).
 func (s *kafkaSink) abort(ctx context.Context) {
-	if s.tx != nil {
-		s.tx.abort(ctx)
-		return
-	}
 	_ = s.cl.AbortBufferedRecords(ctx)
 	s.clear()
+}
+
+func (s *kafkaSink) restart(ctx context.Context) (int64, error) {
+	s.abort(ctx)
+	return noOffset, nil
 }
 
 // stdoutSink writes one JSON object a line. Keys and values that are not
 // UTF-8 are written as base64 under key_b64 and value_b64.
 type stdoutSink struct {
+	steps
 	w   io.Writer
 	buf bytes.Buffer
 	err error // a failed write, kept until abort: nothing more is written
@@ -249,7 +394,7 @@ func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
 	s.buf.Write(b)
 	s.buf.WriteByte('\n')
 	if s.buf.Len() >= stdoutChunk {
-		return s.flush(ctx)
+		return s.flush(ctx, noOffset)
 	}
 	return nil
 }
@@ -258,7 +403,7 @@ func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
 // write (a full disk under a redirected stdout) fails every later write and
 // flush until abort: the owner then reads again from its last commit, so
 // lines that did not make it out are written again, never skipped.
-func (s *stdoutSink) flush(context.Context) error {
+func (s *stdoutSink) flush(context.Context, int64) error {
 	if s.err != nil {
 		return s.err
 	}
@@ -298,4 +443,9 @@ func (s *stdoutSink) fail(err error) error {
 func (s *stdoutSink) abort(context.Context) {
 	s.buf.Reset()
 	s.err = nil
+}
+
+func (s *stdoutSink) restart(ctx context.Context) (int64, error) {
+	s.abort(ctx)
+	return noOffset, nil
 }

@@ -136,7 +136,7 @@ func TestSink_stdout_json_lines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
@@ -168,14 +168,14 @@ func TestSink_stdout_abort_drops_unflushed(t *testing.T) {
 	if err := s.write(ctx, &kgo.Record{Topic: "src", Value: []byte("kept")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.write(ctx, &kgo.Record{Topic: "src", Offset: 1, Value: []byte("dropped")}); err != nil {
 		t.Fatal(err)
 	}
 	s.abort(ctx)
-	_ = s.flush(ctx)
+	_ = s.flush(ctx, 0)
 	lines := stdoutLines(t, buf.Bytes())
 	if len(lines) != 1 || lines[0].Value == nil || *lines[0].Value != "kept" {
 		t.Fatalf("after abort: %q; want only the flushed record", buf.String())
@@ -191,7 +191,7 @@ func TestSink_stdout_binary_key_kept(t *testing.T) {
 	if err := s.write(ctx, &kgo.Record{Topic: "src", Key: key, Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	var line struct {
@@ -224,7 +224,7 @@ func TestSink_stdout_lines_stay_whole_across_partitions(t *testing.T) {
 		}
 	}
 	for _, s := range []*stdoutSink{p0, p1} {
-		if err := s.flush(ctx); err != nil {
+		if err := s.flush(ctx, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -261,7 +261,7 @@ func TestSink_stdout_cut_line_finished_first(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := p0.flush(ctx); !errors.Is(err, syscall.ENOSPC) {
+	if err := p0.flush(ctx, 0); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("flush: %v; want the write's ENOSPC", err)
 	}
 	if err := p0.write(ctx, &kgo.Record{Topic: "src", Offset: 3, Value: []byte("p0")}); !errors.Is(err, syscall.ENOSPC) {
@@ -270,14 +270,14 @@ func TestSink_stdout_cut_line_finished_first(t *testing.T) {
 	if err := p1.write(ctx, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p1.flush(ctx); err != nil {
+	if err := p1.flush(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	p0.abort(ctx)
 	if err := p0.write(ctx, &kgo.Record{Topic: "src", Value: []byte("p0")}); err != nil {
 		t.Fatalf("write after abort: %v", err)
 	}
-	if err := p0.flush(ctx); err != nil {
+	if err := p0.flush(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,17 +27,65 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// txn is an owner's open transaction: the sink and the dead-letter topic
-// write in it, and the owner ends it at each commit.
+// txn is the kafka+txn sink: an owner's open transaction, which the sink
+// and the dead-letter topic write in, and which each flush ends with the
+// offset in it.
 type txn struct {
 	groupOffset               // the Kafka group that holds the committed offset (group.go)
 	id          string        // transactional.id
-	sinks       []*kafkaSink  // the sinks writing in it
+	out, dlq    *kafkaSink    // the sink topic, and the dead-letter topic (nil without -dlq)
+	dlqLimit    int           // the largest dead letter the producer takes
 	timeout     time.Duration // for a commit, and again for an abort
 	writes      int           // records produced in the open transaction
 	err         error         // the open transaction failed: nothing more is written in it
 	aborted     bool          // and its abort completed
 }
+
+var _ sink = (*txn)(nil)
+
+// newTxnSink is the kafka+txn sink of one partition; the client is
+// transactional (txnOpts).
+func newTxnSink(cfg *config, cl *kgo.Client, inv invocation, group groupOffset) *txn {
+	t := &txn{groupOffset: group, id: txnID(cfg, inv), timeout: cfg.KafkaTimeout,
+		out: newKafkaSink(cl, cfg.SinkTopic, cfg.KafkaTimeout)}
+	if cfg.DLQ != "" {
+		t.dlq, t.dlqLimit = newKafkaSink(cl, cfg.DLQ, cfg.KafkaTimeout), maxRecord(cl, cfg.DLQ)
+	}
+	return t
+}
+
+func (t *txn) write(ctx context.Context, r *kgo.Record) error {
+	if t.err != nil {
+		return t.err
+	}
+	t.writes++
+	return t.out.write(ctx, r)
+}
+
+func (t *txn) deadLetter(ctx context.Context, r *kgo.Record, cause error) error {
+	switch {
+	case t.dlq == nil:
+		return errNoDLQ
+	case t.err != nil:
+		return t.err
+	}
+	t.writes++
+	return t.dlq.write(ctx, deadLetter(r, cause, t.dlqLimit))
+}
+
+// flush ends the open transaction: the dead letters and the output are
+// flushed (one client: one flush), then committed with the offset next, or
+// aborted when the flush failed.
+func (t *txn) flush(ctx context.Context, next int64) error {
+	err := t.out.flush(ctx, next)
+	if t.dlq != nil {
+		err = cmp.Or(err, t.dlq.failed())
+	}
+	return t.end(ctx, next, err) // with time of its own to commit or abort
+}
+
+// keepsOffset: the offset is committed inside each transaction.
+func (t *txn) keepsOffset() bool { return true }
 
 // txnOpts make the client transactional for one partition. A transaction
 // normally lasts one commit interval; the timeout only matters when an owner
@@ -56,7 +105,7 @@ func txnID(cfg *config, inv invocation) string {
 	return "baton/" + leaseKey(cfg.Group, inv.Topic, inv.Partition)
 }
 
-// begin runs once the lease is mine and before any write: it fences every
+// begin runs once the lease is owned and before any write: it fences every
 // earlier producer of the partition at the broker, returns the offset the
 // last committed transaction recorded (noOffset if none), and opens a
 // transaction.
@@ -85,8 +134,9 @@ func (t *txn) restart(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, s := range t.sinks {
-		s.clear()
+	t.out.clear()
+	if t.dlq != nil {
+		t.dlq.clear()
 	}
 	t.err, t.writes, t.aborted = nil, 0, false
 	if err := t.cl.BeginTransaction(); err != nil {
