@@ -71,10 +71,10 @@ func (s secret) reveal() string {
 	return *s.p
 }
 
-func (s secret) set() bool { return s.p != nil }
+func (s secret) given() bool { return s.p != nil }
 
 func (s secret) String() string {
-	if !s.set() {
+	if !s.given() {
 		return ""
 	}
 	return "[redacted]"
@@ -146,7 +146,7 @@ func (c *config) setAuth() (errs []error) {
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	c.SASL = strings.ToLower(strings.TrimSpace(c.SASL))
 	a := &kafkaAuth{mech: c.SASL, user: c.SASLUser, pass: c.SASLPassword, arn: c.SASLSecret}
-	given := c.SASLUser != "" || c.SASLPassword.set() || c.SASLSecret != ""
+	given := c.SASLUser != "" || c.SASLPassword.given() || c.SASLSecret != ""
 	switch c.SASL {
 	case "", saslNone:
 		c.SASL, a.mech = saslNone, ""
@@ -155,7 +155,7 @@ func (c *config) setAuth() (errs []error) {
 		}
 	case saslPlain, saslScram256, saslScram512:
 		switch {
-		case c.SASLSecret != "" && c.SASLPassword.set():
+		case c.SASLSecret != "" && c.SASLPassword.given():
 			bad("sasl-secret", "set either it or %s, not both", passwordEnv)
 		case c.SASLSecret != "":
 			if !secretARN.MatchString(c.SASLSecret) {
@@ -165,7 +165,7 @@ func (c *config) setAuth() (errs []error) {
 			if c.SASLUser == "" {
 				bad("sasl-user", "required with -sasl %s (or -sasl-secret)", c.SASL)
 			}
-			if !c.SASLPassword.set() {
+			if !c.SASLPassword.given() {
 				bad("sasl", "%s needs a password: set %s, or -sasl-secret (BATON_SASL_SECRET)", c.SASL, passwordEnv)
 			}
 		}

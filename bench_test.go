@@ -265,7 +265,7 @@ func batonLoop(t testing.TB, ctx context.Context, brokers []string, topic, sinkT
 		"-group="+strings.ReplaceAll(testKey(t), "/", "."))
 	// A Lambda-style deadline inside the near-handoff window, so the owner
 	// reads its lease every tputCheckEvery as it does before a handoff.
-	cfg.CommitEvery, cfg.CheckEvery, cfg.NearHandoff = tputCommitEvery, tputCheckEvery, time.Hour
+	cfg.CommitEvery, cfg.ReadEvery, cfg.NearHandoff = tputCommitEvery, tputCheckEvery, time.Hour
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var got int64
@@ -350,7 +350,7 @@ func (b *bench) throughput(t *testing.T) {
 	b.note("throughput: CPU (user+system, this process: kfake, clients, loop) per record, median: discard plain %s µs, baton %s µs (ratio %.3f); kafka plain %s µs, baton %s µs (ratio %.3f)",
 		perRecord(plain), perRecord(baton), ratio(cpu(plain), cpu(baton), median), perRecord(plainK), perRecord(batonK), ratio(cpu(plainK), cpu(batonK), median))
 	b.note("throughput: baton commits every %v and reads its lease every %v here (memory store); defaults are %v and %v",
-		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultCheckEvery)
+		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultReadEvery)
 	b.figure("throughput_discard_ratio", "%.3f", ratio(wall(plain), wall(baton), slices.Min))
 	b.figure("throughput_kafka_ratio", "%.3f", ratio(wall(plainK), wall(batonK), slices.Min))
 	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs",
@@ -436,7 +436,7 @@ func (s *stepStore) load(ctx context.Context, key string) (lease, error) {
 // batonChain: each new invocation (a newer tick) asks while the previous
 // one owns, as a Lambda schedule's next tick does. Every invocation's
 // deadline is inside the near-handoff window, so the owner reads its lease
-// every CheckEvery; the successor reads it every WaitPoll while it waits.
+// every ReadEvery; the successor reads it every WaitPoll while it waits.
 type batonChain struct {
 	ctx    context.Context
 	label  string
@@ -459,7 +459,7 @@ func newBatonChain(t testing.TB, b *bench, label string, s store, brokers []stri
 	t.Helper()
 	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic="+topic, "-sink=discard",
 		"-group="+strings.ReplaceAll(testKey(t), "/", ".")+"."+label)
-	cfg.CheckEvery = checkEvery
+	cfg.ReadEvery = checkEvery
 	c := &batonChain{ctx: b.ctx, label: label, cfg: cfg, rec: newRecorder(nil),
 		steps: &stepStore{store: s, handed: map[string]time.Time{}, seen: map[string]time.Time{}}}
 	c.d = benchDeps(t)
@@ -496,7 +496,7 @@ func (c *batonChain) step(t testing.TB) {
 	if err != nil || out.End != endHanded {
 		t.Fatalf("%s: owner %s: %+v, %v; want handed over", c.label, out.Owner, out, err)
 	}
-	waitHandoffs(t, c.rec, c.n, c.cfg.CheckEvery)
+	waitHandoffs(t, c.rec, c.n, c.cfg.ReadEvery)
 }
 
 func (c *batonChain) gaps() []time.Duration { return recGaps(c.rec) }

@@ -52,7 +52,7 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 	c := testConfig(t, brokers, "src")
 	c.TTL, c.Skew, c.CommitEvery = time.Second, 100*time.Millisecond, 150*time.Millisecond
 	c.setTiming()
-	c.NearHandoff, c.CheckEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
+	c.NearHandoff, c.ReadEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
 	c.MarginFloor, c.FetchWait, c.StoreTimeout = 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
 	// An injected NOT_LEADER makes the client refresh metadata, no sooner
 	// than this after the last refresh (5 s by default, longer than an

@@ -1,5 +1,6 @@
-// consume.go holds the per-partition loop: poll, action, sink, commit, and
-// the Kafka connection it runs on.
+// consume.go holds the owned run, whole: fetch, action, sink, commit, the
+// offset kept in the Kafka group, the deadline, hand-over and release, and
+// the run's own metrics.
 
 package main
 
@@ -9,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // action is baton's conditional step: the function a fork edits. It sees
@@ -41,100 +42,6 @@ func matching(re *regexp.Regexp, next func(*kgo.Record) ([]*kgo.Record, error)) 
 	}
 }
 
-// kafka is one invocation's connection: one client that consumes the
-// partition and produces to the sink and the dead-letter topic.
-type kafka struct {
-	cl       *kgo.Client
-	sink     sink     // the output and the dead letters (sink.go)
-	sourceID [16]byte // the source topic's ID, for offset commits
-	group    groupOffset
-}
-
-func (k *kafka) close() { k.cl.Close() }
-
-// connect opens the client while the lease may still be someone else's, so
-// a successor is warm when the baton arrives. It checks that the partition
-// and the sink and dead-letter topics exist.
-func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka, error) {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.FetchMaxWait(cfg.FetchWait),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RecordPartitioner(samePartition),
-		// A fetch session saves nothing for one partition, and every short
-		// run would leave one in the brokers' session cache. (Without one,
-		// franz-go v1.22.3's Close also does not race an in-flight fetch.)
-		kgo.DisableFetchSessions(),
-	}, append(authOpts(cfg), cfg.KafkaOpts...)...)
-	opts = append(sinkOpts(cfg, inv), opts...) // before KafkaOpts: a test may override them
-	cl, err := d.kafka(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	k := &kafka{cl: cl}
-	if err := k.check(ctx, cfg, inv); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	k.group = groupOffset{cl: cl, group: cfg.Group, topic: inv.Topic, topicID: k.sourceID, partition: inv.Partition}
-	k.sink = newSink(cfg, cl, d.stdout, inv, k.group)
-	if d.wrapSink != nil {
-		k.sink = d.wrapSink(inv, k.sink)
-	}
-	return k, nil
-}
-
-// check asks the brokers for the topics once: it names a missing topic or an
-// out-of-range partition before the lease is touched.
-func (k *kafka) check(ctx context.Context, cfg *config, inv invocation) error {
-	topics := []string{inv.Topic}
-	if cfg.SinkTopic != "" {
-		topics = append(topics, cfg.SinkTopic)
-	}
-	if cfg.DLQ != "" {
-		topics = append(topics, cfg.DLQ)
-	}
-	meta, err := k.metadata(ctx, cfg, topics)
-	if err != nil {
-		return err
-	}
-	if n := len(meta[inv.Topic].Partitions); int(inv.Partition) >= n {
-		return fmt.Errorf("partition %d out of range: topic %q has partitions 0..%d", inv.Partition, inv.Topic, n-1)
-	}
-	k.sourceID = meta[inv.Topic].TopicID
-	return nil
-}
-
-func (k *kafka) partitions(ctx context.Context, cfg *config, topic string) (int, error) {
-	meta, err := k.metadata(ctx, cfg, []string{topic})
-	return len(meta[topic].Partitions), err
-}
-
-// metadata returns what the brokers know of each topic, or an error naming
-// the first topic they do not have.
-func (k *kafka) metadata(ctx context.Context, cfg *config, topics []string) (map[string]kmsg.MetadataResponseTopic, error) {
-	req := kmsg.NewPtrMetadataRequest()
-	for _, t := range topics {
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(t)
-		req.Topics = append(req.Topics, rt)
-	}
-	mctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
-	defer cancel()
-	resp, err := req.RequestWith(mctx, k.cl)
-	if err != nil {
-		return nil, fmt.Errorf("kafka %v: metadata: %w", cfg.Brokers, err)
-	}
-	meta := map[string]kmsg.MetadataResponseTopic{}
-	for _, t := range resp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return nil, fmt.Errorf("kafka topic %q: %w", *t.Topic, err)
-		}
-		meta[*t.Topic] = t
-	}
-	return meta, nil
-}
-
 // progressEvery spaces the owner's progress lines, so a person sees it
 // work; on a terminal they come more often.
 const (
@@ -152,12 +59,12 @@ type run struct {
 	k   *kafka
 	act func(*kgo.Record) ([]*kgo.Record, error)
 
-	l               lease     // the record as I last wrote or read it
+	l               lease     // the record as the owner last wrote or read it
 	next            int64     // next offset to read: all before it went to the sink
 	committed       int64     // the offset the store holds
 	validUntil      time.Time // no sink write after this without a renewal
 	nextCommit      time.Time
-	nextCheck       time.Time
+	nextRead        time.Time
 	slowest         time.Duration // longest flush+commit seen: sets the deadline margin
 	deadline        time.Time     // the runtime's deadline; zero in process mode
 	reported        time.Time     // the last progress line
@@ -173,8 +80,8 @@ type run struct {
 	published     figures       // counts as of the last publish to /metrics
 	highWater     int64         // the partition's high watermark, last seen
 	slowestCommit time.Duration // since the last metrics line
-	gap           time.Duration // from the hand-over write to my first sink write
-	handedAt      time.Time     // when the baton was handed to me; zero if taken
+	gap           time.Duration // from the hand-over write to the owner's first sink write
+	handedAt      time.Time     // when the baton was handed over; zero if taken
 	paused        bool          // an operator paused reading (baton ctl pause)
 	pending       []*kgo.Record // fetched, not yet handled
 	stalled       bool          // sink writes paused: the lease was not renewed in time
@@ -194,7 +101,7 @@ func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *
 		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now, groupAt: noOffset,
 		alone:      [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
-		nextCommit: now.Add(cfg.CommitEvery), nextCheck: now.Add(cfg.CheckEvery)}
+		nextCommit: now.Add(cfg.CommitEvery), nextRead: now.Add(cfg.ReadEvery)}
 	if p.act == nil {
 		p.act = matching(cfg.Match, action)
 	}
@@ -216,13 +123,18 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			out, err = p.release(ctx, p.committed, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	if err := p.begin(ctx); err != nil {
-		return p.release(ctx, p.committed, err)
-	}
 	// An operator's seek waiting for the new owner is applied by the first
 	// step, before anything is read.
-	start, err := p.startOffset(ctx)
-	if err != nil {
+	var start kgo.Offset
+	err = p.begin(ctx)
+	if err == nil {
+		start, err = p.startOffset(ctx)
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Shut down before anything was read: a clean release, no error.
+		return p.release(ctx, p.committed, nil)
+	case err != nil:
 		return p.release(ctx, p.committed, err)
 	}
 	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: start}})
@@ -235,8 +147,8 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 			continue
 		}
 		if p.d.now().After(p.validUntil) {
-			// Not renewed in time: others may think me dead. Write nothing
-			// until a renewal succeeds (or the commit says I am fenced).
+			// Not renewed in time: others may think the owner dead. Write
+			// nothing until a renewal succeeds (or the commit says it is fenced).
 			if !p.stalled {
 				p.log.Warn("lease not renewed in time; sink writes paused", "valid_until", p.validUntil)
 			}
@@ -270,7 +182,7 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 	}
 }
 
-// step does what is due before the next poll: commit, lease check, hand
+// step does what is due before the next poll: commit, lease read, hand
 // over, or leave at the deadline.
 func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 	now := p.d.now()
@@ -291,16 +203,16 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 				return true, out, err
 			}
 		case errors.Is(err, errTaken):
-			p.check(ctx) // a newer seek came: read it
+			p.reread(ctx) // a newer seek came: read it
 		}
 		// A lease store error is retried after a backoff (commit).
-	case p.nearHandoff(now) && !now.Before(p.nextCheck):
-		p.check(ctx)
+	case p.nearHandoff(now) && !now.Before(p.nextRead):
+		p.reread(ctx)
 	}
 	if p.l.asked(now, p.cfg.Skew) && !p.backingOff(now) {
 		out, ok, err := p.handOver(ctx)
 		if !ok {
-			p.check(ctx) // the successor changed: read it again and go on
+			p.reread(ctx) // the successor changed: read it again and go on
 		}
 		return ok, out, err
 	}
@@ -342,7 +254,7 @@ func (p *run) obey(ctx context.Context) error {
 		}
 		switch err := p.commit(ctx); {
 		case errors.Is(err, errTaken):
-			p.check(ctx) // a newer seek: the next step applies it
+			p.reread(ctx) // a newer seek: the next step applies it
 			return nil
 		case err != nil:
 			return err
@@ -359,11 +271,11 @@ func (p *run) obey(ctx context.Context) error {
 	return nil
 }
 
-// idle waits, reading nothing, until the next commit or lease check is due.
+// idle waits, reading nothing, until the next commit or lease read is due.
 func (p *run) idle(ctx context.Context) {
 	until := earliest(p.nextCommit, p.stopAt())
 	if p.nearHandoff(p.d.now()) {
-		until = earliest(until, p.nextCheck)
+		until = earliest(until, p.nextRead)
 	}
 	t := time.NewTimer(until.Sub(p.d.now()))
 	defer t.Stop()
@@ -388,12 +300,12 @@ func (p *run) nearHandoff(now time.Time) bool {
 	return !p.deadline.IsZero() && now.After(p.deadline.Add(-p.cfg.NearHandoff))
 }
 
-func (p *run) check(ctx context.Context) {
-	p.nextCheck = p.d.now().Add(p.cfg.CheckEvery)
+func (p *run) reread(ctx context.Context) {
+	p.nextRead = p.d.now().Add(p.cfg.ReadEvery)
 	l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key)
 	if err != nil {
 		if p.backoff == 0 { // else the failing commits said it
-			p.log.Warn("lease check failed", "err", err)
+			p.log.Warn("lease read failed", "err", err)
 		}
 		return
 	}
@@ -571,13 +483,13 @@ func (p *run) begin(ctx context.Context) error {
 func (p *run) poll(ctx context.Context) error {
 	until := earliest(p.nextCommit, p.stopAt(), p.validUntil)
 	if p.nearHandoff(p.d.now()) {
-		until = earliest(until, p.nextCheck)
+		until = earliest(until, p.nextRead)
 	}
 	if len(p.pending) == 0 {
 		p.pending = p.fetch(ctx, until)
 	}
 	for i, r := range p.pending {
-		if i%checkEvery == checkEvery-1 && p.d.now().After(until) {
+		if i%clockEvery == clockEvery-1 && p.d.now().After(until) {
 			p.pending = p.pending[i:]
 			return nil
 		}
@@ -590,8 +502,8 @@ func (p *run) poll(ctx context.Context) error {
 	return nil
 }
 
-// checkEvery is how many records pass between looks at the clock.
-const checkEvery = 64
+// clockEvery is how many records pass between looks at the clock.
+const clockEvery = 64
 
 func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	pctx, cancel := context.WithDeadline(ctx, until)
@@ -708,4 +620,272 @@ func earliest(t time.Time, more ...time.Time) time.Time {
 		}
 	}
 	return t
+}
+
+// commitGroup copies the offset the lease store now holds to the Kafka
+// group. It never fails the run: the lease is what fences and resumes, so a
+// failure is logged once, and once more when commits work again. It is sent
+// only when the offset moved, and never for a sink that keeps the offset
+// itself (a commit outside its transactions could move the group back
+// behind a newer owner's transaction).
+func (p *run) commitGroup(ctx context.Context, offset int64) {
+	if p.k.sink.keepsOffset() || offset < 0 || offset == p.groupAt {
+		return
+	}
+	// Bounded by the commit interval: a slow coordinator never holds up
+	// the next lease commit.
+	gctx, cancel := context.WithTimeout(ctx, min(p.cfg.KafkaTimeout, p.cfg.CommitEvery))
+	defer cancel()
+	err := p.k.group.commit(gctx, offset)
+	switch {
+	case err != nil && !p.groupFailing:
+		p.log.Warn("offset not committed to the Kafka group; lag tools see it behind, the lease is unaffected", "group", p.cfg.Group, "offset", offset, "err", err)
+	case err == nil && p.groupFailing:
+		p.log.Info("offsets committed to the Kafka group again", "group", p.cfg.Group, "offset", offset)
+	}
+	p.groupFailing = err != nil
+	if err == nil {
+		p.groupAt = offset
+	}
+}
+
+// leaveGroup commits to the group where the run left the partition (handed
+// over or released), unless it was fenced: a newer owner's commits are
+// then the group's to keep.
+func (p *run) leaveGroup(ctx context.Context, end string) {
+	if end == endFenced || end == endLost {
+		return
+	}
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	p.commitGroup(ctx, p.committed)
+}
+
+// startOffset is where the run starts reading: the lease's offset; when the
+// record has none (a new partition, or a record that was lost), the Kafka
+// group's; when the group has none either, -start: the log's start
+// (earliest) or its end (latest, resolved to an offset now, so the next
+// owner goes on from there even if nothing arrives meanwhile).
+func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
+	// A sink that keeps the offset has already said where to resume.
+	if p.next < 0 && !p.k.sink.keepsOffset() {
+		gctx, cancel := context.WithTimeout(ctx, p.cfg.KafkaTimeout)
+		defer cancel()
+		at, err := p.k.group.committed(gctx)
+		if err != nil {
+			return kgo.Offset{}, fmt.Errorf("the lease record has no offset; read the offset committed to Kafka group %q: %w", p.cfg.Group, err)
+		}
+		if at >= 0 {
+			p.log.Info("the lease record has no offset; starting from the Kafka group's", "group", p.cfg.Group, "offset", at)
+			p.startFrom(at)
+		}
+	}
+	if p.next < 0 && p.cfg.Start == startLatest {
+		end, err := p.k.listOffsets(ctx, p.cfg, p.inv.Topic, []int32{p.inv.Partition}, -1)
+		if err != nil {
+			return kgo.Offset{}, fmt.Errorf("-start latest: %w", err)
+		}
+		p.log.Info("no offset in the lease record or the Kafka group; starting at the end of the log (-start latest)", "offset", end[p.inv.Partition])
+		p.startFrom(end[p.inv.Partition])
+	}
+	if p.next < 0 {
+		return kgo.NewOffset().AtStart(), nil
+	}
+	return kgo.NewOffset().At(p.next), nil
+}
+
+// startFrom makes at the run's first offset and the one it falls back to:
+// a rewind or a failure before the first commit goes back to at, not to
+// the start of the log.
+func (p *run) startFrom(at int64) {
+	p.next, p.from, p.committed = at, at, at
+}
+
+// margin is how long before the runtime's deadline the owner stops: enough
+// for the slowest flush and commit seen so far, three times over, and never
+// less than the floor.
+func margin(floor, slowest time.Duration) time.Duration {
+	return max(floor, 3*slowest)
+}
+
+// endCtx is the context of a run's last writes: a shutdown signal must not
+// stop them, but the runtime's deadline still bounds them, with time left
+// to close the clients and return before the runtime is killed.
+func (p *run) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if p.deadline.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, p.deadline.Add(-min(closeAllowance, p.cfg.MarginFloor/4)))
+}
+
+// closeAllowance is kept after the last write for closing clients; never
+// more than a quarter of the margin, or the last writes get no time at all.
+const closeAllowance = 150 * time.Millisecond
+
+// leave ends an owned run that was not fenced: flush, then hand the baton to
+// a waiting successor, or release it so the next invocation starts at once.
+func (p *run) leave(ctx context.Context, why string) (outcome, error) {
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	if err := p.flush(ctx); err != nil {
+		return p.release(ctx, p.committed, err)
+	}
+	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
+		p.l = l
+	}
+	if p.l.asked(p.d.now(), p.cfg.Skew) {
+		if out, ok, err := p.handOver(ctx); ok {
+			return out, err
+		}
+	}
+	p.log.Info("releasing", "why", why)
+	return p.release(ctx, p.next, nil)
+}
+
+// handOver gives the baton to the successor in the record, in one write.
+// ok is false when it did not happen (the successor changed, or the store
+// did not answer); the caller then goes on owning.
+func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
+	if err := p.flush(ctx); err != nil {
+		out, err := p.release(ctx, p.committed, err)
+		return out, true, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	n, err := p.d.store.handOver(sctx, p.l, p.next, p.d.now().Add(p.cfg.TTL).UnixMilli())
+	switch {
+	case err == nil:
+		p.log.Info("baton handed over", "to", n.Owner, "new_epoch", n.Epoch, "offset", p.next)
+		p.committed = p.next
+		return p.outcome(endHanded), true, nil
+	case errors.Is(err, errFenced):
+		return p.fenced(ctx), true, nil
+	case errors.Is(err, errTaken):
+		return outcome{}, false, nil
+	}
+	// Unknown outcome (the store is slow or down): go on owning; a later
+	// step tries again, and sink writes stop if the lease cannot be renewed.
+	p.backOff("hand over", err)
+	return outcome{}, false, nil
+}
+
+// release records offset and state released. cause, when set, is the error
+// that ended the run and is returned.
+func (p *run) release(ctx context.Context, offset int64, cause error) (outcome, error) {
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	err := p.d.store.release(sctx, p.l, offset)
+	switch {
+	case errors.Is(err, errFenced):
+		return p.fenced(ctx), cause
+	case err != nil:
+		// Still owned with the last commit's offset: the next invocation
+		// takes it once the lease expires.
+		p.log.Error("release failed; the lease expires on its own", "err", err, "expires_at", p.l.ExpiresAt)
+		return p.outcome(endError), errors.Join(cause, err)
+	}
+	p.committed = offset
+	if cause != nil {
+		return p.outcome(endError), cause
+	}
+	return p.outcome(endReleased), nil
+}
+
+// fenced ends a run whose epoch is gone: it drops what the sink holds and
+// writes nothing more. When the record itself is gone (a Redis restarted
+// without persistence, a deleted item) or went back to an older epoch (a
+// failover that lost writes), nobody newer owns the partition: the run ends
+// lost, and the next one starts from the record's offset, or the Kafka
+// group's if it has none.
+func (p *run) fenced(ctx context.Context) outcome {
+	p.k.sink.abort(ctx)
+	if p.vanished(ctx) {
+		p.log.Warn("fenced: the lease record is gone or went back to an older epoch; nobody newer owns the partition", "group", p.cfg.Group, "offset", p.committed)
+		return p.outcome(endLost)
+	}
+	p.log.Warn("fenced: a newer owner holds the lease; stopping without writing")
+	return p.outcome(endFenced)
+}
+
+// vanished reports whether the lease record no longer exists, or holds an
+// epoch older than the owner's: epochs never go down unless the store lost writes.
+func (p *run) vanished(ctx context.Context) bool {
+	ctx, cancel := p.endCtx(ctx)
+	defer cancel()
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
+	defer cancel()
+	l, err := p.d.store.load(sctx, p.l.Key)
+	return errors.Is(err, errNotFound) || err == nil && l.Epoch < p.l.Epoch
+}
+
+// countsSince returns the run's counts since *last, and moves *last on.
+func (p *run) countsSince(last *figures) figures {
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load(), int64(p.rewound)}
+	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls, now.rewinds - last.rewinds}
+	*last = now
+	return d
+}
+
+// lag is how far the owner is behind the partition's end: 0 on an empty
+// partition, where the next offset is still unknown (-1).
+func (p *run) lag() int64 { return max(0, p.highWater-max(p.next, 0)) }
+
+// progress logs one status line: where the owner is, how far behind, and
+// its rate since the last line.
+func (p *run) progress(now time.Time) {
+	since := now.Sub(p.reported)
+	if p.reported.IsZero() {
+		since = now.Sub(p.started)
+	}
+	rate := 0.0
+	if since > 0 {
+		rate = float64(p.records-p.reportedRecords) / since.Seconds()
+	}
+	p.reported, p.reportedRecords = now, p.records
+	p.log.Info("progress", "offset", p.committed, "lag", p.lag(), "records_per_s", math.Round(rate),
+		"records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
+}
+
+// emitMetrics writes one EMF line: counts since the previous line, lag and
+// the slowest commit now. It is called once a minute and when the run ends.
+func (p *run) emitMetrics() {
+	if p.d.emf == nil {
+		return
+	}
+	d := p.countsSince(&p.sent)
+	values := map[string]any{
+		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls, "SinkRewinds": d.rewinds,
+		"Lag":           p.lag(),
+		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
+	}
+	if p.gap > 0 {
+		values["HandoffGap"] = float64(p.gap.Microseconds()) / 1000
+		p.gap = 0
+	}
+	p.slowestCommit = 0
+	writeEMF(p.d.emf, p.d.now(), map[string]string{
+		"Group": p.cfg.Group, "Topic": p.inv.Topic, "Partition": strconv.Itoa(int(p.inv.Partition)),
+	}, values)
+}
+
+// publish adds what the run did since it last published.
+func (p *run) publish() {
+	if p.d.prom == nil {
+		return
+	}
+	d := p.countsSince(&p.published)
+	r := p.d.prom
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := promKey{p.cfg.Group, p.inv.Topic, p.inv.Partition}
+	f := r.parts[k]
+	if f == nil {
+		f = &promFigures{}
+		r.parts[k] = f
+	}
+	f.in, f.out, f.dead, f.calls, f.rewinds = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls, f.rewinds+d.rewinds
+	f.lag = p.lag()
 }

@@ -16,9 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ctlCommand is one ctl command: its usage line and its own flags.
@@ -336,70 +334,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// offsetAt asks partition p's leader for an offset by timestamp, or by a
-// special timestamp: -1 the end, -2 the start, -3 the newest record
-// time (Kafka 3.0+; an older broker's error is reported as is). It
-// returns the offset (-1: no record at or after ts) and its record's time.
-func (k *kafka) offsetAt(ctx context.Context, cfg *config, p int32, ts int64) (int64, int64, error) {
-	req := kmsg.NewPtrListOffsetsRequest()
-	req.IsolationLevel = 1 // read_committed, as baton reads
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = cfg.Topic
-	rp := kmsg.NewListOffsetsRequestTopicPartition()
-	rp.Partition, rp.Timestamp = p, ts
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	lctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
-	defer cancel()
-	for _, sh := range k.cl.RequestSharded(lctx, req) {
-		if sh.Err != nil {
-			return 0, 0, fmt.Errorf("kafka %v: list offsets: %w", cfg.Brokers, sh.Err)
-		}
-		for _, t := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
-			for _, rp := range t.Partitions {
-				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-					return 0, 0, fmt.Errorf("kafka topic %q partition %d: list offsets: %w", cfg.Topic, p, err)
-				}
-				if rp.Partition == p {
-					return rp.Offset, rp.Timestamp, nil
-				}
-			}
-		}
-	}
-	return 0, 0, fmt.Errorf("kafka topic %q partition %d: list offsets: no answer", cfg.Topic, p)
-}
-
-// listOffsets asks the partitions' leaders for an offset by timestamp
-// (-1: the end of the log).
-func (k *kafka) listOffsets(ctx context.Context, cfg *config, topic string, parts []int32, ts int64) (map[int32]int64, error) {
-	req := kmsg.NewPtrListOffsetsRequest()
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for _, p := range parts {
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition, rp.Timestamp = p, ts
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	lctx, cancel := context.WithTimeout(ctx, cfg.KafkaTimeout)
-	defer cancel()
-	offsets := map[int32]int64{}
-	for _, sh := range k.cl.RequestSharded(lctx, req) {
-		if sh.Err != nil {
-			return nil, fmt.Errorf("kafka %v: list offsets: %w", cfg.Brokers, sh.Err)
-		}
-		for _, t := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
-			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-					return nil, fmt.Errorf("kafka topic %q partition %d: list offsets: %w", topic, p.Partition, err)
-				}
-				offsets[p.Partition] = p.Offset
-			}
-		}
-	}
-	return offsets, nil
 }
 
 // parseCtl splits `ctl VERB [flags]` into the ctl's own flags and the rest,

@@ -36,7 +36,7 @@ func demoConfig(brokers []string) *config {
 	c := &config{Mode: "demo", Brokers: brokers, Topic: demoTopic, Group: "demo", SinkScheme: "discard",
 		TTL: 3 * time.Second, Skew: 200 * time.Millisecond, CommitEvery: 500 * time.Millisecond}
 	c.setTiming()
-	c.NearHandoff, c.CheckEvery, c.WaitPoll = demoLife, 50*time.Millisecond, 5*time.Millisecond
+	c.NearHandoff, c.ReadEvery, c.WaitPoll = demoLife, 50*time.Millisecond, 5*time.Millisecond
 	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 100*time.Millisecond
 	return c
 }

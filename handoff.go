@@ -1,6 +1,6 @@
-// handoff.go holds the protocol around one partition: the tick check before
-// any Kafka connection, take, ask and wait, force-take, hand-over, release,
-// and the deadline margin.
+// handoff.go holds everything before an invocation owns its partition: the
+// tick rules before any Kafka connection, take, ask and wait, and the take
+// by force when the owner's lease ends first.
 
 package main
 
@@ -78,13 +78,13 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	if err != nil {
 		return out, err
 	}
-	seen := log.With("epoch", l.Epoch) // until it owns the lease: the epoch it saw
+	preLog := log.With("epoch", l.Epoch) // until it owns the lease: the epoch it saw
 	me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
-	if err := l.tickCheck(me); err != nil {
-		return exitEarly(seen, out, err), nil
+	if err := l.tickVerdict(me); err != nil {
+		return exitEarly(preLog, out, err), nil
 	}
 	// An ask is written before any Kafka connection, so a second delivery
-	// of my tick racing me to a running owner loses on it without opening
+	// of the same tick racing it to a running owner loses on it without opening
 	// one; a take comes after connecting, so a bad topic, partition or
 	// password never takes a free lease.
 	var k *kafka
@@ -101,14 +101,14 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	}
 
 	start := d.now()
-	l, handed, err := acquire(ctx, cfg, d, seen, l, me, connectOnce)
+	l, handed, err := acquire(ctx, cfg, d, preLog, l, me, connectOnce)
 	out.WaitedMs = d.now().Sub(start).Milliseconds()
 	switch {
 	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
-		return exitEarly(seen, out, err), nil
+		return exitEarly(preLog, out, err), nil
 	case errors.Is(err, errGaveUp):
 		out.End = endGaveUp
-		seen.Warn("gave up waiting for the baton", "waited_ms", out.WaitedMs)
+		preLog.Warn("gave up waiting for the baton", "waited_ms", out.WaitedMs)
 		return out, nil
 	case err != nil:
 		return out, err
@@ -117,7 +117,7 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	p.deadline, _ = ctx.Deadline()
 	p.calls = calls
 	if handed {
-		// The old owner wrote my expiry as its clock's hand-over time + TTL.
+		// The old owner wrote the new expiry as its clock's hand-over time + TTL.
 		p.handedAt = time.UnixMilli(l.ExpiresAt).Add(-cfg.TTL)
 	}
 	defer p.publish()
@@ -180,7 +180,7 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset)
 			return l, true, nil
 		}
-		if err := l.tickCheck(me); err != nil {
+		if err := l.tickVerdict(me); err != nil {
 			return l, false, err
 		}
 		var err error
@@ -234,9 +234,10 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 	}
 }
 
-// giveBack leaves nothing of mine in the record when I go without owning:
-// it withdraws my ask, and releases the lease if it reached me meanwhile
-// (or I took it and cannot use it), at the offset it holds.
+// giveBack leaves nothing of an invocation's in the record when it goes
+// without owning: it withdraws its ask, and releases the lease if the baton
+// reached it meanwhile (or it took the lease and cannot use it), at the
+// offset the lease holds.
 func giveBack(ctx context.Context, cfg *config, d *deps, log *slog.Logger, key string, me claim) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StoreTimeout)
 	defer cancel()
@@ -263,124 +264,4 @@ func waitPoll(ctx context.Context, cfg *config, d *deps) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// margin is how long before the runtime's deadline the owner stops: enough
-// for the slowest flush and commit seen so far, three times over, and never
-// less than the floor.
-func margin(floor, slowest time.Duration) time.Duration {
-	return max(floor, 3*slowest)
-}
-
-// endCtx is the context of a run's last writes: a shutdown signal must not
-// stop them, but the runtime's deadline still bounds them, with time left
-// to close the clients and return before the runtime is killed.
-func (p *run) endCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx = context.WithoutCancel(ctx)
-	if p.deadline.IsZero() {
-		return context.WithCancel(ctx)
-	}
-	return context.WithDeadline(ctx, p.deadline.Add(-min(closeAllowance, p.cfg.MarginFloor/4)))
-}
-
-// closeAllowance is kept after the last write for closing clients; never
-// more than a quarter of the margin, or the last writes get no time at all.
-const closeAllowance = 150 * time.Millisecond
-
-// leave ends an owned run that was not fenced: flush, then hand the baton to
-// a waiting successor, or release it so the next invocation starts at once.
-func (p *run) leave(ctx context.Context, why string) (outcome, error) {
-	ctx, cancel := p.endCtx(ctx)
-	defer cancel()
-	if err := p.flush(ctx); err != nil {
-		return p.release(ctx, p.committed, err)
-	}
-	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
-		p.l = l
-	}
-	if p.l.asked(p.d.now(), p.cfg.Skew) {
-		if out, ok, err := p.handOver(ctx); ok {
-			return out, err
-		}
-	}
-	p.log.Info("releasing", "why", why)
-	return p.release(ctx, p.next, nil)
-}
-
-// handOver gives the baton to the successor in the record, in one write.
-// ok is false when it did not happen (the successor changed, or the store
-// did not answer); the caller then goes on owning.
-func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
-	if err := p.flush(ctx); err != nil {
-		out, err := p.release(ctx, p.committed, err)
-		return out, true, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
-	defer cancel()
-	n, err := p.d.store.handOver(sctx, p.l, p.next, p.d.now().Add(p.cfg.TTL).UnixMilli())
-	switch {
-	case err == nil:
-		p.log.Info("baton handed over", "to", n.Owner, "new_epoch", n.Epoch, "offset", p.next)
-		p.committed = p.next
-		return p.outcome(endHanded), true, nil
-	case errors.Is(err, errFenced):
-		return p.fenced(ctx), true, nil
-	case errors.Is(err, errTaken):
-		return outcome{}, false, nil
-	}
-	// Unknown outcome (the store is slow or down): go on owning; a later
-	// step tries again, and sink writes stop if the lease cannot be renewed.
-	p.backOff("hand over", err)
-	return outcome{}, false, nil
-}
-
-// release records offset and state released. cause, when set, is the error
-// that ended the run and is returned.
-func (p *run) release(ctx context.Context, offset int64, cause error) (outcome, error) {
-	ctx, cancel := p.endCtx(ctx)
-	defer cancel()
-	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
-	defer cancel()
-	err := p.d.store.release(sctx, p.l, offset)
-	switch {
-	case errors.Is(err, errFenced):
-		return p.fenced(ctx), cause
-	case err != nil:
-		// Still owned with the last commit's offset: the next invocation
-		// takes it once the lease expires.
-		p.log.Error("release failed; the lease expires on its own", "err", err, "expires_at", p.l.ExpiresAt)
-		return p.outcome(endError), errors.Join(cause, err)
-	}
-	p.committed = offset
-	if cause != nil {
-		return p.outcome(endError), cause
-	}
-	return p.outcome(endReleased), nil
-}
-
-// fenced ends a run whose epoch is gone: it drops what the sink holds and
-// writes nothing more. When the record itself is gone (a Redis restarted
-// without persistence, a deleted item) or went back to an older epoch (a
-// failover that lost writes), nobody newer owns the partition: the run ends
-// lost, and the next one starts from the record's offset, or the Kafka
-// group's if it has none.
-func (p *run) fenced(ctx context.Context) outcome {
-	p.k.sink.abort(ctx)
-	if p.vanished(ctx) {
-		p.log.Warn("fenced: the lease record is gone or went back to an older epoch; nobody newer owns the partition", "group", p.cfg.Group, "offset", p.committed)
-		return p.outcome(endLost)
-	}
-	p.log.Warn("fenced: a newer owner holds the lease; stopping without writing")
-	return p.outcome(endFenced)
-}
-
-// vanished reports whether the lease record no longer exists, or holds an
-// epoch older than mine: epochs never go down unless the store lost writes.
-func (p *run) vanished(ctx context.Context) bool {
-	ctx, cancel := p.endCtx(ctx)
-	defer cancel()
-	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
-	defer cancel()
-	l, err := p.d.store.load(sctx, p.l.Key)
-	return errors.Is(err, errNotFound) || err == nil && l.Epoch < p.l.Epoch
 }

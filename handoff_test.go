@@ -41,7 +41,7 @@ func testConfig(t testing.TB, brokers []string, topic string) *config {
 	c.Mode, c.Topic, c.Group = "lambda", topic, strings.ReplaceAll(testKey(t), "/", ".")
 	c.TTL, c.Skew, c.CommitEvery = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
 	c.setTiming()
-	c.NearHandoff, c.CheckEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
+	c.NearHandoff, c.ReadEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
 	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 50*time.Millisecond
 	return c
 }

@@ -68,13 +68,13 @@ func (l lease) asked(now time.Time, skew time.Duration) bool {
 	return l.Successor != "" && l.SuccessorUntil >= now.Add(-skew).UnixMilli()
 }
 
-// tickCheck tells whether an invocation with this tick may go on against the
+// tickVerdict tells whether an invocation with this tick may go on against the
 // record. One older than the owner's tick, or than a live ask's, has been
 // overtaken (stale). One that shares its tick with a live owner or a live ask
 // is a second delivery of that tick (duplicate). One that shares its tick
 // with a dead owner is Lambda retrying the invocation that died, and may go
 // on; a dead ask counts for nothing.
-func (l lease) tickCheck(c claim) error {
+func (l lease) tickVerdict(c claim) error {
 	if l.Owner == c.Owner || (l.Successor == c.Owner && c.Owner != "") {
 		return nil
 	}
@@ -88,7 +88,7 @@ func (l lease) tickCheck(c claim) error {
 	return nil
 }
 
-// tickRule compares one tick on the record with mine. A zero tick is no
+// tickRule compares one tick on the record with the invocation's. A zero tick is no
 // tick, so two zeros are not duplicates.
 func tickRule(theirs, mine int64, live bool) error {
 	switch {
@@ -125,7 +125,7 @@ type store interface {
 	take(ctx context.Context, key string, seen lease, c claim, expiresAt int64) (lease, error)
 	// ask records c as the successor, its ask live until the given time,
 	// without changing the epoch, if the record is still at epoch and c
-	// passes tickCheck (a dead ask is replaced; c's own is extended). It
+	// passes tickVerdict (a dead ask is replaced; c's own is extended). It
 	// fails with errDuplicate, errStale or errTaken (epoch moved on).
 	ask(ctx context.Context, key string, epoch int64, c claim, until int64) error
 	// handOver moves the lease from l.Owner to l.Successor in one write:

@@ -185,7 +185,7 @@ func (s *dynamoStore) take(ctx context.Context, key string, seen lease, c claim,
 		e.eq(attrState, str(stateRunning)), e.eq(attrExpiresAt, num(exp)),
 		offset+" = if_not_exists("+offset+", "+e.value(num(noOffset))+")")
 	return s.update(ctx, key, "take", e, cond, update, func(cur lease, exists bool) error {
-		return takeCheck(cur, exists, seen, c)
+		return takeVerdict(cur, exists, seen, c)
 	})
 }
 
@@ -197,7 +197,7 @@ func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim,
 		if !exists {
 			return errTaken
 		}
-		return takeCheck(cur, exists, lease{Epoch: epoch}, c)
+		return takeVerdict(cur, exists, lease{Epoch: epoch}, c)
 	})
 	return err
 }
@@ -249,7 +249,7 @@ func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error 
 	e := newExpr()
 	cond := e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
 	update := "SET " + e.eq(attrOffset, num(offset)) + ", " + e.eq(attrState, str(stateReleased))
-	_, err := s.update(ctx, l.Key, "release", e, cond, update, fencedCheck)
+	_, err := s.update(ctx, l.Key, "release", e, cond, update, fencedVerdict)
 	return err
 }
 
@@ -309,9 +309,9 @@ func (s *dynamoStore) withdraw(ctx context.Context, key string, c claim) (lease,
 // never leaves withdraw.
 var errUnchanged = errors.New("nothing to withdraw")
 
-// fencedCheck is release's: its condition is only that the owner still
+// fencedVerdict is release's: its condition is only that the owner still
 // holds its epoch, so any failure means it was fenced.
-func fencedCheck(lease, bool) error { return errFenced }
+func fencedVerdict(lease, bool) error { return errFenced }
 
 // update runs one conditional UpdateItem and returns the item as written.
 // check tells, from the item as it was when the condition failed, which of
@@ -509,7 +509,7 @@ func (e *expr) newOwner(assign ...string) string {
 	return "SET " + strings.Join(assign, ", ") + " REMOVE " + e.name(attrSuccessor) + ", " + e.name(attrSuccessorTick) + ", " + e.name(attrSuccessorTo)
 }
 
-// tickFree is tickCheck as a condition: c is the owner or the successor; or
+// tickFree is tickVerdict as a condition: c is the owner or the successor; or
 // the owner's tick is older than c's, or equal to it with the owner dead;
 // and the ask is absent, dead, or older than c's. A zero tick is no tick,
 // so two zeros are not duplicates. A missing attribute fails every

@@ -42,7 +42,7 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[key]
-	if err := takeCheck(cur, ok, seen, c); err != nil {
+	if err := takeVerdict(cur, ok, seen, c); err != nil {
 		return lease{}, fmt.Errorf("memory lease %s: take: %w", key, err)
 	}
 	if !ok {
@@ -55,16 +55,16 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 	return cur, nil
 }
 
-// takeCheck is take's condition, spelled out once in Go for the memory
+// takeVerdict is take's condition, spelled out once in Go for the memory
 // store; the other backends say the same in their own languages.
-func takeCheck(cur lease, exists bool, seen lease, c claim) error {
+func takeVerdict(cur lease, exists bool, seen lease, c claim) error {
 	if !exists {
 		if seen.Epoch != 0 {
 			return errTaken
 		}
 		return nil
 	}
-	if err := cur.tickCheck(c); err != nil {
+	if err := cur.tickVerdict(c); err != nil {
 		return err
 	}
 	if cur.Epoch != seen.Epoch {
@@ -80,7 +80,7 @@ func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim, un
 	if !ok {
 		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
 	}
-	if err := cur.tickCheck(c); err != nil {
+	if err := cur.tickVerdict(c); err != nil {
 		return fmt.Errorf("memory lease %s: ask: %w", key, err)
 	}
 	if cur.Epoch != epoch {

@@ -29,7 +29,7 @@ func redisEpochKey(key string) string { return "baton:epoch:{" + key + "}" }
 // Numbers are compared with tonumber and written back as integer strings:
 // tostring would write 1e+14 style numbers into the record.
 const luaCommon = `
--- tick_check(KEYS[1], owner, tick, cutoff): lease.tickCheck. A zero tick is no tick;
+-- tick_check(KEYS[1], owner, tick, cutoff): lease.tickVerdict. A zero tick is no tick;
 -- an owner or ask whose end is before cutoff is dead: its equal tick is no duplicate, a dead ask counts for nothing.
 local function tick_check(key, owner, tick, cutoff)
   local h = redis.call('HMGET', key, 'owner', 'tick', 'successor', 'successor_tick', 'state', 'expires_at', 'successor_until')

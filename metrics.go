@@ -10,10 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,34 +25,6 @@ type figures struct {
 	in, out, dead, calls, rewinds int64
 }
 
-// countsSince returns the run's counts since *last, and moves *last on.
-func (p *run) countsSince(last *figures) figures {
-	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load(), int64(p.rewound)}
-	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls, now.rewinds - last.rewinds}
-	*last = now
-	return d
-}
-
-// lag is how far the owner is behind the partition's end: 0 on an empty
-// partition, where the next offset is still unknown (-1).
-func (p *run) lag() int64 { return max(0, p.highWater-max(p.next, 0)) }
-
-// progress logs one status line: where the owner is, how far behind, and
-// its rate since the last line.
-func (p *run) progress(now time.Time) {
-	since := now.Sub(p.reported)
-	if p.reported.IsZero() {
-		since = now.Sub(p.started)
-	}
-	rate := 0.0
-	if since > 0 {
-		rate = float64(p.records-p.reportedRecords) / since.Seconds()
-	}
-	p.reported, p.reportedRecords = now, p.records
-	p.log.Info("progress", "offset", p.committed, "lag", p.lag(), "records_per_s", math.Round(rate),
-		"records", p.records, "written", p.written, "dead_lettered", p.deadLettered)
-}
-
 // emfMetric names one metric and its unit, in the order lines carry them.
 type emfMetric struct{ Name, Unit string }
 
@@ -62,28 +32,6 @@ var emfMetrics = []emfMetric{
 	{"RecordsIn", "Count"}, {"RecordsOut", "Count"}, {"DeadLettered", "Count"},
 	{"Lag", "Count"}, {"HandoffGap", "Milliseconds"}, {"CommitLatency", "Milliseconds"},
 	{"LeaseStoreCalls", "Count"}, {"SinkRewinds", "Count"},
-}
-
-// emitMetrics writes one EMF line: counts since the previous line, lag and
-// the slowest commit now. It is called once a minute and when the run ends.
-func (p *run) emitMetrics() {
-	if p.d.emf == nil {
-		return
-	}
-	d := p.countsSince(&p.sent)
-	values := map[string]any{
-		"RecordsIn": d.in, "RecordsOut": d.out, "DeadLettered": d.dead, "LeaseStoreCalls": d.calls, "SinkRewinds": d.rewinds,
-		"Lag":           p.lag(),
-		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
-	}
-	if p.gap > 0 {
-		values["HandoffGap"] = float64(p.gap.Microseconds()) / 1000
-		p.gap = 0
-	}
-	p.slowestCommit = 0
-	writeEMF(p.d.emf, p.d.now(), map[string]string{
-		"Group": p.cfg.Group, "Topic": p.inv.Topic, "Partition": strconv.Itoa(int(p.inv.Partition)),
-	}, values)
 }
 
 // emfMu keeps EMF lines whole when partitions share one writer.
@@ -139,25 +87,6 @@ type promFigures struct {
 }
 
 func newPromRegistry() *promRegistry { return &promRegistry{parts: map[promKey]*promFigures{}} }
-
-// publish adds what the run did since it last published.
-func (p *run) publish() {
-	if p.d.prom == nil {
-		return
-	}
-	d := p.countsSince(&p.published)
-	r := p.d.prom
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k := promKey{p.cfg.Group, p.inv.Topic, p.inv.Partition}
-	f := r.parts[k]
-	if f == nil {
-		f = &promFigures{}
-		r.parts[k] = f
-	}
-	f.in, f.out, f.dead, f.calls, f.rewinds = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls, f.rewinds+d.rewinds
-	f.lag = p.lag()
-}
 
 var promMetrics = []struct {
 	name, kind, help string

@@ -18,11 +18,9 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -232,21 +230,4 @@ func (t *txn) fail(ctx context.Context, err error) error {
 // InitProducerID fences this one, or at the transaction timeout.
 func (t *txn) abort(ctx context.Context) {
 	t.aborted = t.cl.AbortBufferedRecords(ctx) == nil && t.cl.EndTransaction(ctx, kgo.TryAbort) == nil
-}
-
-// retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS
-// while the last transaction completes, UNSTABLE_OFFSET_COMMIT, or a moving
-// coordinator.
-func retry(ctx context.Context, do func() error) error {
-	for {
-		err := do()
-		if err == nil || !(errors.Is(err, kerr.ConcurrentTransactions) || kerr.IsRetriable(err)) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
