@@ -37,8 +37,7 @@ func newCluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster
 // testConfig is a config with timings short enough for tests, and a lease
 // group of the test's own.
 func testConfig(t testing.TB, brokers []string, topic string) *config {
-	c := demoConfig(brokers)
-	c.Mode, c.Topic, c.Group = "lambda", topic, strings.ReplaceAll(testKey(t), "/", ".")
+	c := &config{Mode: "lambda", Brokers: brokers, Topic: topic, Group: strings.ReplaceAll(testKey(t), "/", "."), SinkScheme: "discard"}
 	c.TTL, c.Skew, c.CommitEvery = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
 	c.setTiming()
 	c.NearHandoff, c.ReadEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
