@@ -86,6 +86,9 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseco
 // percentile is the nearest-rank percentile (p in 0..100) of ds: with 50
 // samples, p99 is the largest.
 func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
