@@ -50,6 +50,9 @@ type outcome struct {
 	Rewinds      int    `json:"rewinds"` // the sink failed and the owner read again from its last commit
 	End          string `json:"end"`
 	WaitedMs     int64  `json:"waited_ms"`
+	// Partitions is the answer to an event naming "partitions": an
+	// outcome a partition, and nothing else (partitions.go).
+	Partitions []outcome `json:"partitions,omitempty"`
 }
 
 // runInvocation is one invocation from start to end: it leaves the lease

@@ -1,14 +1,17 @@
 // Package main is baton: a Kafka partition consumer for short-lived runtimes
 // that behaves like one always-on consumer.
 //
-// Each invocation owns one partition. A lease in DynamoDB (or Redis, built
-// with -tags redis) records the owner, a fencing epoch and the offset; the
-// running invocation passes the baton to the next one with conditional
-// writes before its deadline. See README.md and DESIGN.md.
+// Each invocation owns one partition, or a group of them. A lease per
+// partition in DynamoDB (or Redis, built with -tags redis) records the
+// owner, a fencing epoch and the offset; the running invocation passes the
+// baton to the next one with conditional writes before its deadline. See
+// README.md and DESIGN.md.
 //
 // Modes:
 //   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
-//     set. Event: {"topic": "t", "partition": 3, "tick": "<scheduled time>"}.
+//     set. Event: {"topic": "t", "partition": 3, "tick": "<scheduled time>"},
+//     or "partitions": [0, 1, 2, 3] for a group, each partition with its
+//     own lease (partitions.go).
 //   - process: a long-running process owning -partitions, each with its own
 //     lease; SIGINT/SIGTERM hands over to a waiting successor or releases.
 //   - demo: with no -brokers, an in-process Kafka (kfake), the memory lease
@@ -38,7 +41,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -157,30 +159,21 @@ func parseTick(raw json.RawMessage) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-// handler is the Lambda handler: one invocation a call. Clients are made and
+// handler is the Lambda handler: one invocation a call, owning one
+// partition, or each of "partitions" (partitions.go). Clients are made and
 // closed inside each call; only the store outlives it.
 func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outcome, error) {
 	return func(ctx context.Context, payload json.RawMessage) (outcome, error) {
-		inv, err := parseEvent(payload, cfg, d.now())
+		invs, list, err := parseEvents(payload, cfg, d.now())
 		if err != nil {
-			d.log.Error("bad event: want {\"topic\":\"t\",\"partition\":0,\"tick\":\"<aws.scheduler.scheduled-time>\"}",
-				"err", err, "bytes", len(payload), "event", eventHead(payload))
+			d.log.Error("bad event: want "+eventShape, "err", err, "bytes", len(payload), "event", eventHead(payload))
 			return outcome{End: endError}, err
 		}
-		// A retry keeps its request id, so the id alone would let a retry
-		// pass for the owner it replaces.
-		inv.Owner = newOwnerID("lambda")
-		if lc, ok := lambdacontext.FromContext(ctx); ok {
-			inv.Owner = newOwnerID(lc.AwsRequestID)
+		outs, err := runInvocations(ctx, cfg, d, invs, lambdaOwner(ctx), list)
+		if list {
+			return outcome{Partitions: outs}, err
 		}
-		out, err := runInvocation(ctx, cfg, d, inv)
-		level := slog.LevelInfo
-		if err != nil {
-			level = slog.LevelError
-		}
-		d.log.Log(context.Background(), level, "invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
-			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
-		return out, err
+		return outs[0], err
 	}
 }
 

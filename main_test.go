@@ -278,6 +278,9 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 		{"tick in seconds", `{"topic":"src","partition":0,"tick":1767366240}`, "src", 0, []string{`"tick"`, "milliseconds"}},
 		{"unknown topic", `{"topic":"nope","partition":0}`, "nope", 0, []string{`"nope"`}},
 		{"partition out of range", `{"topic":"src","partition":5}`, "src", 5, []string{"partition 5", "0..1"}},
+		{"partitions listed twice", `{"topic":"src","partitions":[0,1,0]}`, "src", 0, []string{`"partitions"`, "twice"}},
+		{"partition and partitions disagree", `{"topic":"src","partition":1,"partitions":[0,1]}`, "src", 0, []string{`"partition" 1`, `"partitions" [0,1]`}},
+		{"partitions out of range", `{"topic":"src","partitions":[5,6]}`, "src", 5, []string{"partition 5:", "partition 6:", "0..1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -593,15 +593,23 @@ func TestTemplate_schedules(t *testing.T) {
 						t.Errorf("%s %s = %#v, want %#v", s.name, strings.Join(c.path, "."), got, c.want)
 					}
 				}
-				if len(ps) > 1 || cfg == nil {
-					continue // parseEvent may not read "partitions" yet; cfg is the DynamoDB build's
+				if cfg == nil {
+					continue // cfg is the DynamoDB build's
 				}
 				payload := strings.ReplaceAll(tmplDig(t, s.props, "Target", "Input").(string), "<aws.scheduler.scheduled-time>", tick)
-				inv, err := parseEvent([]byte(payload), cfg, time.Unix(0, 0))
+				invs, list, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
 				if err != nil {
 					t.Errorf("%s input %s: baton refuses it: %v", s.name, payload, err)
-				} else if want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli(); inv.Topic != "orders" || inv.Partition != ps[0] || inv.Tick != want {
-					t.Errorf("%s input %s: invocation %+v, want topic orders, partition %d, tick %d", s.name, payload, inv, ps[0], want)
+					continue
+				}
+				if list != (len(ps) > 1) || len(invs) != len(ps) {
+					t.Errorf("%s input %s: %d invocations (a list: %v), want %d", s.name, payload, len(invs), list, len(ps))
+					continue
+				}
+				for i, inv := range invs {
+					if want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli(); inv.Topic != "orders" || inv.Partition != ps[i] || inv.Tick != want {
+						t.Errorf("%s input %s: invocation %+v, want topic orders, partition %d, tick %d", s.name, payload, inv, ps[i], want)
+					}
 				}
 			}
 			for p := range n {
@@ -635,7 +643,8 @@ type scheduled struct {
 }
 
 // schedules are a template's schedules for the given parameters, ordered by
-// partition. Their inputs are read here, not by parseEvent:
+// partition. Their inputs are read here, strictly, as well as by parseEvents
+// (TestTemplate_schedules):
 // {"topic":T,"partition":P,"tick":...}, with "partitions":[P,...] for more
 // than one.
 func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []scheduled {
