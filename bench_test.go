@@ -798,7 +798,7 @@ func batonCrash(t testing.TB, ctx context.Context, s store, ttl, skew, commitEve
 		t.Fatal(err)
 	}
 	commits := make(chan time.Time, 100)
-	fa := &faultStore{store: observedStore{s, commits}}
+	fa := newFaultStore(observedStore{s, commits})
 	da := benchDeps(t)
 	da.store = fa
 	da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }

@@ -7,95 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 )
-
-// backends is the memory store and the compiled backend, for scenarios.
-func backends(t testing.TB) []backend { return []backend{memBackend(), compiledBackend(t)} }
-
-// newCluster starts kfake on loopback with the topics, closed at cleanup.
-func newCluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// testConfig is a config with timings short enough for tests, and a lease
-// group of the test's own.
-func testConfig(t testing.TB, brokers []string, topic string) *config {
-	c := &config{Mode: "lambda", Brokers: brokers, Topic: topic, Group: strings.ReplaceAll(testKey(t), "/", "."), SinkScheme: "discard"}
-	c.TTL, c.Skew, c.CommitEvery = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
-	c.setTiming()
-	c.NearHandoff, c.ReadEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
-	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 50*time.Millisecond
-	return c
-}
-
-// countingKafka counts the Kafka clients made, to show an invocation never
-// connected.
-type countingKafka struct{ n atomic.Int32 }
-
-func (c *countingKafka) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	c.n.Add(1)
-	return kgo.NewClient(opts...)
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("BATON_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func testDeps(t testing.TB, s store, rec *recorder) (*deps, *countingKafka) {
-	k := &countingKafka{}
-	d := &deps{store: s, kafka: k.newClient, now: time.Now, log: testLogger(t), stdout: io.Discard}
-	if rec != nil {
-		d.wrapSink = rec.wrap
-	}
-	return d, k
-}
-
-// invoke runs one invocation with a deadline life away, in the background;
-// wait gives its outcome.
-func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
-	var out outcome
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ictx, cancel := context.WithTimeout(ctx, life)
-		defer cancel()
-		out, err = runInvocation(ictx, cfg, d, inv)
-	}()
-	return func() (outcome, error) { <-done; return out, err }
-}
-
-// waitFor polls cond until it holds or the time runs out.
-func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func TestHandoff_cooperative(t *testing.T) {
 	for _, b := range backends(t) {
@@ -144,35 +62,6 @@ func TestHandoff_cooperative(t *testing.T) {
 	}
 }
 
-// count is how many records owner wrote to the sink.
-func (r *recorder) count(owner string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// first is the offset of owner's first write, or -1.
-func (r *recorder) first(owner string) int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.Offset
-			}
-		}
-	}
-	return -1
-}
-
 func TestHandoff_duplicate_tick_exits(t *testing.T) {
 	testEarlyExit(t, 1000, endDuplicate)
 }
@@ -213,72 +102,6 @@ func testEarlyExit(t *testing.T, tick int64, want string) {
 	}
 }
 
-// faultStore fails or hangs a store on demand: down fails every call (a
-// crashed process writes nothing more), frozen hangs every write until it
-// thaws or the call's context ends (a paused owner).
-type faultStore struct {
-	store
-	down, frozen atomic.Bool
-}
-
-var errCrashed = fmt.Errorf("injected: process crashed")
-
-func (f *faultStore) gate(ctx context.Context) error {
-	for f.frozen.Load() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-	if f.down.Load() {
-		return errCrashed
-	}
-	return nil
-}
-
-func (f *faultStore) load(ctx context.Context, key string) (lease, error) {
-	if f.down.Load() {
-		return lease{}, errCrashed
-	}
-	return f.store.load(ctx, key)
-}
-
-func (f *faultStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	if err := f.gate(ctx); err != nil {
-		return lease{}, err
-	}
-	return f.store.take(ctx, key, seen, c, exp)
-}
-
-func (f *faultStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
-	if err := f.gate(ctx); err != nil {
-		return err
-	}
-	return f.store.ask(ctx, key, epoch, c, until)
-}
-
-func (f *faultStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	if err := f.gate(ctx); err != nil {
-		return lease{}, err
-	}
-	return f.store.handOver(ctx, l, offset, exp)
-}
-
-func (f *faultStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	if err := f.gate(ctx); err != nil {
-		return lease{}, err
-	}
-	return f.store.commit(ctx, l, offset, exp)
-}
-
-func (f *faultStore) release(ctx context.Context, l lease, offset int64) error {
-	if err := f.gate(ctx); err != nil {
-		return err
-	}
-	return f.store.release(ctx, l, offset)
-}
-
 // crashSink drops every write once the process it stands for is down.
 type crashSink struct {
 	sink
@@ -305,7 +128,7 @@ func TestHandoff_crashed_owner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fa := &faultStore{store: s}
+			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, nil)
 			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
 			actx, crashA := context.WithCancel(ctx)
@@ -358,7 +181,7 @@ func TestHandoff_zombie_owner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fa := &faultStore{store: s}
+			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, rec)
 			waitA := invoke(ctx, cfg, da, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 300 })
@@ -386,33 +209,6 @@ func TestHandoff_zombie_owner(t *testing.T) {
 			}
 		})
 	}
-}
-
-func (r *recorder) firstAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.At
-			}
-		}
-	}
-	return time.Time{}
-}
-
-func (r *recorder) lastAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last time.Time
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner && w.At.After(last) {
-				last = w.At
-			}
-		}
-	}
-	return last
 }
 
 func TestHandler_container_reuse(t *testing.T) {
@@ -496,7 +292,7 @@ func TestHandoff_retry_after_crash_takes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fa := &faultStore{store: s}
+			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, nil)
 			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
 			actx, crashA := context.WithCancel(ctx)
@@ -595,21 +391,6 @@ func TestHandoff_dead_successor_keeps_owner(t *testing.T) {
 	}
 }
 
-// askLost performs the first ask and loses its answer, as a timeout after
-// the write landed does.
-type askLost struct {
-	store
-	lost atomic.Bool
-}
-
-func (a *askLost) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
-	err := a.store.ask(ctx, key, epoch, c, until)
-	if err == nil && a.lost.CompareAndSwap(false, true) {
-		return errLost
-	}
-	return err
-}
-
 // Whoever may receive the baton is connected: a successor whose ask landed
 // but whose answer was lost still connects, and runs when the baton comes.
 func TestHandoff_ask_answer_lost_connects(t *testing.T) {
@@ -628,15 +409,15 @@ func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 			d, _ := testDeps(t, s, rec)
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
-			lost := &askLost{store: s}
-			db, kb := testDeps(t, lost, rec)
+			var once atomic.Bool
+			db, kb := testDeps(t, losing(s, true, func(call storeCall) bool { return call.op == "ask" && once.CompareAndSwap(false, true) }), rec)
 			bctx, stopB := context.WithCancel(ctx)
 			waitB := invoke(bctx, cfg, db, invocation{"src", 0, 2000, "B"}, time.Minute)
 			if ao, err := waitA(); err != nil || ao.End != endHanded {
 				t.Fatalf("A: %+v, %v; want handed over", ao, err)
 			}
-			if !lost.lost.Load() || kb.n.Load() != 1 {
-				t.Fatalf("B: ask answer lost %v, Kafka clients %d; want a lost answer and one client", lost.lost.Load(), kb.n.Load())
+			if !once.Load() || kb.n.Load() != 1 {
+				t.Fatalf("B: ask answer lost %v, Kafka clients %d; want a lost answer and one client", once.Load(), kb.n.Load())
 			}
 			waitFor(t, "B to write", 5*time.Second, func() bool { return rec.count("B") > 0 })
 			stopProducing()

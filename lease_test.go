@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,39 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// A backend is what the suite needs to know of a store beyond its contract.
-type backend struct {
-	name string
-	open func(t testing.TB) store
-	// corrupt edits a record by hand: it deletes field, or sets it to a
-	// value of the wrong type. nil when the backend holds typed records.
-	corrupt func(t testing.TB, key, field string, remove bool)
-	// unreachable opens the store against an endpoint nobody listens on;
-	// missing against a table or database that does not exist (nil if the
-	// backend has no such thing). want is what the error must name.
-	unreachable func(t testing.TB) (s store, want string)
-	missing     func(t testing.TB) (s store, want string)
-}
-
-func memBackend() backend {
-	return backend{name: "memory", open: func(testing.TB) store { return newMemStore() }}
-}
-
-// needServer returns the address in env, or skips (fails under
-// BATON_TEST_STRICT=1) with a message saying how to get one.
-func needServer(t testing.TB, env string) string {
-	t.Helper()
-	addr := os.Getenv(env)
-	if addr == "" {
-		msg := fmt.Sprintf("%s is not set: run ./bootstrap.sh test, or ./bootstrap.sh services and export what it prints", env)
-		if os.Getenv("BATON_TEST_STRICT") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return addr
-}
 
 func TestConformance(t *testing.T) {
 	for _, b := range []backend{memBackend(), compiledBackend(t)} {
@@ -59,44 +25,6 @@ func TestConformance(t *testing.T) {
 }
 
 var keySeq atomic.Int64
-
-// testKey is a key of the test's own, so tests can share a server.
-func testKey(t testing.TB) string {
-	return fmt.Sprintf("test/%s/%d-%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano(), keySeq.Add(1))
-}
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func in(d time.Duration) int64 { return time.Now().Add(d).UnixMilli() }
-
-func mustTake(t *testing.T, s store, key string, seen lease, c claim) lease {
-	t.Helper()
-	l, err := s.take(ctxT(t), key, seen, c, in(time.Minute))
-	if err != nil {
-		t.Fatalf("take %s as %+v: %v", key, c, err)
-	}
-	return l
-}
-
-func mustLoad(t *testing.T, s store, key string) lease {
-	t.Helper()
-	l, err := s.load(ctxT(t), key)
-	if err != nil {
-		t.Fatalf("load %s: %v", key, err)
-	}
-	return l
-}
-
-func wantErr(t *testing.T, what string, err, want error) {
-	t.Helper()
-	if !errors.Is(err, want) {
-		t.Fatalf("%s: got error %v, want %v", what, err, want)
-	}
-}
 
 func testStore(t *testing.T, b backend) {
 	t.Run("first_take", func(t *testing.T) {
@@ -554,7 +482,7 @@ func testStore(t *testing.T, b backend) {
 		inner := b.open(t)
 		key := testKey(t)
 		a := mustTake(t, inner, key, lease{}, claim{Owner: "a", Tick: 100})
-		lost := settled{lossy{store: inner, land: true}}
+		lost := settled{losing(inner, true, writes)}
 		exp := in(time.Minute)
 		got, err := lost.commit(ctxT(t), a, 55, exp)
 		if err != nil {
@@ -578,7 +506,7 @@ func testStore(t *testing.T, b backend) {
 			t.Fatalf("take that landed but lost its answer: %v", err)
 		}
 		c := mustLoad(t, inner, key)
-		dropped := settled{lossy{store: inner, land: false}}
+		dropped := settled{losing(inner, false, writes)}
 		if _, err := dropped.commit(ctxT(t), c, 70, exp); !errors.Is(err, errLost) {
 			t.Fatalf("commit that never landed: got %v, want the lost answer's error", err)
 		}
@@ -586,60 +514,6 @@ func testStore(t *testing.T, b backend) {
 			t.Fatalf("a write that never landed changed the record: %+v, was %+v", got, c)
 		}
 	})
-}
-
-var errLost = errors.New("injected: i/o timeout")
-
-// lossy makes every write lose its answer: after the write reached the
-// store (land) or before it did.
-type lossy struct {
-	store
-	land bool
-}
-
-func (l lossy) lose(err error) error {
-	if err != nil {
-		return err
-	}
-	return errLost
-}
-
-func (l lossy) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	if !l.land {
-		return lease{}, errLost
-	}
-	_, err := l.store.take(ctx, key, seen, c, exp)
-	return lease{}, l.lose(err)
-}
-
-func (l lossy) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
-	if !l.land {
-		return errLost
-	}
-	return l.lose(l.store.ask(ctx, key, epoch, c, until))
-}
-
-func (l lossy) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
-	if !l.land {
-		return lease{}, errLost
-	}
-	_, err := l.store.handOver(ctx, x, offset, exp)
-	return lease{}, l.lose(err)
-}
-
-func (l lossy) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
-	if !l.land {
-		return lease{}, errLost
-	}
-	_, err := l.store.commit(ctx, x, offset, exp)
-	return lease{}, l.lose(err)
-}
-
-func (l lossy) release(ctx context.Context, x lease, offset int64) error {
-	if !l.land {
-		return errLost
-	}
-	return l.lose(l.store.release(ctx, x, offset))
 }
 
 // BenchmarkCommit measures one conditional commit (the owner's steady-state

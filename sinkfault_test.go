@@ -127,43 +127,35 @@ func (w *flakyWriter) writtenBefore() int64 {
 	return n
 }
 
-// watchedStore checks, as each offset is recorded, that every record before
-// it reached the sink (written), and keeps what broke that.
+// watchedStore checks, as each offset is recorded (commit, release,
+// hand-over), that every record before it reached the sink (written), and
+// keeps what broke that.
 type watchedStore struct {
-	store
-	written func() int64
-
+	hookStore
 	mu     sync.Mutex
 	passed []string
 }
 
-func (s *watchedStore) check(op string, offset int64) {
-	if w := s.written(); offset > w {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.passed = append(s.passed, fmt.Sprintf("%s at offset %d with only %d records written", op, offset, w))
-	}
+func newWatchedStore(s store, written func() int64) *watchedStore {
+	w := &watchedStore{}
+	w.hookStore = hookStore{store: s, before: func(_ context.Context, call storeCall) error {
+		switch call.op {
+		case "commit", "release", "handOver":
+			if n := written(); call.offset > n {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				w.passed = append(w.passed, fmt.Sprintf("%s at offset %d with only %d records written", call.op, call.offset, n))
+			}
+		}
+		return nil
+	}}
+	return w
 }
 
-func (s *watchedStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	s.check("commit", offset)
-	return s.store.commit(ctx, l, offset, exp)
-}
-
-func (s *watchedStore) release(ctx context.Context, l lease, offset int64) error {
-	s.check("release", offset)
-	return s.store.release(ctx, l, offset)
-}
-
-func (s *watchedStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	s.check("hand-over", offset)
-	return s.store.handOver(ctx, l, offset, exp)
-}
-
-func (s *watchedStore) violations() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.passed)
+func (w *watchedStore) violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.passed)
 }
 
 // numbered is n records for src/0 whose values are their offsets, from from.
@@ -209,7 +201,7 @@ func TestSink_stdout_write_error_loses_nothing(t *testing.T) {
 			// The first write stops mid-line on a full disk; the next, which
 			// would finish that line, fails outright; then the disk recovers.
 			w := &flakyWriter{fail: map[int]error{1: syscall.ENOSPC, 2: syscall.EIO}}
-			s := &watchedStore{store: b.open(t), written: w.writtenBefore}
+			s := newWatchedStore(b.open(t), w.writtenBefore)
 			d, _ := testDeps(t, s, nil)
 			d.stdout = w
 			log := captureLog(t, d)
@@ -524,7 +516,7 @@ func TestHandoff_store_down_commit_backs_off(t *testing.T) {
 			t.Parallel()
 			cluster := newCluster(t, 1, "src")
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			fa := &faultStore{store: b.open(t)}
+			fa := newFaultStore(b.open(t))
 			cs := &countingStore{store: fa} // counts commits: the only writes here
 			d, _ := testDeps(t, cs, nil)
 			log := captureLog(t, d)

@@ -304,32 +304,26 @@ func TestTxn_seek_back_survives_handoff(t *testing.T) {
 	}
 }
 
-// failSeekCommit fails the first commit that records an operator's seek.
-type failSeekCommit struct {
-	store
-	failed atomic.Bool
-}
-
-func (f *failSeekCommit) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	if l.Seek != noOffset && !f.failed.Swap(true) {
-		return lease{}, errInjected
-	}
-	return f.store.commit(ctx, l, offset, exp)
-}
-
 // TestTxn_seek_applied_once: the commit that records an operator's seek
 // fails; the owner goes on reading from the seek and records it at the next
 // commit, without seeking a second time. The records from the seek on
 // reach a read_committed reader twice in all (once before the seek, once
 // after), not three times.
 func TestTxn_seek_applied_once(t *testing.T) {
-	s := &failSeekCommit{store: newMemStore()}
+	var failed atomic.Bool
+	s := &hookStore{store: newMemStore(), before: func(_ context.Context, call storeCall) error {
+		// The first commit that applies a seek fails.
+		if call.op == "commit" && call.l.Seek != noOffset && !failed.Swap(true) {
+			return errInjected
+		}
+		return nil
+	}}
 	r := newSeekRig(t, s)
 	r.ctl("seek", "-partition", "0", "-offset", "100")
 	waitFor(t, "the seek to be recorded", 5*time.Second, func() bool { l := r.lease(); return l.Seek == noOffset && l.Offset == r.total })
 	r.stopA()
-	if out, err := r.waitA(); err != nil || !s.failed.Load() {
-		t.Fatalf("A: %+v, %v, seek commit failed: %v", out, err, s.failed.Load())
+	if out, err := r.waitA(); err != nil || !failed.Load() {
+		t.Fatalf("A: %+v, %v, seek commit failed: %v", out, err, failed.Load())
 	}
 	sink := newSinkReader(t, r.cfg.Brokers, "out", true)
 	sink.tally(r.ctx, []int64{r.total}, time.Second)

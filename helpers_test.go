@@ -1,0 +1,361 @@
+// helpers_test.go is the tests' one rig: the backends, the Kafka cluster, the
+// config and deps of a test, running an invocation, and the one store
+// wrapper that injects faults or watches the calls.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A backend is what the suite needs to know of a store beyond its contract.
+type backend struct {
+	name string
+	open func(t testing.TB) store
+	// corrupt edits a record by hand: it deletes field, or sets it to a
+	// value of the wrong type. nil when the backend holds typed records.
+	corrupt func(t testing.TB, key, field string, remove bool)
+	// unreachable opens the store against an endpoint nobody listens on;
+	// missing against a table or database that does not exist (nil if the
+	// backend has no such thing). want is what the error must name.
+	unreachable func(t testing.TB) (s store, want string)
+	missing     func(t testing.TB) (s store, want string)
+}
+
+func memBackend() backend {
+	return backend{name: "memory", open: func(testing.TB) store { return newMemStore() }}
+}
+
+// needServer returns the address in env, or skips (fails under
+// BATON_TEST_STRICT=1) with a message saying how to get one.
+func needServer(t testing.TB, env string) string {
+	t.Helper()
+	addr := os.Getenv(env)
+	if addr == "" {
+		msg := fmt.Sprintf("%s is not set: run ./bootstrap.sh test, or ./bootstrap.sh services and export what it prints", env)
+		if os.Getenv("BATON_TEST_STRICT") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return addr
+}
+
+// testKey is a key of the test's own, so tests can share a server.
+func testKey(t testing.TB) string {
+	return fmt.Sprintf("test/%s/%d-%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano(), keySeq.Add(1))
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func in(d time.Duration) int64 { return time.Now().Add(d).UnixMilli() }
+
+func mustTake(t *testing.T, s store, key string, seen lease, c claim) lease {
+	t.Helper()
+	l, err := s.take(ctxT(t), key, seen, c, in(time.Minute))
+	if err != nil {
+		t.Fatalf("take %s as %+v: %v", key, c, err)
+	}
+	return l
+}
+
+func mustLoad(t *testing.T, s store, key string) lease {
+	t.Helper()
+	l, err := s.load(ctxT(t), key)
+	if err != nil {
+		t.Fatalf("load %s: %v", key, err)
+	}
+	return l
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+var errLost = errors.New("injected: i/o timeout")
+
+// backends is the memory store and the compiled backend, for scenarios.
+func backends(t testing.TB) []backend { return []backend{memBackend(), compiledBackend(t)} }
+
+// newCluster starts kfake on loopback with the topics, closed at cleanup.
+func newCluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// testConfig is a config with timings short enough for tests, and a lease
+// group of the test's own.
+func testConfig(t testing.TB, brokers []string, topic string) *config {
+	c := &config{Mode: "lambda", Brokers: brokers, Topic: topic, Group: strings.ReplaceAll(testKey(t), "/", "."), SinkScheme: "discard"}
+	c.TTL, c.Skew, c.CommitEvery = 2*time.Second, 100*time.Millisecond, 200*time.Millisecond
+	c.setTiming()
+	c.NearHandoff, c.ReadEvery, c.WaitPoll = time.Hour, 20*time.Millisecond, 5*time.Millisecond
+	c.MarginFloor, c.FetchWait = 200*time.Millisecond, 50*time.Millisecond
+	return c
+}
+
+// countingKafka counts the Kafka clients made, to show an invocation never
+// connected.
+type countingKafka struct{ n atomic.Int32 }
+
+func (c *countingKafka) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	c.n.Add(1)
+	return kgo.NewClient(opts...)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("BATON_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("test", t.Name())
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func testDeps(t testing.TB, s store, rec *recorder) (*deps, *countingKafka) {
+	k := &countingKafka{}
+	d := &deps{store: s, kafka: k.newClient, now: time.Now, log: testLogger(t), stdout: io.Discard}
+	if rec != nil {
+		d.wrapSink = rec.wrap
+	}
+	return d, k
+}
+
+// invoke runs one invocation with a deadline life away, in the background;
+// wait gives its outcome.
+func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+	var out outcome
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ictx, cancel := context.WithTimeout(ctx, life)
+		defer cancel()
+		out, err = runInvocation(ictx, cfg, d, inv)
+	}()
+	return func() (outcome, error) { <-done; return out, err }
+}
+
+// waitFor polls cond until it holds or the time runs out.
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// count is how many records owner wrote to the sink.
+func (r *recorder) count(owner string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// first is the offset of owner's first write, or -1.
+func (r *recorder) first(owner string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				return w.Offset
+			}
+		}
+	}
+	return -1
+}
+
+var errCrashed = fmt.Errorf("injected: process crashed")
+
+func (r *recorder) firstAt(owner string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner {
+				return w.At
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func (r *recorder) lastAt(owner string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Time
+	for _, ws := range r.writes {
+		for _, w := range ws {
+			if w.Owner == owner && w.At.After(last) {
+				last = w.At
+			}
+		}
+	}
+	return last
+}
+
+// A storeCall is one step a test's store wrapper sees: its name, the key,
+// and the arguments that matter to the tests (the record the writer read,
+// the offset it writes, the claim it makes).
+type storeCall struct {
+	op     string
+	key    string
+	l      lease
+	offset int64
+	c      claim
+}
+
+// hookStore is the tests' one store wrapper. before runs ahead of each step
+// (an error fails the step unperformed: a crash, a store down); after sees
+// the step's answer and may replace its error (an answer lost after the
+// write landed). Either may be nil.
+type hookStore struct {
+	store
+	before func(ctx context.Context, call storeCall) error
+	after  func(call storeCall, got lease, err error) error
+}
+
+var _ store = (*hookStore)(nil)
+
+// do runs one step between the hooks.
+func (h *hookStore) do(ctx context.Context, call storeCall, step func() (lease, error)) (lease, error) {
+	if h.before != nil {
+		if err := h.before(ctx, call); err != nil {
+			return lease{}, err
+		}
+	}
+	got, err := step()
+	if h.after != nil {
+		err = h.after(call, got, err)
+	}
+	if err != nil {
+		return lease{}, err
+	}
+	return got, nil
+}
+
+func (h *hookStore) load(ctx context.Context, key string) (lease, error) {
+	return h.do(ctx, storeCall{op: "load", key: key}, func() (lease, error) { return h.store.load(ctx, key) })
+}
+
+func (h *hookStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	return h.do(ctx, storeCall{op: "take", key: key, l: seen, c: c}, func() (lease, error) { return h.store.take(ctx, key, seen, c, exp) })
+}
+
+func (h *hookStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
+	_, err := h.do(ctx, storeCall{op: "ask", key: key, l: lease{Key: key, Epoch: epoch}, c: c}, func() (lease, error) {
+		return lease{}, h.store.ask(ctx, key, epoch, c, until)
+	})
+	return err
+}
+
+func (h *hookStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	return h.do(ctx, storeCall{op: "handOver", key: l.Key, l: l, offset: offset}, func() (lease, error) { return h.store.handOver(ctx, l, offset, exp) })
+}
+
+func (h *hookStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
+	return h.do(ctx, storeCall{op: "commit", key: l.Key, l: l, offset: offset}, func() (lease, error) { return h.store.commit(ctx, l, offset, exp) })
+}
+
+func (h *hookStore) release(ctx context.Context, l lease, offset int64) error {
+	_, err := h.do(ctx, storeCall{op: "release", key: l.Key, l: l, offset: offset}, func() (lease, error) {
+		return lease{}, h.store.release(ctx, l, offset)
+	})
+	return err
+}
+
+func (h *hookStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	return h.do(ctx, storeCall{op: "control", key: l.Key, l: l, offset: seek}, func() (lease, error) { return h.store.control(ctx, l, seek, paused) })
+}
+
+func (h *hookStore) withdraw(ctx context.Context, key string, c claim) (lease, error) {
+	return h.do(ctx, storeCall{op: "withdraw", key: key, c: c}, func() (lease, error) { return h.store.withdraw(ctx, key, c) })
+}
+
+func (h *hookStore) reset(ctx context.Context, l lease) (lease, error) {
+	return h.do(ctx, storeCall{op: "reset", key: l.Key, l: l}, func() (lease, error) { return h.store.reset(ctx, l) })
+}
+
+// faultStore fails or hangs a store on demand: down fails every call (a
+// crashed process writes nothing more), frozen hangs every write until it
+// thaws or the call's context ends (a paused owner).
+type faultStore struct {
+	hookStore
+	down, frozen atomic.Bool
+}
+
+func newFaultStore(s store) *faultStore {
+	f := &faultStore{}
+	f.hookStore = hookStore{store: s, before: f.gate}
+	return f
+}
+
+func (f *faultStore) gate(ctx context.Context, call storeCall) error {
+	for call.op != "load" && f.frozen.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if f.down.Load() {
+		return errCrashed
+	}
+	return nil
+}
+
+// losing makes a store lose the answers of the writes lose picks: after
+// the write landed, or before it reached the store (land false).
+func losing(s store, land bool, lose func(storeCall) bool) *hookStore {
+	h := &hookStore{store: s}
+	h.before = func(_ context.Context, call storeCall) error {
+		if !land && lose(call) {
+			return errLost
+		}
+		return nil
+	}
+	h.after = func(call storeCall, _ lease, err error) error {
+		if err == nil && land && lose(call) {
+			return errLost
+		}
+		return err
+	}
+	return h
+}
+
+// writes picks every write: all steps but load.
+func writes(call storeCall) bool { return call.op != "load" }
