@@ -77,18 +77,14 @@ func TestLease_record_lost_resumes_from_group_offset(t *testing.T) {
 			cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, stopProducing := flowing(t, ctx, cfg, 0)
 			d, _ := testDeps(t, s, rec)
 			key := leaseKey(cfg.Group, "src", 0)
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			var last lease
 			waitFor(t, "A to commit past offset 1000", 20*time.Second, func() bool {
-				last, err = s.load(ctx, key)
+				l, err := s.load(ctx, key)
+				last = l
 				return err == nil && last.Offset > 1000
 			})
 			lose(key)
@@ -219,12 +215,7 @@ func TestGroup_commit_failure_never_fails_the_run(t *testing.T) {
 	cfg := testConfig(t, cluster.ListenAddrs(), "src")
 	refused := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
 	ctx := ctxT(t)
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	produced, stopProducing := flowing(t, ctx, cfg, 0)
 	logs := &syncBuffer{}
 	d, _ := testDeps(t, newMemStore(), rec)
 	d.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -23,12 +23,7 @@ func TestHandoff_cooperative(t *testing.T) {
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			d, _ := testDeps(t, s, rec)
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, stopProducing := flowing(t, ctx, cfg, 0)
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
 			bctx, stopB := context.WithCancel(ctx)
@@ -122,12 +117,7 @@ func TestHandoff_crashed_owner(t *testing.T) {
 			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithTimeout(ctx, 3*time.Second)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, _ := flowing(t, ctx, cfg, 3*time.Second)
 			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, nil)
 			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
@@ -175,12 +165,7 @@ func TestHandoff_zombie_owner(t *testing.T) {
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			cfg.StoreTimeout = 500 * time.Millisecond
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithTimeout(ctx, 4*time.Second)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, _ := flowing(t, ctx, cfg, 4*time.Second)
 			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, rec)
 			waitA := invoke(ctx, cfg, da, invocation{"src", 0, 1000, "A"}, time.Minute)
@@ -286,12 +271,7 @@ func TestHandoff_retry_after_crash_takes(t *testing.T) {
 			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithTimeout(ctx, 3*time.Second)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, _ := flowing(t, ctx, cfg, 3*time.Second)
 			fa := newFaultStore(s)
 			da, _ := testDeps(t, fa, nil)
 			da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
@@ -347,12 +327,7 @@ func TestHandoff_dead_successor_keeps_owner(t *testing.T) {
 			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, stopProducing := flowing(t, ctx, cfg, 0)
 			d, _ := testDeps(t, s, rec)
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })
@@ -400,12 +375,7 @@ func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			produced, stopProducing := flowing(t, ctx, cfg, 0)
 			d, _ := testDeps(t, s, rec)
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 100 })

@@ -359,3 +359,19 @@ func losing(s store, land bool, lose func(storeCall) bool) *hookStore {
 
 // writes picks every write: all steps but load.
 func writes(call storeCall) bool { return call.op != "load" }
+
+// flowing produces a record a millisecond to src/0 for d (0: until stop, or
+// the test's end); produced waits for the producer and gives the count.
+func flowing(t testing.TB, ctx context.Context, cfg *config, d time.Duration) (produced func() []int64, stop func()) {
+	t.Helper()
+	pctx, stop := context.WithCancel(ctx)
+	if d > 0 {
+		pctx, stop = context.WithTimeout(ctx, d)
+	}
+	t.Cleanup(stop)
+	produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return produced, stop
+}
