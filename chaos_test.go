@@ -1,6 +1,10 @@
 // chaos_test.go is the seeded fault-injection harness: many short, overlapping
-// invocations under crashes, freezes, duplicate and late ticks, store and
-// broker faults and clock skew, then the invariants baton promises.
+// invocations under crashes (a successor's while it waits among them),
+// freezes, duplicate, late and same-tick-retry ticks, store faults (lost
+// answers, an ask's among them), broker faults and clock skew; and per run a
+// stdout that fails now and then, a produce refused while the source
+// partition is idle, records too large for the sink, and lease records
+// deleted behind the store's back. Then the invariants baton promises.
 //
 //	go test -run TestChaos -v ./...                          # the 20 CI seeds
 //	go test -run TestChaos -chaos.seed 7 -v ./...             # one seed again
@@ -12,7 +16,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +52,8 @@ const (
 	chaosWindow     = 4 * time.Second         // faults and ticks
 	chaosLife       = 1200 * time.Millisecond // an invocation's deadline
 	chaosEvery      = 800 * time.Millisecond  // the schedule: overlap of 400 ms
+	chaosIdle       = 500 * time.Millisecond  // a source partition's idle while
+	chaosSinkLimit  = 16 << 10                // the sink producer's batch limit in runs with oversized records
 )
 
 // chaosConfig: a 1 s lease, so frozen owners outlive it within a run.
@@ -63,10 +72,11 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 
 // chaosStats are the totals a run (or a soak) reports.
 type chaosStats struct {
-	Runs, Invocations, Handoffs, Crashes, Retries, Freezes, Duplicates, Stales int64
-	StoreFaults, BrokerFaults                                                  int64
-	Produced, Lost, Reordered, Twice, Overlaps, Rewinds                        int64
-	MaxGap                                                                     time.Duration
+	Runs, Invocations, Handoffs, Crashes, Retries, SuccessorsKilled, Freezes, Duplicates, Stales int64
+	StoreFaults, AsksLost, BrokerFaults                                                          int64
+	StdoutFaults, RefusedProduces, Oversized, RecordsDeleted                                     int64
+	Produced, Lost, Reordered, Twice, Overlaps, LostRecordOverlaps, Rewinds                      int64
+	MaxGap                                                                                       time.Duration
 }
 
 func (s *chaosStats) add(o chaosStats) {
@@ -75,29 +85,41 @@ func (s *chaosStats) add(o chaosStats) {
 	s.Handoffs += o.Handoffs
 	s.Crashes += o.Crashes
 	s.Retries += o.Retries
+	s.SuccessorsKilled += o.SuccessorsKilled
 	s.Freezes += o.Freezes
 	s.Duplicates += o.Duplicates
 	s.Stales += o.Stales
 	s.StoreFaults += o.StoreFaults
+	s.AsksLost += o.AsksLost
 	s.BrokerFaults += o.BrokerFaults
+	s.StdoutFaults += o.StdoutFaults
+	s.RefusedProduces += o.RefusedProduces
+	s.Oversized += o.Oversized
+	s.RecordsDeleted += o.RecordsDeleted
 	s.Produced += o.Produced
 	s.Lost += o.Lost
 	s.Reordered += o.Reordered
 	s.Twice += o.Twice
 	s.Overlaps += o.Overlaps
+	s.LostRecordOverlaps += o.LostRecordOverlaps
 	s.Rewinds += o.Rewinds
 	s.MaxGap = max(s.MaxGap, o.MaxGap)
 }
 
 func (s chaosStats) String() string {
-	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d same_tick_retries=%d freezes=%d duplicates_injected=%d stale_injected=%d store_faults=%d broker_faults=%d produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
-		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Retries, s.Freezes, s.Duplicates, s.Stales, s.StoreFaults, s.BrokerFaults,
-		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
+	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d same_tick_retries=%d successors_killed=%d freezes=%d "+
+		"duplicates_injected=%d stale_injected=%d store_faults=%d asks_lost=%d broker_faults=%d "+
+		"stdout_write_faults=%d refused_produces=%d oversized_records=%d records_deleted=%d "+
+		"produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d lost_record_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
+		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Retries, s.SuccessorsKilled, s.Freezes,
+		s.Duplicates, s.Stales, s.StoreFaults, s.AsksLost, s.BrokerFaults,
+		s.StdoutFaults, s.RefusedProduces, s.Oversized, s.RecordsDeleted,
+		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.LostRecordOverlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
 }
 
-// TestChaos is the harness with the at-least-once sink (kafka://): records
-// may reach the sink twice, never out of order, and never from a fenced
-// owner after its successor's first.
+// TestChaos is the harness with the at-least-once sink (kafka://, or in
+// some runs stdout): records may reach the sink twice, never out of order,
+// and never from a fenced owner after its successor's first.
 func TestChaos(t *testing.T) { chaosTest(t, false) }
 
 // TestChaosTxn is the harness with the exactly-once sink (kafka+txn): what
@@ -149,44 +171,215 @@ func chaosTest(t *testing.T, txn bool) {
 	}
 }
 
+// A runPlan is what goes wrong in a run beyond its invocations' plans,
+// drawn from the seed. Times count from the run's start.
+type runPlan struct {
+	stdout bool          // the stdout sink, through a writer that fails now and then (TestChaos only)
+	idle   []*idleWindow // source partitions that go idle, the sink refusing a produce meanwhile
+	big    []timed       // records larger than the sink's producer takes, dead-lettered (-dlq set)
+	lose   []timed       // lease records deleted behind the store's back
+}
+
+type timed struct {
+	p  int32
+	at time.Duration
+}
+
+// An idleWindow: from its start nothing more is produced to the source
+// partition but one last record, so the owner's produce of what it read
+// last is refused when nothing more comes to read: the failure shows only
+// at the commit's flush.
+type idleWindow struct {
+	p        int32
+	from, to time.Duration
+	last     atomic.Bool // the last record is produced
+	refused  atomic.Bool // a produce was refused in the window
+}
+
+func drawRunPlan(seed uint64, txn bool) *runPlan {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	between := func(from, to time.Duration) time.Duration { return from + time.Duration(rng.Int64N(int64(to-from))) }
+	rp := &runPlan{stdout: !txn && rng.IntN(10) < 3}
+	ps := rng.Perm(chaosPartitions)
+	if !rp.stdout && rng.IntN(2) == 0 {
+		for _, p := range ps[:2] {
+			from := between(300*time.Millisecond, chaosWindow-chaosIdle-300*time.Millisecond)
+			rp.idle = append(rp.idle, &idleWindow{p: int32(p), from: from, to: from + chaosIdle})
+		}
+	}
+	if !rp.stdout && rng.IntN(2) == 0 {
+		for range 1 + rng.IntN(3) {
+			rp.big = append(rp.big, timed{int32(rng.IntN(chaosPartitions)), between(200*time.Millisecond, chaosWindow-500*time.Millisecond)})
+		}
+		slices.SortFunc(rp.big, func(a, b timed) int { return int(a.at - b.at) })
+	}
+	if rng.IntN(2) == 0 {
+		rp.lose = append(rp.lose, timed{int32(ps[2]), between(chaosWindow/4, chaosWindow*3/4)})
+	}
+	return rp
+}
+
+// idling reports whether the source partition is idle at since; the first
+// call in a window is told no, for the window's one last record.
+func (rp *runPlan) idling(p int32, since time.Duration) bool {
+	for _, w := range rp.idle {
+		if w.p == p && since >= w.from && since < w.to {
+			return w.last.Swap(true)
+		}
+	}
+	return false
+}
+
+// refuse picks, for refuseOut, the first produce to a partition of the
+// sink in each idle window of its source partition.
+func (rp *runPlan) refuse(start time.Time) func(*kmsg.ProduceRequest) bool {
+	return func(req *kmsg.ProduceRequest) bool {
+		since := time.Since(start)
+		for _, tp := range req.Topics[0].Partitions {
+			for _, w := range rp.idle {
+				if w.p == tp.Partition && since >= w.from && since < w.to && w.refused.CompareAndSwap(false, true) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+}
+
+// chaosSource produces the source topic as produce does (a numbered record
+// a partition every 2 ms), except while the run plan idles a partition, and
+// the plan's oversized records at their times. Its wait gives the count the
+// broker took per partition and where the oversized records landed.
+func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.Time, acked func(*kgo.Record)) (wait func() ([]int64, []ackKey), err error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	counts, big := make([]int64, chaosPartitions), []ackKey(nil)
+	done := func(r *kgo.Record, err error) {
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		counts[r.Partition]++
+		if len(r.Value) == len(bigValue) {
+			big = append(big, ackKey{r.Partition, r.Offset})
+		}
+		mu.Unlock()
+		acked(r)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer cl.Close()
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		sent := 0
+		for n := 0; ctx.Err() == nil; n++ {
+			since := time.Since(start)
+			for p := range int32(chaosPartitions) {
+				if !rp.idling(p, since) {
+					cl.Produce(context.Background(), &kgo.Record{Topic: "src", Partition: p, Value: []byte(strconv.Itoa(n))}, done)
+				}
+			}
+			for ; sent < len(rp.big) && rp.big[sent].at <= since; sent++ {
+				cl.Produce(context.Background(), &kgo.Record{Topic: "src", Partition: rp.big[sent].p, Value: bigValue,
+					Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("big")}}}, done)
+			}
+			select {
+			case <-ctx.Done():
+			case <-tk.C:
+			}
+		}
+		cl.Flush(context.Background())
+	})
+	return func() ([]int64, []ackKey) {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(counts), slices.Clone(big)
+	}, nil
+}
+
 // chaosRun is one seeded run; it fails the test with the seed on any broken
 // invariant.
 func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
+	rp := drawRunPlan(seed, txn)
 	name := map[bool]string{false: "TestChaos", true: "TestChaosTxn"}[txn]
 	fail := func(invariant, format string, a ...any) {
 		t.Helper()
 		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s/%s' -chaos.seed %d): %s",
 			invariant, seed, name, b.name, seed, fmt.Sprintf(format, a...))
 	}
-	cluster := newCluster(t, chaosPartitions, "src", "out")
+	cluster := newCluster(t, chaosPartitions, "src", "out", "dlq")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
-	cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka://out", "kafka", "out"
-	if txn {
-		cfg.Sink, cfg.SinkScheme = "kafka+txn://out", "kafka+txn"
+	var stdout *chaosStdout
+	switch {
+	case rp.stdout:
+		cfg.Sink, cfg.SinkScheme = "stdout", "stdout"
+		stdout = &chaosStdout{rng: rand.New(rand.NewPCG(seed, 6))}
+	case txn:
+		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka+txn://out", "kafka+txn", "out"
+	default:
+		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka://out", "kafka", "out"
+	}
+	if len(rp.big) > 0 {
+		cfg.DLQ = "dlq"
+		cfg.KafkaOpts = append(cfg.KafkaOpts, kgo.ProducerBatchMaxBytes(chaosSinkLimit))
 	}
 	st := chaosStats{Runs: 1}
 	var brokerFaults atomic.Int64
 	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &brokerFaults)
+	start := time.Now()
+	refused := new(atomic.Int64)
+	if len(rp.idle) > 0 {
+		refused = refuseOut(cluster, rp.refuse(start), kerr.PolicyViolation.Code)
+	}
 
-	obs := &observer{store: b.open(t)}
+	s, lose := store(nil), func(string) {}
+	if len(rp.lose) > 0 {
+		s, lose = losable(t, b)
+	} else {
+		s = b.open(t)
+	}
+	obs := &observer{store: s}
 	rec := newRecorder(nil)
 	ctx := ctxT(t)
 	pctx, stopProducing := context.WithTimeout(ctx, chaosWindow)
 	defer stopProducing()
-	produced, err := produceAcked(pctx, cfg.Brokers, "src", chaosPartitions, 2*time.Millisecond, rec.acked)
+	produced, err := chaosSource(pctx, cfg.Brokers, rp, start, rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &chaosHarness{cfg: cfg, obs: obs, rec: rec, log: testLogger(t), seed: seed}
-	// What reached the sink: the recorder's writes, or with kafka+txn what a
-	// read_committed consumer of the sink topic reads.
-	delivered := func(total []int64, _ time.Duration) tally { return rec.tally(total) }
-	if txn {
-		out := newSinkReader(t, cfg.Brokers, "out", true)
-		delivered = func(total []int64, quiet time.Duration) tally { return out.tally(ctx, total, quiet) }
+	h := &chaosHarness{cfg: cfg, obs: obs, rec: rec, log: testLogger(t), seed: seed, stdout: stdout}
+	// What reached the sink: the sink topic (with kafka+txn as a
+	// read_committed consumer reads it) and the dead-letter topic, or the
+	// lines on stdout.
+	view := newSinkView(t, cfg, txn, stdout)
+	delivered := func(total []int64, quiet time.Duration) tally {
+		view.read(ctx, quiet)
+		return view.tally(total)
 	}
-	start := time.Now()
+	var losses sync.WaitGroup
+	var deleted atomic.Int64
+	keys := []string{}
+	for p := range int32(chaosPartitions) {
+		keys = append(keys, leaseKey(cfg.Group, "src", p))
+	}
+	for _, l := range rp.lose {
+		losses.Go(func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(l.at))):
+			}
+			n := obs.lose(ctx, lose, keys[l.p], keys)
+			deleted.Add(int64(n))
+			h.log.Info("chaos: lease record deleted", "key", keys[l.p], "records_lost", n)
+		})
+	}
 	for n := 0; time.Since(start) < chaosWindow; n++ {
 		tick := start.Add(time.Duration(n) * chaosEvery)
 		time.Sleep(time.Until(tick))
@@ -194,7 +387,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 			h.tick(ctx, rng, p, tick, n)
 		}
 	}
-	total := produced()
+	total, big := produced()
 	// The faults stop; clean invocations finish the job, as the schedule would.
 	deadline := time.Now().Add(20 * time.Second)
 	for n := 1000; delivered(total, 300*time.Millisecond).Lost > 0 && time.Now().Before(deadline); n++ {
@@ -207,9 +400,10 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	if !h.wait(10 * time.Second) {
 		fail("every-handler-returned", "%d invocations still running 10s after the last deadline", h.running.Load())
 	}
+	losses.Wait()
 	tl := delivered(total, time.Second)
 	if tl.Lost > 0 {
-		fail("nothing-lost", "%d of %d produced records never reached the sink", tl.Lost, tl.Produced)
+		fail("nothing-lost", "%d of %d produced records never reached the sink (nor the dead-letter topic): %s", tl.Lost, tl.Produced, view.lost(total))
 	}
 	if tl.Reordered > 0 {
 		fail("order-kept", "%d records reached the sink out of order (duplicates removed)", tl.Reordered)
@@ -217,19 +411,34 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	if txn && tl.Duplicated > 0 {
 		fail("exactly-once", "a read_committed consumer of the sink read %d records twice", tl.Duplicated)
 	}
+	if len(view.broken) > 0 {
+		fail("stdout-lines-whole", "%d lines are not one JSON object each, first %s", len(view.broken), view.broken[0])
+	}
+	if msg := view.deadLetters(big, txn); msg != "" {
+		fail("oversized-dead-lettered", "%s", msg)
+	}
 	if msg := obs.check(); msg != "" {
 		fail("epoch-fencing", "%s", msg)
 	}
-	if msg := sinkEpochOrder(t, ctx, cfg.Brokers, "out", txn); msg != "" {
+	// With kafka+txn the broker fences an owner whose lease record was lost
+	// too (the next owner's InitProducerID); otherwise it is fenced at its
+	// next commit, and may write until then.
+	msg, cross := epochOrder(view.out, txn, view.place())
+	if msg != "" {
 		fail("sink-epochs-in-order", "%s", msg)
 	}
 	st.Invocations, st.Crashes, st.Freezes = h.invocations.Load(), h.crashes.Load(), h.freezes.Load()
-	st.Retries = h.retries.Load()
+	st.Retries, st.SuccessorsKilled, st.AsksLost = h.retries.Load(), h.successorsKilled.Load(), h.asksLost.Load()
 	st.Duplicates, st.Stales, st.StoreFaults = h.duplicates.Load(), h.stales.Load(), h.storeFaults.Load()
-	st.BrokerFaults = brokerFaults.Load()
+	st.BrokerFaults, st.RefusedProduces = brokerFaults.Load(), refused.Load()
+	if stdout != nil {
+		st.StdoutFaults = stdout.faults.Load()
+	}
+	st.Oversized, st.RecordsDeleted = int64(len(big)), deleted.Load()
 	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
 	writes := rec.tally(total) // handoffs are seen at the sink's writes
 	st.Handoffs, st.MaxGap, st.Overlaps = int64(writes.Handoffs), writes.MaxGap, int64(rec.overlaps())
+	st.LostRecordOverlaps = int64(cross)
 	st.Rewinds = h.rewinds.Load()
 	for _, hd := range rec.handoffs {
 		if hd.Gap > 3*cfg.TTL {
@@ -246,6 +455,7 @@ type plan struct {
 	afterLand bool   // a crashing store write lands before the crash
 	freezeAt  int    // freeze at this commit (0: never), longer than the lease
 	faults    bool   // store calls fail, hang or lose answers at random
+	loseAsk   bool   // the first ask lands and its answer is lost
 	skew      time.Duration
 }
 
@@ -261,20 +471,24 @@ func drawPlan(rng *rand.Rand, skew time.Duration) plan {
 	case r < 30:
 		pl.freezeAt = 1 + rng.IntN(4)
 	}
+	pl.loseAsk = rng.IntN(10) == 0
 	return pl
 }
 
 // chaosHarness starts invocations and counts what it injected.
 type chaosHarness struct {
-	cfg  *config
-	obs  *observer
-	rec  *recorder
-	log  *slog.Logger
-	seed uint64
+	cfg    *config
+	obs    *observer
+	rec    *recorder
+	log    *slog.Logger
+	seed   uint64
+	stdout *chaosStdout // the invocations' stdout, with the stdout sink
 
 	wg                                                             sync.WaitGroup
 	running                                                        atomic.Int64
 	invocations, crashes, freezes, duplicates, stales, storeFaults atomic.Int64
+	successorsKilled                                               atomic.Int64 // crashed while waiting for the baton, its ask in the record
+	asksLost                                                       atomic.Int64 // an ask that landed, its answer lost
 	rewinds                                                        atomic.Int64 // the sink failed; read again in the run
 	retries                                                        atomic.Int64 // a crashed invocation's event delivered again
 }
@@ -309,11 +523,15 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		ictx, cancel := context.WithDeadline(ctx, at.Add(chaosLife))
 		defer cancel()
 		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel}
-		epoch := new(atomic.Int64)
-		d := &deps{store: epochTap{settled{cs}, inv.Owner, epoch}, kafka: kgo.NewClient, log: h.log, stdout: io.Discard,
+		tag := &ownerTag{owner: inv.Owner}
+		var stdout io.Writer = io.Discard
+		if h.stdout != nil {
+			stdout = h.stdout
+		}
+		d := &deps{store: epochTap{settled{cs}, inv.Owner, tag, h.obs}, kafka: kgo.NewClient, log: h.log, stdout: stdout,
 			now: func() time.Time { return time.Now().Add(pl.skew) },
 			wrapSink: func(inv invocation, s sink) sink {
-				return h.rec.wrap(inv, chaosSink{epochSink{s, epoch}, cs})
+				return h.rec.wrap(inv, chaosSink{epochSink{s, tag}, cs})
 			}}
 		out, err := runInvocation(ictx, h.cfg, d, inv)
 		h.rewinds.Add(int64(out.Rewinds))
@@ -393,11 +611,24 @@ func (c *chaosStore) do(ctx context.Context, op string, write func() error) erro
 		time.Sleep(c.h.cfg.TTL + c.h.cfg.Skew + 300*time.Millisecond)
 	}
 	if op == c.plan.crashAt && n == c.plan.crashN {
+		landed := false
 		if c.plan.afterLand {
-			write()
+			landed = write() == nil
+		}
+		if op == "ask" && (landed || n > 1) {
+			// Its ask is in the record (a renewal of it at least): a
+			// successor dies while it waits, and its ask must lapse.
+			c.h.successorsKilled.Add(1)
 		}
 		c.die()
 		return errCrashed
+	}
+	if op == "ask" && n == 1 && c.plan.loseAsk {
+		if err := write(); err != nil {
+			return err
+		}
+		c.h.asksLost.Add(1)
+		return errLost
 	}
 	if c.plan.faults && op != "load" {
 		switch {
@@ -412,6 +643,9 @@ func (c *chaosStore) do(ctx context.Context, op string, write func() error) erro
 			c.h.storeFaults.Add(1)
 			if err := write(); err != nil {
 				return err
+			}
+			if op == "ask" {
+				c.h.asksLost.Add(1)
 			}
 			return errLost
 		}
@@ -478,28 +712,115 @@ func (s chaosSink) write(ctx context.Context, r *kgo.Record) error {
 	return s.sink.write(ctx, r)
 }
 
+// chaosStdout is a run's stdout for the stdout sink: a flakyWriter whose
+// failures are drawn from the seed as the writes come, about one in 30:
+// ENOSPC after part of the bytes (a line cut short), or EIO.
+type chaosStdout struct {
+	flakyWriter
+	mu     sync.Mutex // the draw and the write together
+	rng    *rand.Rand
+	faults atomic.Int64
+}
+
+func (w *chaosStdout) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.rng.IntN(30) == 0 {
+		var err error = syscall.EIO
+		if len(p) > 1 && w.rng.IntN(2) == 0 { // flakyWriter cuts at half, so two bytes at least
+			err = syscall.ENOSPC
+		}
+		w.faults.Add(1)
+		n := w.calls() + 1
+		w.flakyWriter.mu.Lock()
+		if w.fail == nil {
+			w.fail = map[int]error{}
+		}
+		w.fail[n] = err
+		w.flakyWriter.mu.Unlock()
+	}
+	return w.flakyWriter.Write(p)
+}
+
 // observer sits on the real store and keeps every write that landed: the
-// epoch it was made under and the epoch it left.
+// epoch it was made under and the epoch it left, in which generation of
+// the record (one more each time the record is lost, when epochs start
+// again from 1).
 type observer struct {
 	store
 	mu     sync.Mutex
 	writes []landed
+	gens   map[string]int64    // per key: how many times its record was lost
+	owners map[[2]string]int64 // per key and owner: the generation it got its epoch in
+
+	// gate lets a record be lost between two writes, never during one.
+	gate sync.RWMutex
 }
 
 type landed struct {
 	key, op    string
 	owner      string
 	start, end time.Time
+	gen        int64
 	held, made int64
 }
 
 func (o *observer) note(key, op, owner string, start time.Time, held, made int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.writes = append(o.writes, landed{key, op, owner, start, time.Now(), held, made})
+	o.writes = append(o.writes, landed{key, op, owner, start, time.Now(), o.gens[key], held, made})
+}
+
+// owns notes that owner gets key's epoch, if its write lands, in the
+// record's current generation (which the gate keeps until it lands).
+func (o *observer) owns(key, owner string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.owners == nil {
+		o.owners = map[[2]string]int64{}
+	}
+	o.owners[[2]string{key, owner}] = o.gens[key]
+}
+
+// genOf is the generation of key's record owner got its epoch in.
+func (o *observer) genOf(key, owner string) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.owners[[2]string{key, owner}]
+}
+
+// lose deletes key's record behind the store's back with drop, between
+// two writes, and starts a new generation for every one of keys whose
+// record is gone (Redis loses the whole database). It returns how many
+// records were lost.
+func (o *observer) lose(ctx context.Context, drop func(key string), key string, keys []string) int {
+	o.gate.Lock()
+	defer o.gate.Unlock()
+	had := map[string]bool{}
+	for _, k := range keys {
+		_, err := o.store.load(ctx, k)
+		had[k] = err == nil
+	}
+	drop(key)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gens == nil {
+		o.gens = map[string]int64{}
+	}
+	n := 0
+	for _, k := range keys {
+		if _, err := o.store.load(ctx, k); had[k] && errors.Is(err, errNotFound) {
+			o.gens[k]++
+			n++
+		}
+	}
+	return n
 }
 
 func (o *observer) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
+	o.gate.RLock()
+	defer o.gate.RUnlock()
+	o.owns(key, c.Owner) // before it lands: its answer may be read back first
 	start := time.Now()
 	l, err := o.store.take(ctx, key, seen, c, exp)
 	if err == nil {
@@ -509,6 +830,8 @@ func (o *observer) take(ctx context.Context, key string, seen lease, c claim, ex
 }
 
 func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
+	o.gate.RLock()
+	defer o.gate.RUnlock()
 	start := time.Now()
 	err := o.store.ask(ctx, key, epoch, c, until)
 	if err == nil {
@@ -518,6 +841,9 @@ func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim, un
 }
 
 func (o *observer) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	o.gate.RLock()
+	defer o.gate.RUnlock()
+	o.owns(x.Key, x.Successor) // before it lands: the successor may see it first
 	start := time.Now()
 	l, err := o.store.handOver(ctx, x, offset, exp)
 	if err == nil {
@@ -527,6 +853,8 @@ func (o *observer) handOver(ctx context.Context, x lease, offset, exp int64) (le
 }
 
 func (o *observer) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	o.gate.RLock()
+	defer o.gate.RUnlock()
 	start := time.Now()
 	l, err := o.store.commit(ctx, x, offset, exp)
 	if err == nil {
@@ -536,6 +864,8 @@ func (o *observer) commit(ctx context.Context, x lease, offset, exp int64) (leas
 }
 
 func (o *observer) release(ctx context.Context, x lease, offset int64) error {
+	o.gate.RLock()
+	defer o.gate.RUnlock()
 	start := time.Now()
 	err := o.store.release(ctx, x, offset)
 	if err == nil {
@@ -544,82 +874,272 @@ func (o *observer) release(ctx context.Context, x lease, offset int64) error {
 	return err
 }
 
-// epochTap notes the epoch an invocation owns the lease under, from the
-// store's answers to it: a take, or a load showing the baton handed over.
-// It sits above settled, so a take whose answer was lost and read back
-// counts too.
+// epochTap notes the epoch an invocation owns the lease under, and the
+// record's generation, from the store's answers to it: a take, or a load
+// showing the baton handed over. It sits above settled, so a take whose
+// answer was lost and read back counts too.
 type epochTap struct {
 	store
 	owner string
-	epoch *atomic.Int64
+	tag   *ownerTag
+	obs   *observer
 }
 
-func (e epochTap) saw(l lease, err error) (lease, error) {
+// ownerTag is what an invocation's sink records carry of it and its lease.
+type ownerTag struct {
+	owner      string
+	epoch, gen atomic.Int64
+}
+
+func (e epochTap) saw(key string, l lease, err error) (lease, error) {
 	if err == nil && l.Owner == e.owner {
-		e.epoch.Store(l.Epoch)
+		e.tag.gen.Store(e.obs.genOf(key, e.owner))
+		e.tag.epoch.Store(l.Epoch)
 	}
 	return l, err
 }
 
 func (e epochTap) load(ctx context.Context, key string) (lease, error) {
-	return e.saw(e.store.load(ctx, key))
+	l, err := e.store.load(ctx, key)
+	return e.saw(key, l, err)
 }
 
 func (e epochTap) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	return e.saw(e.store.take(ctx, key, seen, c, exp))
+	l, err := e.store.take(ctx, key, seen, c, exp)
+	return e.saw(key, l, err)
 }
 
-// epochHeader carries the epoch of the owner that wrote a sink record.
-const epochHeader = "baton.test.epoch"
+// Headers the chaos sink wrapper adds: the epoch and the generation of
+// the lease record its owner holds, and the source offset.
+const (
+	epochHeader  = "baton.test.epoch"
+	genHeader    = "baton.test.gen"
+	offsetHeader = "baton.test.offset"
+	ownerHeader  = "baton.test.owner"
+)
 
-// epochSink tags each record an owner writes with its epoch.
+// epochSink tags each record an owner writes with its lease and source offset.
 type epochSink struct {
 	sink
-	epoch *atomic.Int64
+	tag *ownerTag
 }
 
 func (s epochSink) write(ctx context.Context, r *kgo.Record) error {
 	tagged := *r // the action may hand on the fetched record itself
-	e := strconv.AppendInt(nil, s.epoch.Load(), 10)
-	tagged.Headers = append(slices.Clip(r.Headers), kgo.RecordHeader{Key: epochHeader, Value: e})
+	tagged.Headers = append(slices.Clip(r.Headers),
+		kgo.RecordHeader{Key: epochHeader, Value: strconv.AppendInt(nil, s.tag.epoch.Load(), 10)},
+		kgo.RecordHeader{Key: genHeader, Value: strconv.AppendInt(nil, s.tag.gen.Load(), 10)},
+		kgo.RecordHeader{Key: offsetHeader, Value: strconv.AppendInt(nil, r.Offset, 10)},
+		kgo.RecordHeader{Key: ownerHeader, Value: []byte(s.tag.owner)})
 	return s.sink.write(ctx, &tagged)
 }
 
-// sinkEpochOrder reads the sink topic (what a read_committed consumer sees,
-// with kafka+txn) and checks each partition: no record from an epoch after
-// the first record of a newer one. A fenced owner's produces must settle
-// before its lease can pass on, let alone before the next owner writes.
-func sinkEpochOrder(t *testing.T, ctx context.Context, brokers []string, topic string, committed bool) string {
+// sinkRecord is a record at the sink as the checks see it.
+type sinkRecord struct {
+	partition  int32
+	at         int64 // its offset in the sink topic, or its line on stdout
+	source     int64 // the source offset it came from; -1: not tagged
+	gen, epoch int64 // its owner's lease generation and epoch; epoch -1: not tagged
+	owner      string
+}
+
+func tagged(partition int32, at int64, h map[string]string) sinkRecord {
+	num := func(k string, none int64) int64 {
+		if v, err := strconv.ParseInt(h[k], 10, 64); err == nil {
+			return v
+		}
+		return none
+	}
+	return sinkRecord{partition, at, num(offsetHeader, -1), num(genHeader, 0), num(epochHeader, -1), h[ownerHeader]}
+}
+
+// sinkView reads what reached the sink: the sink topic and the dead-letter
+// topic (read_committed with kafka+txn), or the lines a run's stdout holds.
+type sinkView struct {
+	cl     *kgo.Client
+	dlq    string
+	stdout *chaosStdout
+
+	out    []sinkRecord  // in the order a reader sees them
+	dead   []*kgo.Record // the dead letters
+	broken []string      // stdout lines that are not one JSON object
+}
+
+func newSinkView(t testing.TB, cfg *config, committed bool, stdout *chaosStdout) *sinkView {
+	if stdout != nil {
+		return &sinkView{stdout: stdout}
+	}
+	topics := []string{cfg.SinkTopic}
+	if cfg.DLQ != "" {
+		topics = append(topics, cfg.DLQ)
+	}
+	return &sinkView{cl: topicReader(t, cfg.Brokers, committed, topics...), dlq: cfg.DLQ}
+}
+
+// topicReader is a client that reads topics from the start, as a consumer
+// downstream of baton would (newSinkReader's, for several topics).
+func topicReader(t testing.TB, brokers []string, committed bool, topics ...string) *kgo.Client {
 	t.Helper()
-	cl := newSinkReader(t, brokers, topic, committed).cl
-	type first struct{ epoch, offset int64 }
-	newest := map[int32]first{}
-	var problems []string
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.DisableFetchSessions()}
+	if committed {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func (v *sinkView) place() string {
+	if v.stdout != nil {
+		return "line"
+	}
+	return "offset"
+}
+
+// read takes in what arrived since the last read, until the topics have
+// been quiet for quiet (a fetch the broker fails is not quiet); stdout is
+// read whole again, up to its last newline.
+func (v *sinkView) read(ctx context.Context, quiet time.Duration) {
+	if v.stdout != nil {
+		out := v.stdout.bytes()
+		v.out, v.broken = nil, nil
+		n := int64(0)
+		for line := range strings.Lines(string(out[:bytes.LastIndexByte(out, '\n')+1])) {
+			n++
+			var l stdoutLine
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				v.broken = append(v.broken, fmt.Sprintf("line %d %.80q: %v", n, line, err))
+				continue
+			}
+			h := map[string]string{}
+			for _, x := range l.Headers {
+				if x.Value != nil {
+					h[x.Key] = *x.Value
+				}
+			}
+			r := tagged(l.Partition, n, h)
+			r.source = l.Offset
+			v.out = append(v.out, r)
+		}
+		return
+	}
 	for ctx.Err() == nil {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
+		pctx, cancel := context.WithTimeout(ctx, quiet)
+		fs := v.cl.PollFetches(pctx)
 		cancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
-			e := int64(-1)
-			for _, h := range r.Headers {
-				if h.Key == epochHeader {
-					e, _ = strconv.ParseInt(string(h.Value), 10, 64)
-				}
-			}
-			switch top := newest[r.Partition]; {
-			case e <= 0:
-				problems = append(problems, fmt.Sprintf("partition %d offset %d: no owner's epoch", r.Partition, r.Offset))
-			case e < top.epoch:
-				problems = append(problems, fmt.Sprintf("partition %d offset %d from epoch %d, after offset %d from epoch %d",
-					r.Partition, r.Offset, e, top.offset, top.epoch))
-			case e > top.epoch:
-				newest[r.Partition] = first{e, r.Offset}
+			if r.Topic == v.dlq {
+				v.dead = append(v.dead, r)
+			} else {
+				v.out = append(v.out, tagged(r.Partition, r.Offset, headerMap(r)))
 			}
 		})
-		if n == 0 {
-			break
+		failed := slices.ContainsFunc(fs.Errors(), func(e kgo.FetchError) bool {
+			return !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, context.Canceled)
+		})
+		if n == 0 && !failed {
+			return
+		}
+	}
+}
+
+// deadOffsets counts the dead letters per source partition and offset.
+func (v *sinkView) deadOffsets() map[ackKey]int {
+	m := map[ackKey]int{}
+	for _, r := range v.dead {
+		h := headerMap(r)
+		p, perr := strconv.ParseInt(h["baton.source.partition"], 10, 32)
+		o, oerr := strconv.ParseInt(h["baton.source.offset"], 10, 64)
+		if perr == nil && oerr == nil {
+			m[ackKey{int32(p), o}]++
+		}
+	}
+	return m
+}
+
+// tally counts what was read against produced[p] records at offsets 0.. of
+// each partition: a record reaches the sink, or the dead-letter topic.
+func (v *sinkView) tally(produced []int64) tally {
+	var t tally
+	dead := v.deadOffsets()
+	for p, n := range produced {
+		t.Produced += int(n)
+		seen := map[int64]bool{}
+		last := int64(-1)
+		for _, r := range v.out {
+			if r.partition != int32(p) {
+				continue
+			}
+			switch {
+			case seen[r.source]:
+				t.Duplicated++
+			case r.source < last:
+				t.Reordered++
+			}
+			seen[r.source] = true
+			last = max(last, r.source)
+		}
+		for o := range n {
+			if !seen[o] && dead[ackKey{int32(p), o}] == 0 {
+				t.Lost++
+			}
+		}
+		t.Delivered += len(seen)
+	}
+	return t
+}
+
+// lost names the first few records missing.
+func (v *sinkView) lost(produced []int64) string {
+	dead := v.deadOffsets()
+	var missing []string
+	for p, n := range produced {
+		seen := map[int64]bool{}
+		for _, r := range v.out {
+			if r.partition == int32(p) {
+				seen[r.source] = true
+			}
+		}
+		for o := range n {
+			if !seen[o] && dead[ackKey{int32(p), o}] == 0 && len(missing) < 5 {
+				missing = append(missing, fmt.Sprintf("p%d offset %d", p, o))
+			}
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// deadLetters checks the dead-letter topic: each oversized record the
+// source took is there (with kafka+txn once), with the headers that say
+// where it came from and why, and the start of its value; nothing else is.
+func (v *sinkView) deadLetters(big []ackKey, once bool) string {
+	var problems []string
+	dead := v.deadOffsets()
+	for _, k := range big {
+		if n := dead[k]; n == 0 || (once && n > 1) {
+			problems = append(problems, fmt.Sprintf("p%d offset %d dead-lettered %d times", k.partition, k.offset, n))
+		}
+	}
+	for _, r := range v.dead {
+		h := headerMap(r)
+		at := fmt.Sprintf("dead letter at offset %d (p%s offset %s)", r.Offset, h["baton.source.partition"], h["baton.source.offset"])
+		p, _ := strconv.ParseInt(h["baton.source.partition"], 10, 32)
+		o, _ := strconv.ParseInt(h["baton.source.offset"], 10, 64)
+		switch {
+		case !slices.Contains(big, ackKey{int32(p), o}):
+			problems = append(problems, at+": not an oversized record")
+		case h["trace"] != "big" || h["baton.source.topic"] != "src" || !strings.Contains(h["baton.error"], "MESSAGE_TOO_LARGE"):
+			problems = append(problems, fmt.Sprintf("%s: headers %v", at, h))
+		case h["baton.truncated"] != strconv.Itoa(len(bigValue)) || len(r.Value) == 0 || len(r.Value) >= chaosSinkLimit || !bytes.HasPrefix(bigValue, r.Value):
+			problems = append(problems, fmt.Sprintf("%s: value of %d bytes, truncated %q; want the start of the record's %d, under %d",
+				at, len(r.Value), h["baton.truncated"], len(bigValue), chaosSinkLimit))
 		}
 	}
 	if len(problems) > 3 {
@@ -628,11 +1148,80 @@ func sinkEpochOrder(t *testing.T, ctx context.Context, brokers []string, topic s
 	return strings.Join(problems, "; ")
 }
 
+// sinkEpochOrder reads a sink topic (what a read_committed consumer sees,
+// with kafka+txn) and checks it with epochOrder, strictly.
+func sinkEpochOrder(t *testing.T, ctx context.Context, brokers []string, topic string, committed bool) string {
+	t.Helper()
+	v := &sinkView{cl: topicReader(t, brokers, committed, topic)}
+	v.read(ctx, 500*time.Millisecond)
+	msg, _ := epochOrder(v.out, true, v.place())
+	return msg
+}
+
+// epochOrder checks each partition of the sink: no record from an epoch
+// after the first record of a newer one of the same lease record. A fenced
+// owner's produces must settle before its lease can pass on, let alone
+// before the next owner writes. A record that was lost starts again at
+// epoch 1, in a new generation; strict holds the older generation's
+// owners to the same rule, otherwise their records after the newer
+// generation's first are only counted (cross): such an owner is fenced at
+// its next write to the store, and writes until then.
+func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross int) {
+	type first struct {
+		epoch, at int64
+		owner     string
+	}
+	by := func(owner string) string {
+		if owner == "" {
+			return ""
+		}
+		return " (" + owner + ")"
+	}
+	newest := map[int32]map[int64]first{} // per partition and generation
+	top := map[int32]sinkRecord{}         // per partition: the first record of the newest generation
+	var problems []string
+	for _, r := range rs {
+		if r.epoch <= 0 {
+			problems = append(problems, fmt.Sprintf("partition %d %s %d: no owner's epoch", r.partition, place, r.at))
+			continue
+		}
+		gen := ""
+		if r.gen > 0 {
+			gen = fmt.Sprintf(" (lease record generation %d)", r.gen)
+		}
+		if newest[r.partition] == nil {
+			newest[r.partition] = map[int64]first{}
+		}
+		switch f, ok := newest[r.partition][r.gen]; {
+		case ok && r.epoch < f.epoch:
+			problems = append(problems, fmt.Sprintf("partition %d %s %d from epoch %d%s, after %s %d from epoch %d%s%s",
+				r.partition, place, r.at, r.epoch, by(r.owner), place, f.at, f.epoch, by(f.owner), gen))
+		case !ok || r.epoch > f.epoch:
+			newest[r.partition][r.gen] = first{r.epoch, r.at, r.owner}
+		}
+		switch g, ok := top[r.partition]; {
+		case ok && r.gen < g.gen && strict:
+			problems = append(problems, fmt.Sprintf("partition %d %s %d from generation %d epoch %d%s, after %s %d from generation %d epoch %d%s",
+				r.partition, place, r.at, r.gen, r.epoch, by(r.owner), place, g.at, g.gen, g.epoch, by(g.owner)))
+		case ok && r.gen < g.gen:
+			cross++
+		case !ok || r.gen > g.gen:
+			top[r.partition] = r
+		}
+	}
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
+	}
+	return strings.Join(problems, "; "), cross
+}
+
 // check: on each key, no write was accepted under an epoch older than one
-// already written before it began, and the epoch never went down.
+// already written before it began, and the epoch never went down; a lost
+// record starts a generation newer than every epoch before it.
 func (o *observer) check() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	newer := func(g1, e1, g2, e2 int64) bool { return g1 > g2 || g1 == g2 && e1 > e2 }
 	byEnd := slices.Clone(o.writes)
 	slices.SortFunc(byEnd, func(a, b landed) int { return a.end.Compare(b.end) })
 	var problems []string
@@ -641,9 +1230,9 @@ func (o *observer) check() string {
 			if !v.end.Before(w.start) {
 				break
 			}
-			if v.key == w.key && (v.made > w.held || v.made > w.made) {
-				problems = append(problems, fmt.Sprintf("%s by %s under epoch %d (leaving %d) accepted after %s by %s had left epoch %d",
-					w.op, w.owner, w.held, w.made, v.op, v.owner, v.made))
+			if v.key == w.key && (newer(v.gen, v.made, w.gen, w.held) || newer(v.gen, v.made, w.gen, w.made)) {
+				problems = append(problems, fmt.Sprintf("%s by %s under epoch %d (leaving %d, generation %d) accepted after %s by %s had left epoch %d (generation %d)",
+					w.op, w.owner, w.held, w.made, w.gen, v.op, v.owner, v.made, v.gen))
 				break
 			}
 		}
