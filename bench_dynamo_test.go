@@ -72,7 +72,7 @@ func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "rss", func(t *testing.T) { b.rss(t, bin) })
 	b.phase(t, "init", func(t *testing.T) {
 		env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_REGION=us-east-1",
-			"AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "BATON_BROKERS=127.0.0.1:9092"}
+			"AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "BATON_BROKERS=127.0.0.1:9092", "BATON_TOPIC=bench"}
 		b.initTimes(t, bin, env, 50)
 	})
 }

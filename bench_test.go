@@ -101,10 +101,17 @@ func benchDeps(t testing.TB) *deps {
 }
 
 // baseConfig is baton's configuration with every default, as parseConfig
-// makes it from the given flags.
+// makes it from the given flags. The Redis build requires -redis; the
+// bench hands the store over in deps, so only the test server's address is
+// given.
 func baseConfig(t testing.TB, args ...string) *config {
 	t.Helper()
-	cfg, err := parseConfig(args, func(string) string { return "" })
+	cfg, err := parseConfig(args, func(name string) string {
+		if name == "BATON_REDIS" && storeBuild == "redis" {
+			return os.Getenv("BATON_TEST_REDIS")
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
