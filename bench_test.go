@@ -289,10 +289,14 @@ func batonLoop(t testing.TB, ctx context.Context, brokers []string, topic, sinkT
 }
 
 // throughput runs the baseline and baton alternately over one topic of n
-// records of size bytes, and prints baton's rate over the baseline's.
+// records of size bytes, in rounds whose order rotates, and prints the
+// median over the rounds of each round's plain ÷ baton ratio (wall time
+// and CPU time per record), with the spread of the rounds. A ratio is
+// taken within a round, between runs seconds apart, so a change in the
+// machine's other load mostly cancels out; no run is picked over another.
 func (b *bench) throughput(t *testing.T) {
-	const n, size = 1_000_000, 200
-	rounds := pick(b, 2, 7)
+	const size = 200
+	n, rounds := pick(b, 200_000, 1_000_000), pick(b, 7, 9)
 	cluster := newCluster(t, 1, "tput")
 	brokers := cluster.ListenAddrs()
 	start := time.Now()
@@ -327,42 +331,56 @@ func (b *bench) throughput(t *testing.T) {
 			}
 		}
 	}
-	wall := func(ls []loopTime) (ds []time.Duration) {
-		for _, l := range ls {
-			ds = append(ds, l.wall)
+	wall := func(l loopTime) time.Duration { return l.wall }
+	cpu := func(l loopTime) time.Duration { return l.cpu }
+	// ratios are each round's a ÷ b of one measure.
+	ratios := func(a, b []loopTime, of func(loopTime) time.Duration) []float64 {
+		var rs []float64
+		for i := range a {
+			rs = append(rs, float64(of(a[i]))/float64(of(b[i])))
 		}
-		return ds
+		return rs
 	}
-	cpu := func(ls []loopTime) (ds []time.Duration) {
+	spread := func(rs []float64) string {
+		return fmt.Sprintf("%.3f (rounds %.3f-%.3f)", medianF(rs), slices.Min(rs), slices.Max(rs))
+	}
+	rate := func(ls []loopTime) string {
+		var rs []float64
+		for _, l := range ls {
+			rs = append(rs, float64(n)/l.wall.Seconds()/1e6)
+		}
+		return fmt.Sprintf("%.2fM rec/s (%.2f-%.2f)", medianF(rs), slices.Min(rs), slices.Max(rs))
+	}
+	perRecord := func(ls []loopTime) string {
+		var ds []time.Duration
 		for _, l := range ls {
 			ds = append(ds, l.cpu)
 		}
-		return ds
+		return fmt.Sprintf("%.3f", float64(median(ds).Nanoseconds())/float64(n)/1000)
 	}
-	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
-	spread := func(ls []loopTime) string {
-		ds := wall(ls)
-		return fmt.Sprintf("%.2fM rec/s (%.2f-%.2f)", rate(median(ds))/1e6, rate(slices.Max(ds))/1e6, rate(slices.Min(ds))/1e6)
-	}
-	ratio := func(plain, baton []time.Duration, of func([]time.Duration) time.Duration) float64 {
-		return of(plain).Seconds() / of(baton).Seconds()
-	}
-	perRecord := func(ls []loopTime) string {
-		return fmt.Sprintf("%.2f", float64(median(cpu(ls)).Nanoseconds())/float64(n)/1000)
-	}
-	b.note("throughput: discard sink: plain %s, baton %s; kafka sink: plain %s, baton %s; median (nearest rank, fastest-slowest) of %d rounds, the order rotated each round",
-		spread(plain), spread(baton), spread(plainK), spread(batonK), rounds)
-	b.note("throughput: the ratios are of the fastest runs (other work on the machine only ever slows a run); of the medians they are %.3f (discard) and %.3f (kafka)",
-		ratio(wall(plain), wall(baton), median), ratio(wall(plainK), wall(batonK), median))
-	b.note("throughput: CPU (user+system, this process: kfake, clients, loop) per record, median: discard plain %s µs, baton %s µs (ratio %.3f); kafka plain %s µs, baton %s µs (ratio %.3f)",
-		perRecord(plain), perRecord(baton), ratio(cpu(plain), cpu(baton), median), perRecord(plainK), perRecord(batonK), ratio(cpu(plainK), cpu(batonK), median))
+	b.note("throughput: %d rounds, the order rotated each round; every figure is the median of the rounds (nearest rank), the slowest and fastest round in brackets", rounds)
+	b.note("throughput: rates: discard sink plain %s, baton %s; kafka sink plain %s, baton %s",
+		rate(plain), rate(baton), rate(plainK), rate(batonK))
+	b.note("throughput: wall-time ratio plain ÷ baton: discard %s, kafka %s",
+		spread(ratios(plain, baton, wall)), spread(ratios(plainK, batonK, wall)))
+	b.note("throughput: CPU (user+system of this process: kfake, clients, loop) per record: discard plain %s µs, baton %s µs, ratio %s; kafka plain %s µs, baton %s µs, ratio %s",
+		perRecord(plain), perRecord(baton), spread(ratios(plain, baton, cpu)), perRecord(plainK), perRecord(batonK), spread(ratios(plainK, batonK, cpu)))
 	b.note("throughput: baton commits every %v and reads its lease every %v here (memory store); defaults are %v and %v",
 		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultCheckEvery)
-	b.figure("throughput_discard_ratio", "%.3f", ratio(wall(plain), wall(baton), slices.Min))
-	b.figure("throughput_kafka_ratio", "%.3f", ratio(wall(plainK), wall(batonK), slices.Min))
-	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs",
-		tputCommitEvery, spread(batonT), spread(batonK), perRecord(batonT))
-	b.figure("throughput_txn_vs_kafka_ratio", "%.3f", ratio(wall(batonK), wall(batonT), slices.Min))
+	b.figure("throughput_discard_ratio", "%.3f", medianF(ratios(plain, baton, wall)))
+	b.figure("throughput_kafka_ratio", "%.3f", medianF(ratios(plainK, batonK, wall)))
+	b.figure("cpu_per_record_ratio_discard", "%.3f", medianF(ratios(plain, baton, cpu)))
+	b.figure("cpu_per_record_ratio_kafka", "%.3f", medianF(ratios(plainK, batonK, cpu)))
+	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs; rate kafka+txn ÷ kafka %s",
+		tputCommitEvery, rate(batonT), rate(batonK), perRecord(batonT), spread(ratios(batonK, batonT, wall)))
+	b.figure("throughput_txn_vs_kafka_ratio", "%.3f", medianF(ratios(batonK, batonT, wall)))
+}
+
+// medianF is the nearest-rank median of xs.
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[max(0, int(math.Ceil(float64(len(s))/2))-1)]
 }
 
 // A chain hands one partition from owner to owner, with records flowing,

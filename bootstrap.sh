@@ -213,7 +213,7 @@ PY
 # The figures `bench` ends with, in this order, one "name: value" line each
 # (TestBench prints them as "BENCH name: value"; notes start with "# ").
 BENCH_FIGURES=(
-  throughput_discard_ratio throughput_kafka_ratio
+  throughput_discard_ratio throughput_kafka_ratio cpu_per_record_ratio_discard cpu_per_record_ratio_kafka
   handoff_gap_p50_ms_memory handoff_gap_p99_ms_memory handoff_gap_max_ms_memory
   handoff_gap_p50_ms_redis handoff_gap_p99_ms_redis handoff_gap_max_ms_redis
   handoff_gap_p50_ms_dynamodb handoff_gap_p99_ms_dynamodb handoff_gap_max_ms_dynamodb
