@@ -446,6 +446,10 @@ func (s *stepStore) handOver(ctx context.Context, l lease, offset, exp int64) (l
 	return n, err
 }
 
+func (s *stepStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return watchOf(ctx, s.store, key)
+}
+
 func (s *stepStore) load(ctx context.Context, key string) (lease, error) {
 	l, err := s.store.load(ctx, key)
 	if err == nil {
@@ -959,6 +963,11 @@ func (c *countingStore) withdraw(ctx context.Context, key string, cl claim) (lea
 func (c *countingStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
 	c.writes.Add(1)
 	return c.store.control(ctx, l, seek, paused)
+}
+
+// watch is neither: a subscription, where the store has them.
+func (c *countingStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return watchOf(ctx, c.store, key)
 }
 
 func (c *countingStore) counts() (int64, int64) { return c.reads.Load(), c.writes.Load() }

@@ -158,13 +158,16 @@ func loadOrNew(ctx context.Context, cfg *config, s store, key string) (lease, er
 var errGaveUp = errors.New("no time left to wait for the baton")
 
 // acquire takes the lease when it is free, and otherwise asks for it and
-// polls until the owner hands it over or its lease runs out (then takes it
-// by force, fencing the old owner). It connects to Kafka before a take and
+// waits until the owner hands it over or its lease runs out (then takes it
+// by force, fencing the old owner): told at once where the store can tell,
+// else polling. It connects to Kafka before a take and
 // right after an ask, so a successor is warm when the baton arrives. While
 // it waits it keeps its ask fresh. It returns the lease it owns, and whether
 // it was handed over; on every other way out it leaves no ask of its own
 // behind.
 func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, bool, error) {
+	w := &waiter{cfg: cfg, d: d, key: l.Key} // told of a hand-over where the store can (watch.go)
+	defer w.close()
 	for {
 		me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
 		if l.Owner == me.Owner && l.State == stateRunning {
@@ -219,7 +222,7 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		if err != nil && !errors.Is(err, errTaken) {
 			log.Warn("lease store", "err", err)
 		}
-		if err := waitPoll(ctx, cfg, d); err != nil {
+		if err := w.wait(ctx, l); err != nil {
 			giveBack(ctx, cfg, d, log, l.Key, me)
 			return l, false, err
 		}
@@ -291,6 +294,14 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 	defer cancel()
 	if err := p.flush(ctx); err != nil {
 		return p.release(ctx, p.committed, err)
+	}
+	// The record of my last commit or check is enough when it shows a live
+	// ask: the hand-over is written with no read before it. Otherwise, or
+	// when that successor was replaced meanwhile, the record is read first.
+	if p.l.asked(p.d.now(), p.cfg.Skew) {
+		if out, ok, err := p.handOver(ctx); ok {
+			return out, err
+		}
 	}
 	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
 		p.l = l
