@@ -39,7 +39,7 @@ func benchBuild(t *testing.T, b *bench) {
 			ttl, skew := pick(b, 3*time.Second, defaultTTL), pick(b, 200*time.Millisecond, defaultSkew)
 			r := batonCrash(t, b.ctx, compiledBackend(t).open(t), ttl, skew, commitEvery)
 			b.note("crash: baton on %s, ttl %v, skew %v, commit every %v%s; killed %v after a commit; B started at the crash; one record a %v",
-				storeName, ttl, skew, commitEvery, pick(b, " (-quick: shortened; defaults 30s, 2s, 5s)", " (the defaults)"), r.committed.Round(time.Millisecond), chainRate)
+				storeName, ttl, skew, commitEvery, pick(b, fmt.Sprintf(" (-quick: shortened; defaults %v, %v, %v)", defaultTTL, defaultSkew, defaultCommitEvery), " (the defaults)"), r.committed.Round(time.Millisecond), chainRate)
 			b.note("crash: bounds: takeover <= ttl + skew + one wait poll = %v; duplicates <= one commit interval of records = %d",
 				ttl+skew+defaultWaitPoll, int(commitEvery/chainRate))
 			b.printCrash("", "", r)

@@ -47,13 +47,18 @@ import (
 
 // Defaults. The lease is renewed at every commit; an owner that could not
 // renew stops writing RenewMargin before its lease ends; others take a lease
-// that ended more than Skew ago.
+// that ended more than Skew ago. A crashed owner's partition is taken over
+// within TTL + Skew (12 s): a third of the Kafka group consumer's default
+// 45 s session. The commit interval, unless given, is a quarter of the TTL
+// (two commits may fail before the owner stops writing), so a shorter
+// lease costs more store writes (24 a minute by default).
 const (
 	defaultGroup        = "baton"
 	defaultLeaseTable   = "baton-leases"
-	defaultTTL          = 30 * time.Second
+	defaultTTL          = 10 * time.Second
 	defaultSkew         = 2 * time.Second
-	defaultCommitEvery  = 5 * time.Second
+	commitsPerTTL       = 4
+	defaultCommitEvery  = defaultTTL / commitsPerTTL
 	defaultCheckEvery   = 500 * time.Millisecond
 	defaultNearHandoff  = 90 * time.Second
 	defaultWaitPoll     = 5 * time.Millisecond
@@ -145,7 +150,7 @@ var options = []option{
 	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
 	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
-	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
+	{"commit-interval", "BATON_COMMIT_INTERVAL", "", fmt.Sprintf("how often offsets are committed and the lease renewed (default: a quarter of -ttl, %v)", defaultCommitEvery)},
 	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
 	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (a switch; implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
@@ -354,6 +359,9 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	ok := true
 	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
+		if name == "commit-interval" && *v[name] == "" {
+			continue // derived from the TTL below
+		}
 		var err error
 		if *dst, err = time.ParseDuration(*v[name]); err != nil || *dst <= 0 {
 			bad(name, "want a positive duration like 5s, got %q", *v[name])
@@ -362,6 +370,9 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	}
 	if !ok {
 		return errs
+	}
+	if *v["commit-interval"] == "" {
+		c.CommitEvery = max(minCommitEvery, c.TTL/commitsPerTTL)
 	}
 	if c.TTL < minTTL {
 		bad("ttl", "want at least %v, got %v", minTTL, c.TTL)
