@@ -42,8 +42,11 @@ func (s settled) watch(ctx context.Context, key string) (<-chan struct{}, func()
 }
 
 func (c counted) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	c.n.Add(1)
-	return watchOf(ctx, c.store, key)
+	changed, stop, err := watchOf(ctx, c.store, key)
+	if !errors.Is(err, errNoWatch) {
+		c.n.Add(1) // a subscription is a call
+	}
+	return changed, stop, err
 }
 
 // A waiter is a successor's wait between reads of the record.
