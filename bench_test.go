@@ -760,8 +760,8 @@ func (b *bench) printGaps(store string, gs []time.Duration) {
 
 // handoffNote says how the chains ran.
 func (b *bench) handoffNote(n int, checkEvery time.Duration) {
-	b.note("handoff: %d handoffs a store, chains alternating, one record a %v; each invocation's deadline %v away (inside the %v near-handoff window): owner reads its lease every %v, successor every %v; p99 is nearest-rank (of %d, the largest)",
-		n, chainRate, handoffLife, defaultNearHandoff, checkEvery, defaultWaitPoll, n)
+	b.note("handoff: %d handoffs a store, chains alternating, one record a %v; each invocation's deadline %v away (inside the %v near-handoff window): owner reads its lease every %v; a successor reads it when told (memory, Redis; every %v regardless) or every %v (DynamoDB); p99 is nearest-rank (of %d, the largest)",
+		n, chainRate, handoffLife, defaultNearHandoff, checkEvery, watchPoll, defaultWaitPoll, n)
 }
 
 // observedStore records when each commit succeeded.
