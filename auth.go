@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -281,7 +280,7 @@ func (a *kafkaAuth) credentials(ctx context.Context) (string, secret, error) {
 	defer cancel()
 	if a.secrets == nil {
 		region := strings.Split(a.arn, ":")[3]
-		ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		ac, err := loadAWS(ctx, region, "SECRETS_MANAGER")
 		if err != nil {
 			return "", secret{}, optionErr("sasl-secret", "AWS config: %v", err)
 		}
@@ -309,15 +308,15 @@ func (a *kafkaAuth) credentials(ctx context.Context) (string, secret, error) {
 	return a.user, a.pass, nil
 }
 
-// awsAuth is MSK IAM's signing key: credentials from the SDK's default
-// chain (in Lambda, the function role's, with its session token), cached and
-// refreshed by the SDK.
+// awsAuth is MSK IAM's signing key: under Lambda the function role's
+// credentials, with its session token, from the environment (aws.go); else
+// from the SDK's default chain, cached and refreshed by the SDK.
 func (a *kafkaAuth) awsAuth(ctx context.Context) (kaws.Auth, error) {
 	ctx, cancel := context.WithTimeout(ctx, secretTimeout)
 	defer cancel()
 	a.mu.Lock()
 	if a.aws == nil {
-		ac, err := awsconfig.LoadDefaultConfig(ctx)
+		ac, err := loadAWS(ctx, "", "KAFKA")
 		if err != nil {
 			a.mu.Unlock()
 			return kaws.Auth{}, fmt.Errorf("aws-msk-iam: AWS config: %w", err)

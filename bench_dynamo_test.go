@@ -39,7 +39,7 @@ func benchBuild(t *testing.T, b *bench) {
 			ttl, skew := pick(b, 3*time.Second, defaultTTL), pick(b, 200*time.Millisecond, defaultSkew)
 			r := batonCrash(t, b.ctx, compiledBackend(t).open(t), ttl, skew, commitEvery)
 			b.note("crash: baton on %s, ttl %v, skew %v, commit every %v%s; killed %v after a commit; B started at the crash; one record a %v",
-				storeName, ttl, skew, commitEvery, pick(b, " (-quick: shortened; defaults 30s, 2s, 5s)", " (the defaults)"), r.committed.Round(time.Millisecond), chainRate)
+				storeName, ttl, skew, commitEvery, pick(b, fmt.Sprintf(" (-quick: shortened; defaults %v, %v, %v)", defaultTTL, defaultSkew, defaultCommitEvery), " (the defaults)"), r.committed.Round(time.Millisecond), chainRate)
 			b.note("crash: bounds: takeover <= ttl + skew + one wait poll = %v; duplicates <= one commit interval of records = %d",
 				ttl+skew+defaultWaitPoll, int(commitEvery/chainRate))
 			b.printCrash("", "", r)
@@ -72,19 +72,22 @@ func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "rss", func(t *testing.T) { b.rss(t, bin) })
 	b.phase(t, "init", func(t *testing.T) {
 		env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_REGION=us-east-1",
-			"AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "BATON_BROKERS=127.0.0.1:9092"}
+			"AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local", "BATON_BROKERS=127.0.0.1:9092", "BATON_TOPIC=bench"}
 		b.initTimes(t, bin, env, 50)
 	})
+	b.phase(t, "sizing", func(t *testing.T) { b.sizing(t, bin) })
 }
 
 // rss runs the baton binary in process mode (DynamoDB Local as its store)
-// over n records of 1 KiB into the discard sink, and prints its peak RSS.
+// over n records of 1 KiB into the discard sink (a million; -quick, a
+// quarter), and prints its peak RSS.
 func (b *bench) rss(t *testing.T, bin string) {
-	const n, size = 1_000_000, 1024
+	const size = 1024
+	n := pick[int64](b, 250_000, 1_000_000)
 	url := needServer(t, "BATON_TEST_DYNAMO")
 	brokers := newCluster(t, 1, "big").ListenAddrs()
 	start := time.Now()
-	fill(t, b.ctx, brokers, "big", n, size)
+	fill(t, b.ctx, brokers, "big", int(n), size)
 	b.note("rss: %d records of %d B produced to kfake in %.1f s", n, size, time.Since(start).Seconds())
 	table := fmt.Sprintf("baton-bench-%d", time.Now().UnixNano())
 	cmd := exec.Command(bin, "-mode=process", "-brokers="+strings.Join(brokers, ","), "-topic=big", "-partitions=0",

@@ -104,10 +104,17 @@ func benchDeps(t testing.TB) *deps {
 }
 
 // baseConfig is baton's configuration with every default, as parseConfig
-// makes it from the given flags.
+// makes it from the given flags. The Redis build requires -redis; the
+// bench hands the store over in deps, so only the test server's address is
+// given.
 func baseConfig(t testing.TB, args ...string) *config {
 	t.Helper()
-	cfg, err := parseConfig(args, func(string) string { return "" })
+	cfg, err := parseConfig(args, func(name string) string {
+		if name == "BATON_REDIS" && storeBuild == "redis" {
+			return os.Getenv("BATON_TEST_REDIS")
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,10 +292,14 @@ func batonLoop(t testing.TB, ctx context.Context, brokers []string, topic, sinkT
 }
 
 // throughput runs the baseline and baton alternately over one topic of n
-// records of size bytes, and prints baton's rate over the baseline's.
+// records of size bytes, in rounds whose order rotates, and prints the
+// median over the rounds of each round's plain ÷ baton ratio (wall time
+// and CPU time per record), with the spread of the rounds. A ratio is
+// taken within a round, between runs seconds apart, so a change in the
+// machine's other load mostly cancels out; no run is picked over another.
 func (b *bench) throughput(t *testing.T) {
-	const n, size = 1_000_000, 200
-	rounds := pick(b, 2, 7)
+	const size = 200
+	n, rounds := pick(b, 200_000, 1_000_000), pick(b, 7, 9)
 	cluster := newCluster(t, 1, "tput")
 	brokers := cluster.ListenAddrs()
 	start := time.Now()
@@ -323,42 +334,56 @@ func (b *bench) throughput(t *testing.T) {
 			}
 		}
 	}
-	wall := func(ls []loopTime) (ds []time.Duration) {
-		for _, l := range ls {
-			ds = append(ds, l.wall)
+	wall := func(l loopTime) time.Duration { return l.wall }
+	cpu := func(l loopTime) time.Duration { return l.cpu }
+	// ratios are each round's a ÷ b of one measure.
+	ratios := func(a, b []loopTime, of func(loopTime) time.Duration) []float64 {
+		var rs []float64
+		for i := range a {
+			rs = append(rs, float64(of(a[i]))/float64(of(b[i])))
 		}
-		return ds
+		return rs
 	}
-	cpu := func(ls []loopTime) (ds []time.Duration) {
+	spread := func(rs []float64) string {
+		return fmt.Sprintf("%.3f (rounds %.3f-%.3f)", medianF(rs), slices.Min(rs), slices.Max(rs))
+	}
+	rate := func(ls []loopTime) string {
+		var rs []float64
+		for _, l := range ls {
+			rs = append(rs, float64(n)/l.wall.Seconds()/1e6)
+		}
+		return fmt.Sprintf("%.2fM rec/s (%.2f-%.2f)", medianF(rs), slices.Min(rs), slices.Max(rs))
+	}
+	perRecord := func(ls []loopTime) string {
+		var ds []time.Duration
 		for _, l := range ls {
 			ds = append(ds, l.cpu)
 		}
-		return ds
+		return fmt.Sprintf("%.3f", float64(median(ds).Nanoseconds())/float64(n)/1000)
 	}
-	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
-	spread := func(ls []loopTime) string {
-		ds := wall(ls)
-		return fmt.Sprintf("%.2fM rec/s (%.2f-%.2f)", rate(median(ds))/1e6, rate(slices.Max(ds))/1e6, rate(slices.Min(ds))/1e6)
-	}
-	ratio := func(plain, baton []time.Duration, of func([]time.Duration) time.Duration) float64 {
-		return of(plain).Seconds() / of(baton).Seconds()
-	}
-	perRecord := func(ls []loopTime) string {
-		return fmt.Sprintf("%.2f", float64(median(cpu(ls)).Nanoseconds())/float64(n)/1000)
-	}
-	b.note("throughput: discard sink: plain %s, baton %s; kafka sink: plain %s, baton %s; median (nearest rank, fastest-slowest) of %d rounds, the order rotated each round",
-		spread(plain), spread(baton), spread(plainK), spread(batonK), rounds)
-	b.note("throughput: the ratios are of the fastest runs (other work on the machine only ever slows a run); of the medians they are %.3f (discard) and %.3f (kafka)",
-		ratio(wall(plain), wall(baton), median), ratio(wall(plainK), wall(batonK), median))
-	b.note("throughput: CPU (user+system, this process: kfake, clients, loop) per record, median: discard plain %s µs, baton %s µs (ratio %.3f); kafka plain %s µs, baton %s µs (ratio %.3f)",
-		perRecord(plain), perRecord(baton), ratio(cpu(plain), cpu(baton), median), perRecord(plainK), perRecord(batonK), ratio(cpu(plainK), cpu(batonK), median))
+	b.note("throughput: %d rounds, the order rotated each round; every figure is the median of the rounds (nearest rank), the slowest and fastest round in brackets", rounds)
+	b.note("throughput: rates: discard sink plain %s, baton %s; kafka sink plain %s, baton %s",
+		rate(plain), rate(baton), rate(plainK), rate(batonK))
+	b.note("throughput: wall-time ratio plain ÷ baton: discard %s, kafka %s",
+		spread(ratios(plain, baton, wall)), spread(ratios(plainK, batonK, wall)))
+	b.note("throughput: CPU (user+system of this process: kfake, clients, loop) per record: discard plain %s µs, baton %s µs, ratio %s; kafka plain %s µs, baton %s µs, ratio %s",
+		perRecord(plain), perRecord(baton), spread(ratios(plain, baton, cpu)), perRecord(plainK), perRecord(batonK), spread(ratios(plainK, batonK, cpu)))
 	b.note("throughput: baton commits every %v and reads its lease every %v here (memory store); defaults are %v and %v",
 		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultReadEvery)
-	b.figure("throughput_discard_ratio", "%.3f", ratio(wall(plain), wall(baton), slices.Min))
-	b.figure("throughput_kafka_ratio", "%.3f", ratio(wall(plainK), wall(batonK), slices.Min))
-	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs",
-		tputCommitEvery, spread(batonT), spread(batonK), perRecord(batonT))
-	b.figure("throughput_txn_vs_kafka_ratio", "%.3f", ratio(wall(batonK), wall(batonT), slices.Min))
+	b.figure("throughput_discard_ratio", "%.3f", medianF(ratios(plain, baton, wall)))
+	b.figure("throughput_kafka_ratio", "%.3f", medianF(ratios(plainK, batonK, wall)))
+	b.figure("cpu_per_record_ratio_discard", "%.3f", medianF(ratios(plain, baton, cpu)))
+	b.figure("cpu_per_record_ratio_kafka", "%.3f", medianF(ratios(plainK, batonK, cpu)))
+	b.note("throughput: kafka+txn sink (a transaction a commit, every %v here): baton %s, beside the at-least-once kafka sink's %s; CPU per record %s µs; rate kafka+txn ÷ kafka %s",
+		tputCommitEvery, rate(batonT), rate(batonK), perRecord(batonT), spread(ratios(batonK, batonT, wall)))
+	b.figure("throughput_txn_vs_kafka_ratio", "%.3f", medianF(ratios(batonK, batonT, wall)))
+}
+
+// medianF is the nearest-rank median of xs.
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[max(0, int(math.Ceil(float64(len(s))/2))-1)]
 }
 
 // A chain hands one partition from owner to owner, with records flowing,
@@ -422,6 +447,10 @@ func (s *stepStore) handOver(ctx context.Context, l lease, offset, exp int64) (l
 		s.mu.Unlock()
 	}
 	return n, err
+}
+
+func (s *stepStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return watchOf(ctx, s.store, key)
 }
 
 func (s *stepStore) load(ctx context.Context, key string) (lease, error) {
@@ -734,8 +763,8 @@ func (b *bench) printGaps(store string, gs []time.Duration) {
 
 // handoffNote says how the chains ran.
 func (b *bench) handoffNote(n int, checkEvery time.Duration) {
-	b.note("handoff: %d handoffs a store, chains alternating, one record a %v; each invocation's deadline %v away (inside the %v near-handoff window): owner reads its lease every %v, successor every %v; p99 is nearest-rank (of %d, the largest)",
-		n, chainRate, handoffLife, defaultNearHandoff, checkEvery, defaultWaitPoll, n)
+	b.note("handoff: %d handoffs a store, chains alternating, one record a %v; each invocation's deadline %v away (inside the %v near-handoff window): owner reads its lease every %v; a successor reads it when told (memory, Redis; every %v regardless) or every %v (DynamoDB); p99 is nearest-rank (of %d, the largest)",
+		n, chainRate, handoffLife, defaultNearHandoff, checkEvery, watchPoll, defaultWaitPoll, n)
 }
 
 // observedStore records when each commit succeeded.
@@ -937,6 +966,11 @@ func (c *countingStore) withdraw(ctx context.Context, key string, cl claim) (lea
 func (c *countingStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
 	c.writes.Add(1)
 	return c.store.control(ctx, l, seek, paused)
+}
+
+// watch is neither: a subscription, where the store has them.
+func (c *countingStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return watchOf(ctx, c.store, key)
 }
 
 func (c *countingStore) counts() (int64, int64) { return c.reads.Load(), c.writes.Load() }

@@ -214,7 +214,7 @@ PY
 # The figures `bench` ends with, in this order, one "name: value" line each
 # (TestBench prints them as "BENCH name: value"; notes start with "# ").
 BENCH_FIGURES=(
-  throughput_discard_ratio throughput_kafka_ratio
+  throughput_discard_ratio throughput_kafka_ratio cpu_per_record_ratio_discard cpu_per_record_ratio_kafka
   handoff_gap_p50_ms_memory handoff_gap_p99_ms_memory handoff_gap_max_ms_memory
   handoff_gap_p50_ms_redis handoff_gap_p99_ms_redis handoff_gap_max_ms_redis
   handoff_gap_p50_ms_dynamodb handoff_gap_p99_ms_dynamodb handoff_gap_max_ms_dynamodb
@@ -222,6 +222,10 @@ BENCH_FIGURES=(
   crash_takeover_s crash_duplicates group_crash_takeover_s group_crash_duplicates
   group_crash_takeover_s_45s group_crash_duplicates_45s
   peak_rss_mib zip_bytes init_ms hello_init_ms
+  lambda_128_rps_discard lambda_128_rps_kafka lambda_128_rps_discard_2k lambda_128_rps_kafka_2k lambda_128_peak_rss_mib lambda_128_init_ms
+  lambda_256_rps_discard lambda_256_rps_kafka lambda_256_rps_discard_2k lambda_256_rps_kafka_2k lambda_256_peak_rss_mib lambda_256_init_ms
+  lambda_512_rps_discard lambda_512_rps_kafka lambda_512_rps_discard_2k lambda_512_rps_kafka_2k lambda_512_peak_rss_mib lambda_512_init_ms
+  lambda_1769_rps_discard lambda_1769_rps_kafka lambda_1769_rps_discard_2k lambda_1769_rps_kafka_2k lambda_1769_peak_rss_mib lambda_1769_init_ms
   store_reads_per_min store_writes_per_min cost_per_partition_month_usd
 )
 

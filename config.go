@@ -20,13 +20,21 @@ import (
 
 // Defaults. The lease is renewed at every commit; an owner that could not
 // renew stops writing RenewMargin before its lease ends; others take a lease
-// that ended more than Skew ago.
+// that ended more than Skew ago. A crashed owner's partition is taken over
+// within TTL + Skew (11 s): a quarter of the Kafka group consumer's default
+// 45 s session. The commit interval, unless given, is a quarter of the TTL
+// (two commits may fail before the owner stops writing), so a shorter
+// lease costs more store writes (24 a minute by default). The skew
+// allowance is 1 s: Lambda's clocks are kept by Amazon Time Sync, and two
+// skews must leave the last produces of an owner that stopped writing
+// RenewMargin (a third of the TTL) before its lease ended time to settle.
 const (
 	defaultGroup        = "baton"
 	defaultLeaseTable   = "baton-leases"
-	defaultTTL          = 30 * time.Second
-	defaultSkew         = 2 * time.Second
-	defaultCommitEvery  = 5 * time.Second
+	defaultTTL          = 10 * time.Second
+	defaultSkew         = time.Second
+	commitsPerTTL       = 4
+	defaultCommitEvery  = defaultTTL / commitsPerTTL
 	defaultReadEvery    = 500 * time.Millisecond
 	defaultNearHandoff  = 90 * time.Second
 	defaultWaitPoll     = 5 * time.Millisecond
@@ -51,8 +59,20 @@ const (
 	maxTxnTimeout  = 15 * time.Minute
 )
 
-// tableName is what DynamoDB accepts as a table name.
-var tableName = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
+// tableName reports whether DynamoDB accepts s as a table name: 3 to 255
+// of A-Z a-z 0-9 _ . -. (As a regexp, {3,255} compiles into 255 copies at
+// every start: a millisecond of a cold start.)
+func tableName(s string) bool {
+	if len(s) < 3 || len(s) > 255 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // config is everything baton reads from flags and the environment.
 type config struct {
@@ -120,7 +140,7 @@ var options = []option{
 	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
 	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
-	{"commit-interval", "BATON_COMMIT_INTERVAL", defaultCommitEvery.String(), "how often offsets are committed and the lease renewed"},
+	{"commit-interval", "BATON_COMMIT_INTERVAL", "", fmt.Sprintf("how often offsets are committed and the lease renewed (default: a quarter of -ttl, %v)", defaultCommitEvery)},
 	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
 	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (a switch; implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
@@ -267,7 +287,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	switch {
 	case storeBuild == "redis" && c.Mode != "demo" && c.Redis == "":
 		bad("redis", "required: this binary keeps leases in Redis (built with -tags redis)")
-	case storeBuild == "dynamodb" && !tableName.MatchString(c.LeaseTable):
+	case storeBuild == "dynamodb" && !tableName(c.LeaseTable):
 		bad("lease-table", "want a DynamoDB table name of 3 to 255 characters from A-Z a-z 0-9 _ . -, got %q", c.LeaseTable)
 	}
 	errs = append(errs, c.setTimings(v)...)
@@ -341,6 +361,9 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	ok := true
 	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
+		if name == "commit-interval" && *v[name] == "" {
+			continue // derived from the TTL below
+		}
 		var err error
 		if *dst, err = time.ParseDuration(*v[name]); err != nil || *dst <= 0 {
 			bad(name, "want a positive duration like 5s, got %q", *v[name])
@@ -349,6 +372,9 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	}
 	if !ok {
 		return errs
+	}
+	if *v["commit-interval"] == "" {
+		c.CommitEvery = max(minCommitEvery, c.TTL/commitsPerTTL)
 	}
 	if c.TTL < minTTL {
 		bad("ttl", "want at least %v, got %v", minTTL, c.TTL)

@@ -731,6 +731,14 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 	if err := p.flush(ctx); err != nil {
 		return p.release(ctx, p.committed, err)
 	}
+	// The record of the last commit or read is enough when it shows a live
+	// ask: the hand-over is written with no read before it. Otherwise, or
+	// when that successor was replaced meanwhile, the record is read first.
+	if p.l.asked(p.d.now(), p.cfg.Skew) {
+		if out, ok, err := p.handOver(ctx); ok {
+			return out, err
+		}
+	}
 	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
 		p.l = l
 	}

@@ -164,13 +164,16 @@ func loadOrNew(ctx context.Context, cfg *config, s store, key string) (lease, er
 var errGaveUp = errors.New("no time left to wait for the baton")
 
 // acquire takes the lease when it is free, and otherwise asks for it and
-// polls until the owner hands it over or its lease runs out (then takes it
-// by force, fencing the old owner). It connects to Kafka before a take and
+// waits until the owner hands it over or its lease runs out (then takes it
+// by force, fencing the old owner): told at once where the store can tell,
+// else polling. It connects to Kafka before a take and
 // right after an ask, so a successor is warm when the baton arrives. While
 // it waits it keeps its ask fresh. It returns the lease it owns, and whether
 // it was handed over; on every other way out it leaves no ask of its own
 // behind.
 func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, bool, error) {
+	w := &waiter{cfg: cfg, d: d, key: l.Key} // told of a hand-over where the store can (watch.go)
+	defer w.close()
 	for {
 		me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
 		if l.Owner == me.Owner && l.State == stateRunning {
@@ -225,7 +228,7 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 		if err != nil && !errors.Is(err, errTaken) {
 			log.Warn("lease store", "err", err)
 		}
-		if err := waitPoll(ctx, cfg, d); err != nil {
+		if err := w.wait(ctx, l); err != nil {
 			giveBack(ctx, cfg, d, log, l.Key, me)
 			return l, false, err
 		}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -82,11 +81,11 @@ func newStore(ctx context.Context, cfg config) (store, error) {
 
 // openDynamo opens the store at endpoint, or where the SDK's configuration
 // says when endpoint is "".
-func openDynamo(ctx context.Context, cfg config, endpoint string, opts ...func(*awsconfig.LoadOptions) error) (*dynamoStore, error) {
+func openDynamo(ctx context.Context, cfg config, endpoint string, opts ...awsOption) (*dynamoStore, error) {
 	if cfg.LeaseTable == "" {
 		return nil, errors.New("dynamodb: no lease table given (-lease-table or BATON_LEASE_TABLE)")
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := loadAWS(ctx, "", "DYNAMODB", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb: load AWS configuration: %w", err)
 	}

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -88,19 +86,6 @@ func compiledBackend(tb testing.TB) backend {
 			return testDynamo(t, needServer(t, "BATON_TEST_DYNAMO"), table), table
 		},
 	}
-}
-
-// testAWS gives DynamoDB Local the region and credentials it needs (any
-// will do) when the environment has none.
-func testAWS() []func(*awsconfig.LoadOptions) error {
-	var opts []func(*awsconfig.LoadOptions) error
-	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
-		opts = append(opts, awsconfig.WithRegion("us-east-1"))
-	}
-	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
-	}
-	return opts
 }
 
 // testDynamo opens the store on an existing table (or none) at url.

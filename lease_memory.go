@@ -11,8 +11,9 @@ import (
 // memStore is the in-memory store: for unit tests and the demo. A mutex
 // makes each step's check and write one step.
 type memStore struct {
-	mu     sync.Mutex
-	leases map[string]lease
+	mu      sync.Mutex
+	leases  map[string]lease
+	changes notifier // hand-overs and releases, for waiting successors (watch.go)
 }
 
 var _ store = (*memStore)(nil)
@@ -106,6 +107,7 @@ func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (le
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	cur.Offset, cur.State, cur.ExpiresAt = offset, stateRunning, exp
 	m.leases[l.Key] = cur
+	m.changes.notify(l.Key)
 	return cur, nil
 }
 
@@ -136,6 +138,7 @@ func (m *memStore) release(ctx context.Context, l lease, offset int64) error {
 	}
 	cur.Offset, cur.State = offset, stateReleased
 	m.leases[l.Key] = cur
+	m.changes.notify(l.Key)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -21,7 +22,9 @@ const storeName = "redis"
 // The record is the hash redisLeaseKey(key); its epoch comes from the counter
 // redisEpochKey(key), which never expires, so an epoch is never handed out twice
 // even when the hash is deleted by hand. The {key} hash tag keeps both keys
-// of one lease in one cluster slot, as a script's keys must be.
+// of one lease in one cluster slot, as a script's keys must be. hand_over
+// and release also publish on the channel named like the record, which a
+// waiting successor watches.
 func redisLeaseKey(key string) string { return "baton:lease:{" + key + "}" }
 func redisEpochKey(key string) string { return "baton:epoch:{" + key + "}" }
 
@@ -92,6 +95,7 @@ if h[3] ~= ARGV[3] or ARGV[3] == '' then return 'taken' end
 redis.call('HSET', KEYS[1], 'owner', h[3], 'tick', h[4] or '0', 'epoch', next_epoch(KEYS[2], tonumber(h[1])),
   'offset', ARGV[4], 'state', 'running', 'expires_at', ARGV[5])
 redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
+redis.call('PUBLISH', KEYS[1], 'handed')
 return redis.call('HGETALL', KEYS[1])
 `)
 
@@ -114,6 +118,7 @@ var releaseScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
 redis.call('HSET', KEYS[1], 'offset', ARGV[3], 'state', 'released')
+redis.call('PUBLISH', KEYS[1], 'released')
 return 'ok'
 `)
 
@@ -228,6 +233,34 @@ func redact(raw string) string {
 
 // close closes the client and its connections.
 func (s *redisStore) close() error { return s.rdb.Close() }
+
+var _ watcher = (*redisStore)(nil)
+
+// watch subscribes to the record's channel on a connection of its own; a
+// goroutine turns its messages into changed until stop closes it.
+func (s *redisStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	ps := s.rdb.Subscribe(ctx, redisLeaseKey(key))
+	if _, err := ps.Receive(ctx); err != nil { // the subscription confirmed
+		ps.Close()
+		return nil, nil, fmt.Errorf("redis lease %s: subscribe via %s: %w", key, s.addr, err)
+	}
+	changed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// An error ends it: stop closed the connection, or it broke and the
+		// successor's reads go on without notices.
+		for {
+			if _, err := ps.ReceiveMessage(context.Background()); err != nil {
+				return
+			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	})
+	return changed, func() { ps.Close(); wg.Wait() }, nil
+}
 
 func (s *redisStore) load(ctx context.Context, key string) (lease, error) {
 	h, err := s.rdb.HGetAll(ctx, redisLeaseKey(key)).Result()

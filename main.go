@@ -355,7 +355,14 @@ type sysio struct {
 }
 
 func main() {
-	ctx, stop := signalContext()
+	// Signals are for process mode and ctl. Under Lambda the runtime's
+	// deadline ends each event (the SIGTERM Lambda sends where extensions
+	// run comes at shutdown, then SIGKILL), and the handler's goroutine
+	// would cost the cold start a thread before the first event.
+	ctx, stop := context.Background(), func() {}
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+		ctx, stop = signalContext()
+	}
 	code := batonMain(ctx, os.Args[1:], sysio{os.Getenv, os.Stdout, os.Stderr})
 	stop()
 	os.Exit(code)
