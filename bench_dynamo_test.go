@@ -2,7 +2,7 @@
 
 // bench_dynamo_test.go is what the default build measures: throughput,
 // handoffs on the memory store and DynamoDB Local, crashes, the store's
-// traffic and cost, peak RSS and start time.
+// traffic and cost, peak RSS, start time, sizing and the cost per group size.
 
 package main
 
@@ -76,6 +76,7 @@ func benchBuild(t *testing.T, b *bench) {
 		b.initTimes(t, bin, env, 50)
 	})
 	b.phase(t, "sizing", func(t *testing.T) { b.sizing(t, bin) })
+	b.phase(t, "cost", func(t *testing.T) { b.cost(t, bin) })
 }
 
 // rss runs the baton binary in process mode (DynamoDB Local as its store)

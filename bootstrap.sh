@@ -227,6 +227,9 @@ BENCH_FIGURES=(
   lambda_512_rps_discard lambda_512_rps_kafka lambda_512_rps_discard_2k lambda_512_rps_kafka_2k lambda_512_peak_rss_mib lambda_512_init_ms
   lambda_1769_rps_discard lambda_1769_rps_kafka lambda_1769_rps_discard_2k lambda_1769_rps_kafka_2k lambda_1769_peak_rss_mib lambda_1769_init_ms
   store_reads_per_min store_writes_per_min cost_per_partition_month_usd
+  group_k1_peak_rss_mib group_k4_peak_rss_mib group_k8_peak_rss_mib group_k1_memory_mb group_k4_memory_mb group_k8_memory_mb
+  cost_per_partition_month_usd_k1 cost_per_partition_month_usd_k4 cost_per_partition_month_usd_k8
+  cost_per_partition_month_usd_k4_ttl30s cost_per_partition_month_usd_k8_ttl30s
 )
 
 # TestBench (bench_test.go) in both builds: baton and its franz-go baseline
