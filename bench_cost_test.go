@@ -162,6 +162,8 @@ func (b *bench) cost(t *testing.T, bin string) {
 	for i, k := range groupSizes {
 		name := fmt.Sprintf("cost_per_partition_month_usd_k%d", k)
 		if errs[i] != nil {
+			b.figure(fmt.Sprintf("group_k%d_peak_rss_mib", k), "failed: %v", errs[i])
+			b.figure(fmt.Sprintf("group_k%d_memory_mb", k), "failed: %v", errs[i])
 			b.figure(name, "failed: %v", errs[i])
 			if k > 1 {
 				b.figure(name+"_ttl30s", "failed: %v", errs[i])
