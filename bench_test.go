@@ -437,36 +437,29 @@ func recGaps(rec *recorder) []time.Duration {
 // owner was written, and when a read first named it the owner (the
 // successor's poll; the old owner reads no more once it handed over).
 type stepStore struct {
-	store
+	hookStore
 	mu     sync.Mutex
 	handed map[string]time.Time
 	seen   map[string]time.Time
 }
 
-func (s *stepStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	n, err := s.store.handOver(ctx, l, offset, exp)
-	if err == nil {
-		s.mu.Lock()
-		s.handed[l.Successor] = time.Now()
-		s.mu.Unlock()
-	}
-	return n, err
-}
-
-func (s *stepStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	return watchOf(ctx, s.store, key)
-}
-
-func (s *stepStore) load(ctx context.Context, key string) (lease, error) {
-	l, err := s.store.load(ctx, key)
-	if err == nil {
-		s.mu.Lock()
-		if _, ok := s.seen[l.Owner]; !ok {
-			s.seen[l.Owner] = time.Now()
+func newStepStore(s store) *stepStore {
+	st := &stepStore{handed: map[string]time.Time{}, seen: map[string]time.Time{}}
+	st.hookStore = hookStore{store: s, after: func(call storeCall, got lease, err error) error {
+		if err != nil {
+			return err
 		}
-		s.mu.Unlock()
-	}
-	return l, err
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		switch _, ok := st.seen[got.Owner]; {
+		case call.op == "handOver":
+			st.handed[call.l.Successor] = time.Now()
+		case call.op == "load" && !ok:
+			st.seen[got.Owner] = time.Now()
+		}
+		return nil
+	}}
+	return st
 }
 
 // batonChain: each new invocation (a newer tick) asks while the previous
@@ -497,7 +490,7 @@ func newBatonChain(t testing.TB, b *bench, label string, s store, brokers []stri
 		"-group="+strings.ReplaceAll(testKey(t), "/", ".")+"."+label)
 	cfg.ReadEvery = checkEvery
 	c := &batonChain{ctx: b.ctx, label: label, cfg: cfg, rec: newRecorder(nil),
-		steps: &stepStore{store: s, handed: map[string]time.Time{}, seen: map[string]time.Time{}}}
+		steps: newStepStore(s)}
 	c.d = benchDeps(t)
 	c.d.store, c.d.wrapSink = c.steps, c.rec.wrap
 	pctx, stop := context.WithCancel(b.ctx)
@@ -772,20 +765,16 @@ func (b *bench) handoffNote(n int, checkEvery time.Duration) {
 }
 
 // observedStore records when each commit succeeded.
-type observedStore struct {
-	store
-	commits chan time.Time
-}
-
-func (o observedStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	n, err := o.store.commit(ctx, l, offset, exp)
-	if err == nil {
-		select {
-		case o.commits <- time.Now():
-		default:
+func observedStore(s store, commits chan time.Time) *hookStore {
+	return &hookStore{store: s, after: func(call storeCall, _ lease, err error) error {
+		if call.op == "commit" && err == nil {
+			select {
+			case commits <- time.Now():
+			default:
+			}
 		}
-	}
-	return n, err
+		return err
+	}}
 }
 
 // latest drains ch and returns its newest time after at least one arrives.
@@ -831,7 +820,7 @@ func batonCrash(t testing.TB, ctx context.Context, s store, ttl, skew, commitEve
 		t.Fatal(err)
 	}
 	commits := make(chan time.Time, 100)
-	fa := newFaultStore(observedStore{s, commits})
+	fa := newFaultStore(observedStore(s, commits))
 	da := benchDeps(t)
 	da.store = fa
 	da.wrapSink = func(inv invocation, k sink) sink { return rec.wrap(inv, crashSink{k, &fa.down}) }
@@ -928,53 +917,21 @@ func (b *bench) printCrash(prefix, suffix string, r crashResult) {
 // other step a (conditional) write. A step added to the store interface
 // must be added here too, or it passes through uncounted.
 type countingStore struct {
-	store
+	hookStore
 	reads, writes atomic.Int64
 }
 
-func (c *countingStore) load(ctx context.Context, key string) (lease, error) {
-	c.reads.Add(1)
-	return c.store.load(ctx, key)
-}
-
-func (c *countingStore) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (lease, error) {
-	c.writes.Add(1)
-	return c.store.take(ctx, key, seen, cl, exp)
-}
-
-func (c *countingStore) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
-	c.writes.Add(1)
-	return c.store.ask(ctx, key, epoch, cl, until)
-}
-
-func (c *countingStore) handOver(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	c.writes.Add(1)
-	return c.store.handOver(ctx, l, offset, exp)
-}
-
-func (c *countingStore) commit(ctx context.Context, l lease, offset, exp int64) (lease, error) {
-	c.writes.Add(1)
-	return c.store.commit(ctx, l, offset, exp)
-}
-
-func (c *countingStore) release(ctx context.Context, l lease, offset int64) error {
-	c.writes.Add(1)
-	return c.store.release(ctx, l, offset)
-}
-
-func (c *countingStore) withdraw(ctx context.Context, key string, cl claim) (lease, error) {
-	c.writes.Add(1)
-	return c.store.withdraw(ctx, key, cl)
-}
-
-func (c *countingStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
-	c.writes.Add(1)
-	return c.store.control(ctx, l, seek, paused)
-}
-
-// watch is neither: a subscription, where the store has them.
-func (c *countingStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	return watchOf(ctx, c.store, key)
+func newCountingStore(s store) *countingStore {
+	c := &countingStore{}
+	c.hookStore = hookStore{store: s, before: func(_ context.Context, call storeCall) error {
+		if call.op == "load" {
+			c.reads.Add(1)
+		} else {
+			c.writes.Add(1)
+		}
+		return nil
+	}}
+	return c
 }
 
 func (c *countingStore) counts() (int64, int64) { return c.reads.Load(), c.writes.Load() }
@@ -1053,7 +1010,7 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	}
 	run := func(p int32, owner string, tick int64, life time.Duration) (*countingStore, chan time.Time, func() (outcome, error), func()) {
 		commits := make(chan time.Time, 100)
-		cs := &countingStore{store: observedStore{s, commits}}
+		cs := newCountingStore(observedStore(s, commits))
 		d := benchDeps(t)
 		d.store, d.wrapSink = cs, rec.wrap
 		ctx, cancel := context.WithCancel(b.ctx)

@@ -310,6 +310,12 @@ func (h *hookStore) reset(ctx context.Context, l lease) (lease, error) {
 	return h.do(ctx, storeCall{op: "reset", key: l.Key, l: l}, func() (lease, error) { return h.store.reset(ctx, l) })
 }
 
+// watch passes a subscription through: a wrapped store that can tell a
+// waiting successor still does.
+func (h *hookStore) watch(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return watchOf(ctx, h.store, key)
+}
+
 // faultStore fails or hangs a store on demand: down fails every call (a
 // crashed process writes nothing more), frozen hangs every write until it
 // thaws or the call's context ends (a paused owner).

@@ -517,7 +517,7 @@ func TestHandoff_store_down_commit_backs_off(t *testing.T) {
 			cluster := newCluster(t, 1, "src")
 			cfg := testConfig(t, cluster.ListenAddrs(), "src")
 			fa := newFaultStore(b.open(t))
-			cs := &countingStore{store: fa} // counts commits: the only writes here
+			cs := newCountingStore(fa) // counts commits: the only writes here
 			d, _ := testDeps(t, cs, nil)
 			log := captureLog(t, d)
 			mustProduce(t, cfg.Brokers, numbered(0, 5)...)
