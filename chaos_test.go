@@ -344,7 +344,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 	} else {
 		s = b.open(t)
 	}
-	obs := &observer{store: s}
+	obs := newObserver(s)
 	rec := newRecorder(nil)
 	ctx := ctxT(t)
 	pctx, stopProducing := context.WithTimeout(ctx, chaosWindow)
@@ -528,7 +528,7 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		if h.stdout != nil {
 			stdout = h.stdout
 		}
-		d := &deps{store: epochTap{settled{cs}, inv.Owner, tag, h.obs}, kafka: kgo.NewClient, log: h.log, stdout: stdout,
+		d := &deps{store: epochTap(settled{cs}, inv.Owner, tag, h.obs), kafka: kgo.NewClient, log: h.log, stdout: stdout,
 			now: func() time.Time { return time.Now().Add(pl.skew) },
 			wrapSink: func(inv invocation, s sink) sink {
 				return h.rec.wrap(inv, chaosSink{epochSink{s, tag}, cs})
@@ -747,7 +747,7 @@ func (w *chaosStdout) Write(p []byte) (int, error) {
 // the record (one more each time the record is lost, when epochs start
 // again from 1).
 type observer struct {
-	store
+	hookStore
 	mu     sync.Mutex
 	writes []landed
 	gens   map[string]int64    // per key: how many times its record was lost
@@ -817,96 +817,72 @@ func (o *observer) lose(ctx context.Context, drop func(key string), key string, 
 	return n
 }
 
-func (o *observer) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	o.gate.RLock()
-	defer o.gate.RUnlock()
-	o.owns(key, c.Owner) // before it lands: its answer may be read back first
-	start := time.Now()
-	l, err := o.store.take(ctx, key, seen, c, exp)
-	if err == nil {
-		o.note(key, "take", c.Owner, start, seen.Epoch, l.Epoch)
-	}
-	return l, err
+func newObserver(s store) *observer {
+	o := &observer{}
+	o.hookStore = hookStore{store: s, before: o.before, after: o.after}
+	return o
 }
 
-func (o *observer) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
-	o.gate.RLock()
-	defer o.gate.RUnlock()
-	start := time.Now()
-	err := o.store.ask(ctx, key, epoch, c, until)
-	if err == nil {
-		o.note(key, "ask", c.Owner, start, epoch, epoch)
+// observed are the writes the observer keeps.
+var observed = map[string]bool{"take": true, "ask": true, "handOver": true, "commit": true, "release": true}
+
+// before holds the gate for the write, and notes whose epoch a take or a
+// hand-over makes before it lands: its answer may be read back first.
+func (o *observer) before(_ context.Context, call storeCall) error {
+	if !observed[call.op] {
+		return nil
 	}
-	return err
+	o.gate.RLock()
+	switch call.op {
+	case "take":
+		o.owns(call.key, call.c.Owner)
+	case "handOver":
+		o.owns(call.key, call.l.Successor)
+	}
+	return nil
 }
 
-func (o *observer) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
-	o.gate.RLock()
-	defer o.gate.RUnlock()
-	o.owns(x.Key, x.Successor) // before it lands: the successor may see it first
-	start := time.Now()
-	l, err := o.store.handOver(ctx, x, offset, exp)
-	if err == nil {
-		o.note(x.Key, "handOver", x.Owner, start, x.Epoch, l.Epoch)
+// after keeps a write that landed: the epoch it was made under (the one
+// the writer read) and the one it left.
+func (o *observer) after(call storeCall, got lease, err error) error {
+	if !observed[call.op] {
+		return err
 	}
-	return l, err
-}
-
-func (o *observer) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
-	o.gate.RLock()
 	defer o.gate.RUnlock()
-	start := time.Now()
-	l, err := o.store.commit(ctx, x, offset, exp)
-	if err == nil {
-		o.note(x.Key, "commit", x.Owner, start, x.Epoch, l.Epoch)
+	if err != nil {
+		return err
 	}
-	return l, err
-}
-
-func (o *observer) release(ctx context.Context, x lease, offset int64) error {
-	o.gate.RLock()
-	defer o.gate.RUnlock()
-	start := time.Now()
-	err := o.store.release(ctx, x, offset)
-	if err == nil {
-		o.note(x.Key, "release", x.Owner, start, x.Epoch, x.Epoch)
+	owner, made := call.l.Owner, call.l.Epoch
+	switch call.op {
+	case "take":
+		owner, made = call.c.Owner, got.Epoch
+	case "ask":
+		owner = call.c.Owner
+	case "handOver", "commit":
+		made = got.Epoch
 	}
-	return err
+	o.note(call.key, call.op, owner, call.at, call.l.Epoch, made)
+	return nil
 }
 
 // epochTap notes the epoch an invocation owns the lease under, and the
 // record's generation, from the store's answers to it: a take, or a load
 // showing the baton handed over. It sits above settled, so a take whose
 // answer was lost and read back counts too.
-type epochTap struct {
-	store
-	owner string
-	tag   *ownerTag
-	obs   *observer
+func epochTap(s store, owner string, tag *ownerTag, obs *observer) *hookStore {
+	return &hookStore{store: s, after: func(call storeCall, got lease, err error) error {
+		if (call.op == "load" || call.op == "take") && err == nil && got.Owner == owner {
+			tag.gen.Store(obs.genOf(call.key, owner))
+			tag.epoch.Store(got.Epoch)
+		}
+		return err
+	}}
 }
 
 // ownerTag is what an invocation's sink records carry of it and its lease.
 type ownerTag struct {
 	owner      string
 	epoch, gen atomic.Int64
-}
-
-func (e epochTap) saw(key string, l lease, err error) (lease, error) {
-	if err == nil && l.Owner == e.owner {
-		e.tag.gen.Store(e.obs.genOf(key, e.owner))
-		e.tag.epoch.Store(l.Epoch)
-	}
-	return l, err
-}
-
-func (e epochTap) load(ctx context.Context, key string) (lease, error) {
-	l, err := e.store.load(ctx, key)
-	return e.saw(key, l, err)
-}
-
-func (e epochTap) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	l, err := e.store.take(ctx, key, seen, c, exp)
-	return e.saw(key, l, err)
 }
 
 // Headers the chaos sink wrapper adds: the epoch and the generation of

@@ -233,6 +233,7 @@ func (r *recorder) lastAt(owner string) time.Time {
 // the offset it writes, the claim it makes).
 type storeCall struct {
 	op     string
+	at     time.Time // when the step began
 	key    string
 	l      lease
 	offset int64
@@ -253,6 +254,7 @@ var _ store = (*hookStore)(nil)
 
 // do runs one step between the hooks.
 func (h *hookStore) do(ctx context.Context, call storeCall, step func() (lease, error)) (lease, error) {
+	call.at = time.Now()
 	if h.before != nil {
 		if err := h.before(ctx, call); err != nil {
 			return lease{}, err

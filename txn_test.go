@@ -79,11 +79,11 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 				cfg := txnConfig(t, cluster.ListenAddrs())
 				cfg.Sink, cfg.SinkScheme = sinkTo+"://out", sinkTo
 				ctx := ctxT(t)
-				produced, err := produce(within(t, ctx, time.Second), cfg.Brokers, "src", 1, time.Millisecond)
+				produced, err := produce(within(t, ctx, 3*time.Second), cfg.Brokers, "src", 1, time.Millisecond) // records still come at A's second commit, however slow the machine
 				if err != nil {
 					t.Fatal(err)
 				}
-				obs := &observer{store: b.open(t)}
+				obs := newObserver(b.open(t))
 				actx, crash := context.WithCancel(ctx)
 				h := &chaosHarness{cfg: cfg}
 				// A's second lease commit never lands: the transaction before it did.
