@@ -356,12 +356,12 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 }
 
 // failOn is an action that fails on one value and keeps the others.
-func failOn(value string, err error) func(*kgo.Record) ([]*kgo.Record, error) {
-	return func(r *kgo.Record) ([]*kgo.Record, error) {
+func failOn(value string, err error) actionFunc {
+	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if string(r.Value) == value {
 			return nil, err
 		}
-		return []*kgo.Record{r}, nil
+		return append(out, r), nil
 	}
 }
 
@@ -536,8 +536,8 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	cfg := testConfig(t, cluster.ListenAddrs(), "src")
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
-	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
-		return []*kgo.Record{{Key: r.Key, Value: bytes.ToUpper(r.Value)}}, nil
+	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		return append(out, &kgo.Record{Key: r.Key, Value: bytes.ToUpper(r.Value)}), nil
 	}
 	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("v")})
 
