@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -31,8 +32,10 @@ import (
 //
 // write may return before the record is durable; flush returns once
 // everything written is, and only then does the owner commit the offsets
-// before next. A sink that keeps its own record of the offset (kafka+txn,
-// txn.go) says where its durable output ends from begin and restart.
+// before next. write keeps nothing of r past its return but the bytes r
+// points to (the action may reuse r). A sink that keeps its own record of
+// the offset (kafka+txn, txn.go) says where its durable output ends from
+// begin and restart.
 type sink interface {
 	// begin runs once the lease is owned, before any write. It returns
 	// where the sink's durable output ends (noOffset: the sink does not
@@ -212,14 +215,18 @@ type kafkaSink struct {
 	steps
 	cl      *kgo.Client
 	topic   string
-	timeout time.Duration // for a flush
-
-	mu  sync.Mutex
-	err error // the first failed produce since the last flush
+	timeout time.Duration            // for a flush
+	promise func(*kgo.Record, error) // done, made once: a method value allocates
+	err     atomic.Pointer[sinkErr]  // the first failed produce since the sink last started again
 }
 
+// sinkErr holds an error for an atomic.Pointer.
+type sinkErr struct{ error }
+
 func newKafkaSink(cl *kgo.Client, topic string, timeout time.Duration) *kafkaSink {
-	return &kafkaSink{cl: cl, topic: topic, timeout: timeout}
+	s := &kafkaSink{cl: cl, topic: topic, timeout: timeout}
+	s.promise = s.done
+	return s
 }
 
 // samePartition sends a record to the partition it names, so that a sink
@@ -228,15 +235,28 @@ var samePartition = kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record
 	return func(r *kgo.Record, n int) int { return int(r.Partition) % n }
 })
 
-func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
+// produced is a record the producer holds: a copy of one written, with the
+// source offset it came from. The producer owns it until its promise, which
+// puts it back in producedPool, so the records in flight are reused.
+type produced struct {
+	kgo.Record
+	source int64
+}
+
+var producedPool = sync.Pool{New: func() any { return new(produced) }}
+
+func (s *kafkaSink) write(_ context.Context, r *kgo.Record) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
+	// The copy leaves r to the run and the action; its bytes are shared.
 	// A shutdown must not fail records already handed to the sink: the
-	// owner flushes them before it lets go of the lease. The record's own
-	// context, which never ends either, names the record it came from.
-	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Context: fromSource{r}}
-	s.cl.Produce(context.WithoutCancel(ctx), out, s.done)
+	// owner flushes them before it lets go of the lease. So the record's
+	// context never ends, and it names the produced record, for done.
+	o := producedPool.Get().(*produced)
+	o.Record = kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Context: fromSource{o}}
+	o.source = r.Offset
+	s.cl.Produce(o.Context, &o.Record, s.promise)
 	return nil
 }
 
@@ -245,25 +265,28 @@ func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 // (the run gives each record it writes its source's offset). One pointer
 // fits in an interface without an allocation. It never ends, like the
 // context.WithoutCancel it stands in for, and holds no values.
-type fromSource struct{ r *kgo.Record }
+type fromSource struct{ p *produced }
 
 func (fromSource) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (fromSource) Done() <-chan struct{}       { return nil }
 func (fromSource) Err() error                  { return nil }
 func (fromSource) Value(any) any               { return nil }
 
+// done is every produced record's promise. The producer calls promises one
+// at a time and is done with the record once it returns, so it goes back to
+// the pool.
 func (s *kafkaSink) done(r *kgo.Record, err error) {
-	if err == nil {
-		return
+	src, _ := r.Context.(fromSource)
+	if err != nil && s.err.Load() == nil {
+		e := fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
+		if src.p != nil && refusedForGood(err) {
+			e = &refusedError{Topic: r.Topic, Offset: src.p.source, err: e}
+		}
+		s.err.CompareAndSwap(nil, &sinkErr{e})
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return
-	}
-	s.err = fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
-	if src, ok := r.Context.(fromSource); ok && refusedForGood(err) {
-		s.err = &refusedError{Topic: r.Topic, Offset: src.r.Offset, err: s.err}
+	if src.p != nil {
+		*src.p = produced{} // holds no bytes while pooled
+		producedPool.Put(src.p)
 	}
 }
 
@@ -287,17 +310,14 @@ func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
 
 func (s *kafkaSink) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+	if e := s.err.Load(); e != nil {
+		return e.error
+	}
+	return nil
 }
 
 // clear forgets a failed produce, once what it belonged to is dropped.
-func (s *kafkaSink) clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.err = nil
-}
+func (s *kafkaSink) clear() { s.err.Store(nil) }
 
 func (s *kafkaSink) flush(ctx context.Context, _ int64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
