@@ -20,25 +20,36 @@ import (
 )
 
 // action is baton's conditional step: the function a fork edits. It sees
-// every record of the partition in order and returns what goes to the sink:
-// nothing, the record, or new records. An error sends the record to the
-// dead-letter topic (-dlq), or stops the run with the record uncommitted.
-// The owner gives each record returned the partition and offset of the
-// record it came from.
-func action(r *kgo.Record) ([]*kgo.Record, error) {
-	return []*kgo.Record{r}, nil
+// every record of the partition in order and appends to out what goes to
+// the sink: nothing (drop), r itself (keep, changed or not), or records of
+// its own (change into new ones, or fan out). It returns out. An error sends
+// the record to the dead-letter topic (-dlq), or stops the run with the
+// record uncommitted.
+//
+// The run passes the same out, emptied, for every record, so an action that
+// keeps or drops allocates nothing. The sink is done with the records
+// returned when the next record comes, so an action may reuse its own
+// records, but not the bytes they point to (Key, Value, Headers: a Kafka
+// sink sends those later). r's fields may be changed, but not its Offset or
+// Partition: the owner gives each record returned the partition and offset
+// of the record it came from.
+func action(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	return append(out, r), nil
 }
 
+// actionFunc is an action's type: action, or a test's.
+type actionFunc func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error)
+
 // matching puts a -match filter in front of an action.
-func matching(re *regexp.Regexp, next func(*kgo.Record) ([]*kgo.Record, error)) func(*kgo.Record) ([]*kgo.Record, error) {
+func matching(re *regexp.Regexp, next actionFunc) actionFunc {
 	if re == nil {
 		return next
 	}
-	return func(r *kgo.Record) ([]*kgo.Record, error) {
+	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if !re.Match(r.Value) {
-			return nil, nil
+			return out, nil
 		}
-		return next(r)
+		return next(r, out)
 	}
 }
 
@@ -57,7 +68,8 @@ type run struct {
 	log *slog.Logger
 	inv invocation
 	k   *kafka
-	act func(*kgo.Record) ([]*kgo.Record, error)
+	act actionFunc
+	out []*kgo.Record // what the action returned for the last record: its memory is reused
 
 	l               lease     // the record as the owner last wrote or read it
 	next            int64     // next offset to read: all before it went to the sink
@@ -532,7 +544,8 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 // dead-letter topic.
 func (p *run) process(ctx context.Context, r *kgo.Record) error {
 	p.records++
-	out, err := p.act(r)
+	out, err := p.act(r, p.out[:0])
+	p.out = out[:0]
 	if err != nil {
 		switch derr := p.k.sink.deadLetter(ctx, r, err); {
 		case errors.Is(derr, errNoDLQ):

@@ -56,9 +56,9 @@ func TestCtl_seek_pause_resume(t *testing.T) {
 			}
 			d, _ := testDeps(t, s, rec)
 			// A slow action keeps the owner mid-stream.
-			d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+			d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 				time.Sleep(200 * time.Microsecond)
-				return []*kgo.Record{r}, nil
+				return append(out, r), nil
 			}
 			octx, stopOwner := context.WithCancel(ctx)
 			wait := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)

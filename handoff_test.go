@@ -218,9 +218,9 @@ func TestHandler_container_reuse(t *testing.T) {
 			cl.Close()
 			d, kafka := testDeps(t, s, rec)
 			// A slow action, so the first call cannot read them all.
-			d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+			d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 				time.Sleep(100 * time.Microsecond)
-				return []*kgo.Record{r}, nil
+				return append(out, r), nil
 			}
 			h := handler(cfg, d)
 			// The cluster and the store were made before the container's

@@ -57,7 +57,7 @@ type deps struct {
 	progress time.Duration
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
-	action   func(*kgo.Record) ([]*kgo.Record, error)
+	action   actionFunc
 	wrapSink func(invocation, sink) sink
 }
 

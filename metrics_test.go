@@ -78,16 +78,16 @@ func TestMetrics_emf_counts_match_the_run(t *testing.T) {
 	d, _ := testDeps(t, newMemStore(), newRecorder(nil))
 	d.emf = &emf
 	// Keep even values, dead-letter multiples of 7.
-	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		var n int
 		fmt.Sscan(string(r.Value), &n)
 		switch {
 		case n%7 == 0:
 			return nil, errors.New("seven")
 		case n%2 == 0:
-			return []*kgo.Record{r}, nil
+			return append(out, r), nil
 		}
-		return nil, nil
+		return out, nil
 	}
 	ctx := ctxT(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))

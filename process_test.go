@@ -192,11 +192,11 @@ func TestProcess_failed_partition_starts_again(t *testing.T) {
 	mustProduce(t, cfg.Brokers, rs...)
 	d, _ := testDeps(t, newMemStore(), rec)
 	var fixed atomic.Bool
-	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if r.Offset == 3 && !fixed.Load() {
 			return nil, errors.New("cannot handle record 3")
 		}
-		return []*kgo.Record{r}, nil
+		return append(out, r), nil
 	}
 	ctx, stop := context.WithCancel(ctxT(t))
 	defer stop()
@@ -236,11 +236,11 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	mustProduce(t, cfg.Brokers, rs...)
 	s := newMemStore()
 	dA, _ := testDeps(t, s, nil)
-	dA.action = func(r *kgo.Record) ([]*kgo.Record, error) {
+	dA.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if r.Offset == 3 {
 			return nil, errors.New("cannot handle record 3")
 		}
-		return []*kgo.Record{r}, nil
+		return append(out, r), nil
 	}
 	dB, _ := testDeps(t, s, nil)
 	ctx, stop := context.WithCancel(ctxT(t))

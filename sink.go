@@ -7,13 +7,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -31,8 +32,10 @@ import (
 //
 // write may return before the record is durable; flush returns once
 // everything written is, and only then does the owner commit the offsets
-// before next. A sink that keeps its own record of the offset (kafka+txn,
-// txn.go) says where its durable output ends from begin and restart.
+// before next. write keeps nothing of r past its return but the bytes r
+// points to (the action may reuse r). A sink that keeps its own record of
+// the offset (kafka+txn, txn.go) says where its durable output ends from
+// begin and restart.
 type sink interface {
 	// begin runs once the lease is owned, before any write. It returns
 	// where the sink's durable output ends (noOffset: the sink does not
@@ -212,14 +215,18 @@ type kafkaSink struct {
 	steps
 	cl      *kgo.Client
 	topic   string
-	timeout time.Duration // for a flush
-
-	mu  sync.Mutex
-	err error // the first failed produce since the last flush
+	timeout time.Duration            // for a flush
+	promise func(*kgo.Record, error) // done, made once: a method value allocates
+	err     atomic.Pointer[sinkErr]  // the first failed produce since the sink last started again
 }
 
+// sinkErr holds an error for an atomic.Pointer.
+type sinkErr struct{ error }
+
 func newKafkaSink(cl *kgo.Client, topic string, timeout time.Duration) *kafkaSink {
-	return &kafkaSink{cl: cl, topic: topic, timeout: timeout}
+	s := &kafkaSink{cl: cl, topic: topic, timeout: timeout}
+	s.promise = s.done
+	return s
 }
 
 // samePartition sends a record to the partition it names, so that a sink
@@ -228,15 +235,28 @@ var samePartition = kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record
 	return func(r *kgo.Record, n int) int { return int(r.Partition) % n }
 })
 
-func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
+// produced is a record the producer holds: a copy of one written, with the
+// source offset it came from. The producer owns it until its promise, which
+// puts it back in producedPool, so the records in flight are reused.
+type produced struct {
+	kgo.Record
+	source int64
+}
+
+var producedPool = sync.Pool{New: func() any { return new(produced) }}
+
+func (s *kafkaSink) write(_ context.Context, r *kgo.Record) error {
 	if err := s.failed(); err != nil {
 		return err
 	}
+	// The copy leaves r to the run and the action; its bytes are shared.
 	// A shutdown must not fail records already handed to the sink: the
-	// owner flushes them before it lets go of the lease. The record's own
-	// context, which never ends either, names the record it came from.
-	out := &kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Context: fromSource{r}}
-	s.cl.Produce(context.WithoutCancel(ctx), out, s.done)
+	// owner flushes them before it lets go of the lease. So the record's
+	// context never ends, and it names the produced record, for done.
+	o := producedPool.Get().(*produced)
+	o.Record = kgo.Record{Topic: s.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Context: fromSource{o}}
+	o.source = r.Offset
+	s.cl.Produce(o.Context, &o.Record, s.promise)
 	return nil
 }
 
@@ -245,25 +265,28 @@ func (s *kafkaSink) write(ctx context.Context, r *kgo.Record) error {
 // (the run gives each record it writes its source's offset). One pointer
 // fits in an interface without an allocation. It never ends, like the
 // context.WithoutCancel it stands in for, and holds no values.
-type fromSource struct{ r *kgo.Record }
+type fromSource struct{ p *produced }
 
 func (fromSource) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (fromSource) Done() <-chan struct{}       { return nil }
 func (fromSource) Err() error                  { return nil }
 func (fromSource) Value(any) any               { return nil }
 
+// done is every produced record's promise. The producer calls promises one
+// at a time and is done with the record once it returns, so it goes back to
+// the pool.
 func (s *kafkaSink) done(r *kgo.Record, err error) {
-	if err == nil {
-		return
+	src, _ := r.Context.(fromSource)
+	if err != nil && s.err.Load() == nil {
+		e := fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
+		if src.p != nil && refusedForGood(err) {
+			e = &refusedError{Topic: r.Topic, Offset: src.p.source, err: e}
+		}
+		s.err.CompareAndSwap(nil, &sinkErr{e})
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return
-	}
-	s.err = fmt.Errorf("sink kafka://%s: produce: %w", r.Topic, err)
-	if src, ok := r.Context.(fromSource); ok && refusedForGood(err) {
-		s.err = &refusedError{Topic: r.Topic, Offset: src.r.Offset, err: s.err}
+	if src.p != nil {
+		*src.p = produced{} // holds no bytes while pooled
+		producedPool.Put(src.p)
 	}
 }
 
@@ -287,17 +310,14 @@ func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
 
 func (s *kafkaSink) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+	if e := s.err.Load(); e != nil {
+		return e.error
+	}
+	return nil
 }
 
 // clear forgets a failed produce, once what it belonged to is dropped.
-func (s *kafkaSink) clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.err = nil
-}
+func (s *kafkaSink) clear() { s.err.Store(nil) }
 
 func (s *kafkaSink) flush(ctx context.Context, _ int64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -325,8 +345,8 @@ func (s *kafkaSink) restart(ctx context.Context) (int64, error) {
 type stdoutSink struct {
 	steps
 	w   io.Writer
-	buf bytes.Buffer
-	err error // a failed write, kept until abort: nothing more is written
+	buf []byte // whole lines, not yet written
+	err error  // a failed write, kept until abort: nothing more is written
 }
 
 var (
@@ -345,58 +365,117 @@ const stdoutChunk = 64 << 10
 // keys stdoutCut.
 func newStdoutSink(w io.Writer) *stdoutSink { return &stdoutSink{w: w} }
 
-type jsonRecord struct {
-	Topic     string       `json:"topic"`
-	Partition int32        `json:"partition"`
-	Offset    int64        `json:"offset"`
-	Timestamp int64        `json:"timestamp_ms"`
-	Key       *string      `json:"key,omitempty"`
-	KeyB64    []byte       `json:"key_b64,omitempty"`
-	Value     *string      `json:"value,omitempty"`
-	ValueB64  []byte       `json:"value_b64,omitempty"`
-	Headers   []jsonHeader `json:"headers,omitempty"`
-}
-
-type jsonHeader struct {
-	Key      string  `json:"key"`
-	Value    *string `json:"value,omitempty"`
-	ValueB64 []byte  `json:"value_b64,omitempty"`
-}
-
-// text returns b as a string when it is UTF-8, else as bytes for base64.
-func text(b []byte) (*string, []byte) {
-	if b == nil {
-		return nil, nil
-	}
-	if utf8.Valid(b) {
-		s := string(b)
-		return &s, nil
-	}
-	return nil, b
-}
-
 func (s *stdoutSink) write(ctx context.Context, r *kgo.Record) error {
 	if s.err != nil {
 		return s.err
 	}
-	j := jsonRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()}
-	j.Key, j.KeyB64 = text(r.Key)
-	j.Value, j.ValueB64 = text(r.Value)
-	for _, h := range r.Headers {
-		jh := jsonHeader{Key: h.Key}
-		jh.Value, jh.ValueB64 = text(h.Value)
-		j.Headers = append(j.Headers, jh)
-	}
-	b, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
-	s.buf.Write(b)
-	s.buf.WriteByte('\n')
-	if s.buf.Len() >= stdoutChunk {
+	s.buf = appendLine(s.buf, r)
+	if len(s.buf) >= stdoutChunk {
 		return s.flush(ctx, noOffset)
 	}
 	return nil
+}
+
+// appendLine appends r's line to b: the JSON object encoding/json would
+// write for it, field for field and byte for byte, with no allocation.
+//
+//	{"topic":…,"partition":…,"offset":…,"timestamp_ms":…,"key":…,"key_b64":…,
+//	 "value":…,"value_b64":…,"headers":[{"key":…,"value":…,"value_b64":…},…]}
+//
+// A nil key or value is left out; one that is not UTF-8 goes under _b64.
+func appendLine(b []byte, r *kgo.Record) []byte {
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, r.Topic)
+	b = append(b, `,"partition":`...)
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, r.Offset, 10)
+	b = append(b, `,"timestamp_ms":`...)
+	b = strconv.AppendInt(b, r.Timestamp.UnixMilli(), 10)
+	b = appendText(b, `,"key":`, `,"key_b64":`, r.Key)
+	b = appendText(b, `,"value":`, `,"value_b64":`, r.Value)
+	if len(r.Headers) > 0 {
+		b = append(b, `,"headers":[`...)
+		for i, h := range r.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, h.Key)
+			b = appendText(b, `,"value":`, `,"value_b64":`, h.Value)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}', '\n')
+}
+
+// appendText appends v as a JSON string under name when it is UTF-8, else
+// in base64 under b64; nothing when it is nil.
+func appendText(b []byte, name, b64 string, v []byte) []byte {
+	switch {
+	case v == nil:
+		return b
+	case utf8.Valid(v):
+		return appendJSONString(append(b, name...), v)
+	}
+	b = append(append(b, b64...), '"')
+	return append(base64.StdEncoding.AppendEncode(b, v), '"')
+}
+
+// appendJSONString appends src quoted as encoding/json does (its
+// appendString, with HTML escaping): ", \ and control characters escaped,
+// <, > and & as \u003c, \u003e and \u0026, U+2028 and U+2029 escaped, and
+// each byte that is not UTF-8 as \ufffd.
+func appendJSONString[S []byte | string](b []byte, src S) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(src); {
+		if c := src[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, src[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		n := min(len(src)-i, utf8.UTFMax)
+		c, size := utf8.DecodeRuneInString(string(src[i : i+n]))
+		switch {
+		case c == utf8.RuneError && size == 1:
+			b = append(b, src[start:i]...)
+			b = append(b, `\ufffd`...)
+		case c == '\u2028' || c == '\u2029':
+			b = append(b, src[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[c&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, src[start:]...)
+	return append(b, '"')
 }
 
 // flush writes the held lines in one call, so lines stay whole. A failed
@@ -417,7 +496,7 @@ func (s *stdoutSink) flush(context.Context, int64) error {
 		}
 		delete(stdoutCut, s.w)
 	}
-	b := s.buf.Bytes()
+	b := s.buf
 	if len(b) == 0 {
 		return nil
 	}
@@ -429,7 +508,7 @@ func (s *stdoutSink) flush(context.Context, int64) error {
 		}
 		return s.fail(err)
 	}
-	s.buf.Reset()
+	s.buf = s.buf[:0]
 	return nil
 }
 
@@ -441,7 +520,7 @@ func (s *stdoutSink) fail(err error) error {
 // abort drops the held lines and a failed write, so the sink takes writes
 // again.
 func (s *stdoutSink) abort(context.Context) {
-	s.buf.Reset()
+	s.buf = s.buf[:0]
 	s.err = nil
 }
 

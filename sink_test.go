@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"regexp"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -153,6 +155,92 @@ func TestSink_stdout_json_lines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSink_stdout_same_bytes_as_encoding_json: the stdout sink's encoder
+// writes what json.Marshal wrote for a record before it (marshalLine), byte
+// for byte: escapes, HTML characters, U+2028, bytes that are not UTF-8 in a
+// header key, nil and empty keys and values, base64.
+func TestSink_stdout_same_bytes_as_encoding_json(t *testing.T) {
+	t.Parallel()
+	// Bytes that each take a path of their own through the encoder.
+	pieces := [][]byte{[]byte("a"), []byte("héllo"), []byte(`"`), []byte(`\`), []byte("<>&"), []byte("\b\f\n\r\t"),
+		{0x00}, {0x01}, {0x1f}, {0x7f}, []byte("\u2028"), []byte("\u2029"), []byte("€"), []byte("𝄞"), {0xff}, {0xe2, 0x80}, {0xc3}, []byte("/")}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	gen := func() []byte {
+		switch rnd.IntN(6) {
+		case 0:
+			return nil
+		case 1:
+			return []byte{}
+		}
+		var b []byte
+		for range rnd.IntN(8) {
+			b = append(b, pieces[rnd.IntN(len(pieces))]...)
+		}
+		return b
+	}
+	for i := range 5000 {
+		r := &kgo.Record{Topic: "src", Partition: int32(rnd.IntN(100)), Offset: rnd.Int64N(1<<40) - 5,
+			Timestamp: time.UnixMilli(rnd.Int64N(1<<42) - 1<<41), Key: gen(), Value: gen()}
+		if i%7 == 0 {
+			r.Timestamp = time.Time{}
+		}
+		for range rnd.IntN(3) {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(gen()), Value: gen()})
+		}
+		if i%11 == 0 {
+			r.Headers = []kgo.RecordHeader{}
+		}
+		got, want := appendLine(nil, r), marshalLine(t, r)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("record %+v:\ngot  %s\nwant %s", r, got, want)
+		}
+	}
+}
+
+// marshalLine is a record's line as the stdout sink wrote it with
+// encoding/json, before it had an encoder of its own.
+func marshalLine(t *testing.T, r *kgo.Record) []byte {
+	type header struct {
+		Key      string  `json:"key"`
+		Value    *string `json:"value,omitempty"`
+		ValueB64 []byte  `json:"value_b64,omitempty"`
+	}
+	type record struct {
+		Topic     string   `json:"topic"`
+		Partition int32    `json:"partition"`
+		Offset    int64    `json:"offset"`
+		Timestamp int64    `json:"timestamp_ms"`
+		Key       *string  `json:"key,omitempty"`
+		KeyB64    []byte   `json:"key_b64,omitempty"`
+		Value     *string  `json:"value,omitempty"`
+		ValueB64  []byte   `json:"value_b64,omitempty"`
+		Headers   []header `json:"headers,omitempty"`
+	}
+	text := func(b []byte) (*string, []byte) {
+		if b == nil {
+			return nil, nil
+		}
+		if utf8.Valid(b) {
+			s := string(b)
+			return &s, nil
+		}
+		return nil, b
+	}
+	j := record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()}
+	j.Key, j.KeyB64 = text(r.Key)
+	j.Value, j.ValueB64 = text(r.Value)
+	for _, h := range r.Headers {
+		jh := header{Key: h.Key}
+		jh.Value, jh.ValueB64 = text(h.Value)
+		j.Headers = append(j.Headers, jh)
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b, '\n')
 }
 
 func showLine(l stdoutLine) string {
@@ -356,12 +444,12 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 }
 
 // failOn is an action that fails on one value and keeps the others.
-func failOn(value string, err error) func(*kgo.Record) ([]*kgo.Record, error) {
-	return func(r *kgo.Record) ([]*kgo.Record, error) {
+func failOn(value string, err error) actionFunc {
+	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if string(r.Value) == value {
 			return nil, err
 		}
-		return []*kgo.Record{r}, nil
+		return append(out, r), nil
 	}
 }
 
@@ -536,8 +624,8 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	cfg := testConfig(t, cluster.ListenAddrs(), "src")
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
-	d.action = func(r *kgo.Record) ([]*kgo.Record, error) {
-		return []*kgo.Record{{Key: r.Key, Value: bytes.ToUpper(r.Value)}}, nil
+	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		return append(out, &kgo.Record{Key: r.Key, Value: bytes.ToUpper(r.Value)}), nil
 	}
 	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("v")})
 

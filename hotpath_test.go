@@ -1,0 +1,145 @@
+package main
+
+// hotpath_test.go measures the owned run's per-record path, action and sink
+// write, over a batch already fetched: what it costs a record, and what it
+// allocates (issue 15: nothing, in steady state).
+//
+//	go test -run x -bench HotPath -benchmem .       time and allocations a record
+//	go test -run TestHotPath -v .                   allocs_per_record lines
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// hotBatchLen is the records of one fetch, and of one flush.
+const hotBatchLen = 1000
+
+// hotBatch is a fetched batch: keys, JSON values with quotes to escape, a
+// header.
+func hotBatch(n int) []*kgo.Record {
+	at := time.UnixMilli(1_700_000_000_000)
+	rs := make([]*kgo.Record, n)
+	for i := range rs {
+		rs[i] = &kgo.Record{Topic: "src", Partition: 0, Offset: int64(i), Timestamp: at,
+			Key:     fmt.Appendf(nil, "key-%06d", i),
+			Value:   fmt.Appendf(nil, `{"id":%d,"name":"record %d","tags":["a","b"],"note":"a value of about a hundred bytes"}`, i, i),
+			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("0af7651916cd43dd")}}}
+	}
+	return rs
+}
+
+// hotSink is one sink the benchmark drives; done closes what it opened.
+type hotSink struct {
+	name string
+	open func(testing.TB) (s sink, done func())
+}
+
+var hotSinks = []hotSink{
+	{"discard", func(testing.TB) (sink, func()) { return discardSink{}, func() {} }},
+	{"stdout", func(testing.TB) (sink, func()) { return newStdoutSink(io.Discard), func() {} }},
+	{"kafka", func(t testing.TB) (sink, func()) {
+		cluster := newCluster(t, 1, "out")
+		cfg := testConfig(t, cluster.ListenAddrs(), "src")
+		cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+		// The options connect gives the client that the sink produces with.
+		cl, err := kgo.NewClient(append(sinkOpts(cfg, invocation{Topic: "src"}),
+			kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(samePartition))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newKafkaSink(cl, "out", 10*time.Second), cl.Close
+	}},
+}
+
+// hotRun is an owned run as poll finds it, with nothing due: it hands the
+// pending records to the action and the sink.
+func hotRun(s sink) *run {
+	never := time.Unix(1<<40, 0)
+	return &run{cfg: &config{}, d: &deps{now: time.Now}, k: &kafka{sink: s},
+		act: matching(nil, action), alone: [2]int64{noOffset, noOffset},
+		nextCommit: never, validUntil: never, seeked: noOffset}
+}
+
+// hotPass sends batch through the run and flushes the sink, as a commit
+// would.
+func hotPass(ctx context.Context, tb testing.TB, p *run, batch []*kgo.Record) {
+	p.next, p.pending = batch[0].Offset, batch
+	for len(p.pending) > 0 {
+		if err := p.poll(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := p.flush(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkHotPath: an op is one record, fetched → action → sink write,
+// with a flush every hotBatchLen records.
+func BenchmarkHotPath(b *testing.B) {
+	for _, hs := range hotSinks {
+		b.Run(hs.name, func(b *testing.B) {
+			s, done := hs.open(b)
+			defer done()
+			p, batch, ctx := hotRun(s), hotBatch(hotBatchLen), context.Background()
+			hotPass(ctx, b, p, batch) // warm: connections, buffers
+			b.ReportAllocs()
+			b.ResetTimer()
+			for n := 0; n < b.N; n += len(batch) {
+				hotPass(ctx, b, p, batch[:min(len(batch), b.N-n)])
+			}
+		})
+	}
+}
+
+// TestHotPath_allocs prints each sink's allocations a record in steady
+// state, with a flush (a commit) every hotBatchLen records: the passes of a
+// whole batch allocate allocs_per_record more for each record than passes
+// of one record, which allocate allocs_per_flush (printed with -v). It fails
+// if the discard or stdout sink allocates for a record at all. The kafka
+// sink's figure also counts what franz-go allocates producing (its batches
+// and requests) and the in-process broker (kfake) taking them.
+func TestHotPath_allocs(t *testing.T) {
+	if raceBuild() {
+		t.Skip("the race detector allocates")
+	}
+	for _, hs := range hotSinks {
+		t.Run(hs.name, func(t *testing.T) {
+			s, done := hs.open(t)
+			defer done()
+			p, batch, ctx := hotRun(s), hotBatch(hotBatchLen), context.Background()
+			hotPass(ctx, t, p, batch)
+			one := testing.AllocsPerRun(100, func() { hotPass(ctx, t, p, batch[:1]) })
+			all := testing.AllocsPerRun(20, func() { hotPass(ctx, t, p, batch) })
+			per := max(0, all-one) / float64(len(batch)-1)
+			t.Logf("sink=%s allocs_per_record: %.3g allocs_per_flush: %v", hs.name, per, one)
+			switch {
+			case hs.name != "kafka" && per != 0:
+				t.Errorf("sink %s: %.3g allocations a record; want 0", hs.name, per)
+			case per >= 0.5:
+				t.Errorf("sink %s: %.3g allocations a record; want next to none (franz-go's and kfake's, amortised over batches)", hs.name, per)
+			}
+		})
+	}
+}
+
+// raceBuild reports whether the test binary was built with -race.
+func raceBuild() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
