@@ -214,6 +214,7 @@ PY
 # The figures `bench` ends with, in this order, one "name: value" line each
 # (TestBench prints them as "BENCH name: value"; notes start with "# ").
 BENCH_FIGURES=(
+  allocs_per_record allocs_per_record_discard allocs_per_record_stdout allocs_per_record_kafka
   throughput_discard_ratio throughput_kafka_ratio cpu_per_record_ratio_discard cpu_per_record_ratio_kafka
   handoff_gap_p50_ms_memory handoff_gap_p99_ms_memory handoff_gap_max_ms_memory
   handoff_gap_p50_ms_redis handoff_gap_p99_ms_redis handoff_gap_max_ms_redis
@@ -255,6 +256,10 @@ cmd_bench() {
   local out=$RUN/bench.out rc=0
   step "bench $mode, default build: throughput, handoffs (memory, DynamoDB), crashes, store traffic, peak RSS, start time"
   BATON_BENCH=$mode "$RUN/bench.test" -test.run '^TestBench$' -test.timeout 30m | tee "$out" >&2 || rc=1
+  step "allocations a record on the hot path, fetch -> action -> sink (TestHotPath_allocs, without -race)"
+  "$RUN/bench.test" -test.run '^TestHotPath_allocs$' -test.v 2>&1 | tee "$RUN/allocs.out" >&2 || rc=1
+  sed -n 's/.*sink=\([a-z]*\) allocs_per_record: \([0-9.e+-]*\).*/BENCH allocs_per_record_\1: \2/p' "$RUN/allocs.out" >>"$out"
+  awk '/^BENCH allocs_per_record_/ { if ($3 + 0 > m) m = $3 + 0 } END { printf "BENCH allocs_per_record: %g\n", m }' "$out" >>"$out"
   step "bench $mode, -tags redis build: handoffs on Redis beside the franz-go group consumer"
   BATON_BENCH=$mode "$RUN/bench-redis.test" -test.run '^TestBench$' -test.timeout 30m | tee -a "$out" >&2 || rc=1
   echo "BENCH zip_bytes: $(stat -c %s function.zip)" >>"$out"
