@@ -50,13 +50,11 @@ const (
 // than a second cannot survive one slow store call; a commit more often than
 // every 100 ms is a store call storm for no gain; a commit interval of at
 // most half the TTL lets one renewal fail and the next still come in time;
-// skew must leave some of the lease to its owner. Kafka brokers refuse a
-// transaction timeout over transaction.max.timeout.ms (15 minutes by
-// default), and kafka+txn asks for TTL plus the commit interval.
+// skew must leave some of the lease to its owner. A sink may bound them
+// further (sinkTimings).
 const (
 	minTTL         = time.Second
 	minCommitEvery = 100 * time.Millisecond
-	maxTxnTimeout  = 15 * time.Minute
 )
 
 // tableName reports whether DynamoDB accepts s as a table name: 3 to 255
@@ -84,7 +82,7 @@ type config struct {
 	Group      string   // lease key namespace, and the Kafka group baton commits the offset to (group.go)
 	Start      string   // where a partition with no offset in the lease or the group starts: earliest or latest
 	Sink       string
-	SinkScheme string // kafka, kafka+txn, stdout or discard
+	SinkScheme string // the -sink URL's scheme (parseSink)
 	SinkTopic  string
 	DLQ        string
 	Match      *regexp.Regexp
@@ -132,7 +130,7 @@ var options = []option{
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
 	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic; also the Kafka group the offsets are committed to"},
 	{"start", "BATON_START", startEarliest, "where a partition starts when neither its lease record nor the Kafka group has an offset: earliest or latest"},
-	{"sink", "BATON_SINK", "stdout", "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"},
+	{"sink", "BATON_SINK", "stdout", sinkUsage},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on or the sink refuses for good; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},

@@ -99,7 +99,7 @@ func lambdaOwner(ctx context.Context) string {
 // partitions under one prefix. The error names each partition that failed.
 //
 // Each partition has its own Kafka client, as in process mode: it connects
-// only once its tick check passed; a kafka+txn producer has one
+// only once its tick check passed; a transactional sink's producer has one
 // transactional id, and each partition needs its own to be fenced alone;
 // and a run's flush, abort and fetches act on its whole client, so a
 // fenced partition sharing one would drop its neighbours' unacknowledged

@@ -145,6 +145,9 @@ func (w withDLQ) restart(ctx context.Context) (int64, error) {
 	return w.sink.restart(ctx)
 }
 
+// sinkUsage is -sink's line in baton -h: every sink parseSink takes.
+const sinkUsage = "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"
+
 // parseSink checks a -sink value: kafka://TOPIC, kafka+txn://TOPIC (exactly
 // once, txn.go), stdout or discard.
 func parseSink(v string) (scheme, topic string, err error) {

@@ -85,6 +85,11 @@ func (t *txn) flush(ctx context.Context, next int64) error {
 // keepsOffset: the offset is committed inside each transaction.
 func (t *txn) keepsOffset() bool { return true }
 
+// maxTxnTimeout: Kafka brokers refuse a transaction timeout over
+// transaction.max.timeout.ms (15 minutes by default), and a transaction
+// may last the TTL plus the commit interval (txnOpts).
+const maxTxnTimeout = 15 * time.Minute
+
 // txnOpts make the client transactional for one partition. A transaction
 // normally lasts one commit interval; the timeout only matters when an owner
 // dies and no successor comes, and until then read_committed readers of the
