@@ -136,7 +136,8 @@ func (b *bench) groupRSS(t *testing.T, bin string, k int, d time.Duration) (int6
 }
 
 // cost prints the memory k partitions need and the month's cost per
-// partition for each k, at the default lease and at the quiet-topic one.
+// partition for each k, at the Lambda default lease and at the shorter
+// process-mode one.
 func (b *bench) cost(t *testing.T, bin string) {
 	d := pick(b, 4*time.Second, 15*time.Second)
 	hwm := make([]int64, len(groupSizes))
@@ -156,8 +157,8 @@ func (b *bench) cost(t *testing.T, bin string) {
 			}
 		}
 	}
-	storeUSD := storeMonthUSD(b.reads, b.writes)
-	altUSD := storeMonthUSD(b.reads, b.altWrites)
+	storeUSD := storeMonthUSD(b.reads, b.lambdaWrites)
+	shortUSD := storeMonthUSD(b.reads, b.writes)
 	var rows []string
 	for i, k := range groupSizes {
 		name := fmt.Sprintf("cost_per_partition_month_usd_k%d", k)
@@ -166,7 +167,7 @@ func (b *bench) cost(t *testing.T, bin string) {
 			b.figure(fmt.Sprintf("group_k%d_memory_mb", k), "failed: %v", errs[i])
 			b.figure(name, "failed: %v", errs[i])
 			if k > 1 {
-				b.figure(name+"_ttl30s", "failed: %v", errs[i])
+				b.figure(name+"_ttl10s", "failed: %v", errs[i])
 			}
 			continue
 		}
@@ -176,12 +177,12 @@ func (b *bench) cost(t *testing.T, bin string) {
 		b.figure(fmt.Sprintf("group_k%d_memory_mb", k), "%d", mb)
 		b.figure(name, "%.2f", lambdaUSD/float64(k)+storeUSD)
 		if k > 1 {
-			b.figure(name+"_ttl30s", "%.2f", lambdaUSD/float64(k)+altUSD)
+			b.figure(name+"_ttl10s", "%.2f", lambdaUSD/float64(k)+shortUSD)
 		}
 		rows = append(rows, fmt.Sprintf("k=%d: %.1f MiB -> %d MB, Lambda $%.3f/partition", k, float64(hwm[i])/(1<<20), mb, lambdaUSD/float64(k)))
 	}
 	b.note("cost: one function owns k partitions of a topic of k, each getting %d records/s of %d B (discard sink, no cgroup), for %v; its memory is peak RSS (VmHWM) × %.1f rounded up to %d MB, at least %d MB: %s",
 		costRate, costSize, d, memHeadroom, memStep, memMin, strings.Join(rows, "; "))
-	b.note("cost: per partition = (the function's GB-s all month + its invocations, one every %v) / k + the store calls of one partition (its own lease, so they do not change with k): $%.3f at the default lease (ttl %v, commit %v: %.1f reads %.1f writes a minute); _ttl30s: $%.3f at ttl %v, commit %v (the measured owner writes scaled by %v/%v: %.1f writes a minute), for grouped quiet partitions, where a crash is noticed after up to %v",
-		lambdaEvery, storeUSD, defaultTTL, defaultCommitEvery, b.reads, b.writes, altUSD, altTTL, altCommitEvery, defaultCommitEvery, altCommitEvery, b.altWrites, altTTL)
+	b.note("cost: per partition = (the function's GB-s all month + its invocations, one every %v) / k + the store calls of one partition (its own lease, so they do not change with k): $%.3f at the Lambda default lease (ttl %v, commit %v: %.1f reads, and the measured owner writes scaled by %v/%v, %.1f writes a minute); _ttl10s: $%.3f at the process-mode lease (ttl %v, commit %v: %.1f writes a minute, as measured)",
+		lambdaEvery, storeUSD, lambdaTTL, lambdaCommitEvery, b.reads, defaultCommitEvery, lambdaCommitEvery, b.lambdaWrites, shortUSD, defaultTTL, defaultCommitEvery, b.writes)
 }

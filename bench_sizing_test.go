@@ -352,7 +352,7 @@ func (b *bench) sizing(t *testing.T, bin string) {
 		fill(t, b.ctx, brokers, v.topic, int(v.n), v.size)
 	}
 	b.note("sizing: %d records of 200 B and %d of 2 KiB produced to kfake in %.1f s", vs[0].n, vs[1].n, time.Since(start).Seconds())
-	hello := buildHello(t)
+	hello := buildHello(t, "empty")
 	sinks := 0
 	for _, mb := range lambdaSizes {
 		if !slices.Contains(sizes, mb) {

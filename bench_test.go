@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -40,9 +41,10 @@ type bench struct {
 	quick bool
 	ctx   context.Context
 	// The store traffic of one partition a minute over a Lambda cycle, set
-	// by storeOps: at the default lease, and at the quiet-topic lease
-	// (altTTL, altCommitEvery), where the owner's writes are scaled.
-	reads, writes, altWrites float64
+	// by storeOps: measured at the process-mode lease (writes), and at the
+	// Lambda default lease (lambdaWrites), where the owner's writes are
+	// scaled by the commit intervals.
+	reads, writes, lambdaWrites float64
 }
 
 func TestBench(t *testing.T) {
@@ -1067,26 +1069,22 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	b.figure("store_reads_per_min", "%.1f", reads)
 	b.figure("store_writes_per_min", "%.1f", writes)
 
-	// At a longer lease the owner writes once a commit interval, so its
-	// writes owning and near the deadline scale with the interval; reads
-	// (around a handoff only) and the handoff's calls stay.
-	scale := float64(defaultCommitEvery) / float64(altCommitEvery)
+	// Under Lambda's longer default lease the owner writes once a commit
+	// interval, so its writes owning and near the deadline scale with the
+	// interval; reads (around a handoff only) and the handoff's calls stay.
+	scale := float64(defaultCommitEvery) / float64(lambdaCommitEvery)
 	b.reads, b.writes = reads, writes
-	b.altWrites = (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
+	b.lambdaWrites = (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
 
 	lambdaUSD, gbSeconds, invocations := lambdaMonthUSD(lambdaMemoryMiB)
-	storeUSD := storeMonthUSD(reads, writes)
-	b.note("cost: Lambda %d MB arm64 all month $%.3f (%.0f GB-s, %.0f invocations), DynamoDB on-demand $%.3f; us-east-1 prices as of %s",
-		lambdaMemoryMiB, lambdaUSD, gbSeconds, invocations, storeUSD, pricesDate)
+	storeUSD := storeMonthUSD(reads, b.lambdaWrites)
+	b.note("cost: Lambda %d MB arm64 all month $%.3f (%.0f GB-s, %.0f invocations), DynamoDB on-demand $%.3f at the Lambda default lease (ttl %v, commit %v: %.1f writes a minute); us-east-1 prices as of %s",
+		lambdaMemoryMiB, lambdaUSD, gbSeconds, invocations, storeUSD, lambdaTTL, lambdaCommitEvery, b.lambdaWrites, pricesDate)
 	b.figure("cost_per_partition_month_usd", "%.2f", lambdaUSD+storeUSD)
 }
 
-// The lease suggested for grouped quiet partitions: longer, so fewer
-// writes (a crash takes longer to notice).
-const (
-	altTTL         = 30 * time.Second
-	altCommitEvery = 5 * time.Second
-)
+// lambdaCommitEvery is the commit interval under Lambda's default lease.
+const lambdaCommitEvery = lambdaTTL / commitsPerTTL
 
 // lambdaMonthUSD is what a function of mb MB costs a month on the Lambda
 // schedule, running all month: its GB-seconds and invocations.
@@ -1119,17 +1117,37 @@ func goBuild(t testing.TB, dir, out string, tags string) {
 	}
 }
 
-// buildHello builds an empty Go program the same way.
-func buildHello(t testing.TB) string {
+// helloSources are the two hello worlds baton's start is measured against:
+// the Lambda one (aws-lambda-go's documented handler, which every Go
+// function has) and an empty program.
+var helloSources = map[string]string{
+	"lambda": "package main\n\nimport (\n\t\"context\"\n\n\t\"github.com/aws/aws-lambda-go/lambda\"\n)\n\n" +
+		"func main() {\n\tlambda.Start(func(context.Context) (string, error) { return \"hello\", nil })\n}\n",
+	"empty": "package main\n\nfunc main() {}\n",
+}
+
+// buildHello builds one of helloSources like the zip, in a module that
+// requires what baton's does (so aws-lambda-go at baton's version, from
+// the module cache).
+func buildHello(t testing.TB, kind string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, text := range map[string]string{"go.mod": "module hello\n\ngo 1.26\n", "main.go": "package main\n\nfunc main() {}\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile("go.sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod = regexp.MustCompile(`(?m)^module .*$`).ReplaceAll(mod, []byte("module hello"))
+	for name, text := range map[string][]byte{"go.mod": mod, "go.sum": sum, "main.go": []byte(helloSources[kind])} {
+		if err := os.WriteFile(filepath.Join(dir, name), text, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	out := filepath.Join(dir, "hello")
-	goBuild(t, dir, out, "")
+	goBuild(t, dir, out, "lambda.norpc")
 	return out
 }
 
@@ -1154,13 +1172,13 @@ func vmHWM(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
-// initTimes starts the baton binary (Lambda mode, against a stand-in
-// Runtime API) and an empty Go program n times each, alternately. baton is
-// ready when it asks the Runtime API for its first event: config read, the
-// store client made, the handler registered. The empty program is ready
-// when it has exited.
+// initTimes starts the baton binary and a Lambda hello world n times each,
+// alternately, both against a stand-in Runtime API: each is ready when it
+// asks for its first event (for baton: config read, the store client made,
+// the handler registered). An empty program, from exec to exit, is timed
+// beside them for scale.
 func (b *bench) initTimes(t *testing.T, bin string, env []string, n int) {
-	hello := buildHello(t)
+	hello, empty := buildHello(t, "lambda"), buildHello(t, "empty")
 	ready := make(chan time.Time, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, "/runtime/invocation/next") {
@@ -1175,35 +1193,38 @@ func (b *bench) initTimes(t *testing.T, bin string, env []string, n int) {
 	}))
 	defer srv.Close()
 	env = append(env, "AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(srv.URL, "http://"))
-	var batonT, helloT []time.Duration
-	for range n {
-		start := time.Now()
-		if err := exec.Command(hello).Run(); err != nil {
-			t.Fatal(err)
-		}
-		helloT = append(helloT, time.Since(start))
-
+	untilReady := func(bin string) time.Duration {
 		var stderr strings.Builder
 		cmd := exec.Command(bin)
 		cmd.Env, cmd.Stderr = env, &stderr
-		start = time.Now()
+		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
 		select {
 		case at := <-ready:
-			batonT = append(batonT, at.Sub(start))
+			return at.Sub(start)
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("baton did not reach the Runtime API within 10 s; stderr:\n%s", stderr.String())
+			t.Fatalf("%s did not reach the Runtime API within 10 s; stderr:\n%s", bin, stderr.String())
+			return 0
 		}
-		cmd.Process.Kill()
-		cmd.Wait()
 	}
-	b.note("init: p50 of %d starts each, alternating; baton from exec to its first GET /runtime/invocation/next, the empty program from exec to exit; both built like the zip (-trimpath -ldflags='-s -w', CGO_ENABLED=0)", n)
+	var batonT, helloT, emptyT []time.Duration
+	for range n {
+		start := time.Now()
+		if err := exec.Command(empty).Run(); err != nil {
+			t.Fatal(err)
+		}
+		emptyT = append(emptyT, time.Since(start))
+		helloT = append(helloT, untilReady(hello))
+		batonT = append(batonT, untilReady(bin))
+	}
+	b.note("init: p50 of %d starts each, alternating; baton and a Lambda hello world (lambda.Start with a handler returning \"hello\") from exec to their first GET /runtime/invocation/next; the empty program from exec to exit; all built like the zip (-tags lambda.norpc -trimpath -ldflags='-s -w', CGO_ENABLED=0)", n)
 	b.figure("init_ms", "%s", ms(median(batonT)))
 	b.figure("hello_init_ms", "%s", ms(median(helloT)))
+	b.figure("init_ratio", "%.2f", float64(median(batonT))/float64(median(helloT)))
+	b.figure("empty_init_ms", "%s", ms(median(emptyT)))
 	b.initTrace(t, bin, env)
 }
 

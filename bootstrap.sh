@@ -222,7 +222,7 @@ BENCH_FIGURES=(
   group_handoff_gap_p50_ms handoff_vs_group_ratio
   crash_takeover_s crash_duplicates group_crash_takeover_s group_crash_duplicates
   group_crash_takeover_s_45s group_crash_duplicates_45s
-  peak_rss_mib zip_bytes init_ms hello_init_ms
+  peak_rss_mib zip_bytes init_ms hello_init_ms init_ratio empty_init_ms
   lambda_128_rps_discard lambda_128_rps_kafka lambda_128_rps_discard_2k lambda_128_rps_kafka_2k lambda_128_peak_rss_mib lambda_128_init_ms
   lambda_256_rps_discard lambda_256_rps_kafka lambda_256_rps_discard_2k lambda_256_rps_kafka_2k lambda_256_peak_rss_mib lambda_256_init_ms
   lambda_512_rps_discard lambda_512_rps_kafka lambda_512_rps_discard_2k lambda_512_rps_kafka_2k lambda_512_peak_rss_mib lambda_512_init_ms
@@ -230,7 +230,7 @@ BENCH_FIGURES=(
   store_reads_per_min store_writes_per_min cost_per_partition_month_usd
   group_k1_peak_rss_mib group_k4_peak_rss_mib group_k8_peak_rss_mib group_k1_memory_mb group_k4_memory_mb group_k8_memory_mb
   cost_per_partition_month_usd_k1 cost_per_partition_month_usd_k4 cost_per_partition_month_usd_k8
-  cost_per_partition_month_usd_k4_ttl30s cost_per_partition_month_usd_k8_ttl30s
+  cost_per_partition_month_usd_k4_ttl10s cost_per_partition_month_usd_k8_ttl10s
 )
 
 # TestBench (bench_test.go) in both builds: baton and its franz-go baseline

@@ -28,10 +28,16 @@ import (
 // allowance is 1 s: Lambda's clocks are kept by Amazon Time Sync, and two
 // skews must leave the last produces of an owner that stopped writing
 // RenewMargin (a third of the TTL) before its lease ended time to settle.
+//
+// Under Lambda the lease is 30 s unless given: a crashed invocation's
+// partition waits for Lambda's retry, a minute later at the earliest, so a
+// shorter lease would rarely be taken sooner and costs three times the
+// store writes (8 a minute instead of 24).
 const (
 	defaultGroup        = "baton"
 	defaultLeaseTable   = "baton-leases"
 	defaultTTL          = 10 * time.Second
+	lambdaTTL           = 30 * time.Second
 	defaultSkew         = time.Second
 	commitsPerTTL       = 4
 	defaultCommitEvery  = defaultTTL / commitsPerTTL
@@ -136,9 +142,9 @@ var options = []option{
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},
 	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs; a switch: -create-table or -create-table=false)"},
 	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
-	{"ttl", "BATON_TTL", defaultTTL.String(), "lease length from each renewal"},
+	{"ttl", "BATON_TTL", "", fmt.Sprintf("lease length from each renewal (default: %v in lambda mode, else %v)", lambdaTTL, defaultTTL)},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
-	{"commit-interval", "BATON_COMMIT_INTERVAL", "", fmt.Sprintf("how often offsets are committed and the lease renewed (default: a quarter of -ttl, %v)", defaultCommitEvery)},
+	{"commit-interval", "BATON_COMMIT_INTERVAL", "", fmt.Sprintf("how often offsets are committed and the lease renewed (default: a quarter of -ttl, %v or %v)", defaultCommitEvery, lambdaTTL/commitsPerTTL)},
 	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
 	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (a switch; implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
@@ -359,6 +365,10 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	ok := true
 	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
+		if name == "ttl" && *v[name] == "" {
+			c.TTL = c.defaultTTL()
+			continue
+		}
 		if name == "commit-interval" && *v[name] == "" {
 			continue // derived from the TTL below
 		}
@@ -387,6 +397,14 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 		bad("commit-interval", "must be at most half of -ttl (%v) so a renewal can fail once, got %v", c.TTL, c.CommitEvery)
 	}
 	return append(errs, sinkTimings(c)...)
+}
+
+// defaultTTL is the lease length when -ttl is not given.
+func (c *config) defaultTTL() time.Duration {
+	if c.Mode == "lambda" {
+		return lambdaTTL
+	}
+	return defaultTTL
 }
 
 // setTiming fills the timings that have no flag from their defaults, scaled

@@ -105,6 +105,8 @@ func TestConfig_flags(t *testing.T) {
 		{"flag beats environment", args(), map[string]string{"BATON_BROKERS": "e:9092", "BATON_TOPIC": "other"},
 			proc},
 		{"AWS_LAMBDA_RUNTIME_API means lambda", nil, map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "BATON_BROKERS": "b:9092", "BATON_TOPIC": "t"},
+			proc.with(func(v *configView) { v.Mode, v.TTL, v.Commit = "lambda", lambdaTTL, lambdaTTL/commitsPerTTL })},
+		{"-ttl beats the lambda default", args("-mode", "lambda", "-ttl", "10s"), nil,
 			proc.with(func(v *configView) { v.Mode = "lambda" })},
 		{"-mode beats AWS_LAMBDA_RUNTIME_API", args("-mode", "process"), map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"},
 			proc},
