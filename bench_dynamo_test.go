@@ -21,7 +21,7 @@ import (
 func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "throughput", b.throughput)
 	b.phase(t, "handoff", func(t *testing.T) {
-		n, check := pick(b, 20, 50), pick(b, 50*time.Millisecond, defaultReadEvery)
+		n, check := pick(b, 20, handoffRuns), pick(b, 50*time.Millisecond, defaultReadEvery)
 		brokers := newCluster(t, 1, "memory", "dynamodb").ListenAddrs()
 		mem := newBatonChain(t, b, "memory", newMemStore(), brokers, "memory", check)
 		ddb := newBatonChain(t, b, "dynamodb", compiledBackend(t).open(t), brokers, "dynamodb", check)

@@ -13,7 +13,7 @@ import (
 
 func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "handoff", func(t *testing.T) {
-		n, check := pick(b, 20, 50), pick(b, 50*time.Millisecond, defaultReadEvery)
+		n, check := pick(b, 20, handoffRuns), pick(b, 50*time.Millisecond, defaultReadEvery)
 		brokers := newCluster(t, 1, "redis", "group").ListenAddrs()
 		rc := newBatonChain(t, b, "redis", compiledBackend(t).open(t), brokers, "redis", check)
 		gc := newGroupChain(t, b, brokers, "group")
