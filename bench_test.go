@@ -41,10 +41,10 @@ type bench struct {
 	quick bool
 	ctx   context.Context
 	// The store traffic of one partition a minute over a Lambda cycle, set
-	// by storeOps: measured at the process-mode lease (writes), and at the
-	// Lambda default lease (lambdaWrites), where the owner's writes are
-	// scaled by the commit intervals.
-	reads, writes, lambdaWrites float64
+	// by storeOps: measured at the Lambda default lease (reads, writes), and
+	// at the shorter process-mode lease (processWrites), where the owner's
+	// writes are scaled by the commit intervals.
+	reads, writes, processWrites float64
 }
 
 func TestBench(t *testing.T) {
@@ -378,7 +378,7 @@ func (b *bench) throughput(t *testing.T) {
 	b.note("throughput: CPU (user+system of this process: kfake, clients, loop) per record: discard plain %s µs, baton %s µs, ratio %s; kafka plain %s µs, baton %s µs, ratio %s",
 		perRecord(plain), perRecord(baton), spread(ratios(plain, baton, cpu)), perRecord(plainK), perRecord(batonK), spread(ratios(plainK, batonK, cpu)))
 	b.note("throughput: baton commits every %v and reads its lease every %v here (memory store); defaults are %v and %v",
-		tputCommitEvery, tputCheckEvery, defaultCommitEvery, defaultReadEvery)
+		tputCommitEvery, tputCheckEvery, lambdaCommitEvery, defaultReadEvery)
 	b.figure("throughput_discard_ratio", "%.3f", medianF(ratios(plain, baton, wall)))
 	b.figure("throughput_kafka_ratio", "%.3f", medianF(ratios(plainK, batonK, wall)))
 	b.figure("cpu_per_record_ratio_discard", "%.3f", medianF(ratios(plain, baton, cpu)))
@@ -1006,7 +1006,7 @@ func nextCommit(commits chan time.Time) (time.Time, error) {
 	select {
 	case at := <-commits:
 		return at, nil
-	case <-time.After(3 * defaultCommitEvery):
+	case <-time.After(3 * lambdaCommitEvery):
 		return time.Time{}, errors.New("no commit within three commit intervals")
 	}
 }
@@ -1016,7 +1016,7 @@ func nextCommit(commits chan time.Time) (time.Time, error) {
 // the deadline, owning inside the near-handoff window, and one handoff; and
 // prints the per-minute averages over a cycle and the month's cost.
 func (b *bench) storeOps(t *testing.T, s store) {
-	far, near := pick(b, defaultCommitEvery, time.Minute), pick(b, defaultCommitEvery, 30*time.Second)
+	far, near := pick(b, lambdaCommitEvery, time.Minute), pick(b, lambdaCommitEvery, 30*time.Second)
 	cluster := newCluster(t, 2, "ops")
 	brokers := cluster.ListenAddrs()
 	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic=ops", "-sink=discard",
@@ -1079,24 +1079,24 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	cycle := lambdaEvery.Minutes()
 	reads := (farR*(cycle-nearSpan) + nearR*nearSpan + hoR) / cycle
 	writes := (farW*(cycle-nearSpan) + nearW*nearSpan + hoW) / cycle
-	b.note("store: measured with defaults, from a commit to a commit: owning %.1f reads %.1f writes a minute; near the deadline %.1f reads %.1f writes a minute; a handoff %.0f reads %.0f writes (windows of at least %v and %v)",
-		farR, farW, nearR, nearW, hoR, hoW, far, near)
+	b.note("store: measured with Lambda's defaults (ttl %v, commit %v), from a commit to a commit: owning %.1f reads %.1f writes a minute; near the deadline %.1f reads %.1f writes a minute; a handoff %.0f reads %.0f writes (windows of at least %v and %v)",
+		lambdaTTL, lambdaCommitEvery, farR, farW, nearR, nearW, hoR, hoW, far, near)
 	b.note("store: a cycle is a %v function started every %v: %.1f min owning far from the deadline, %.1f min in the near-handoff window, one handoff; process mode is the first part only",
 		lambdaTimeout, lambdaEvery, cycle-nearSpan, nearSpan)
 	b.figure("store_reads_per_min", "%.1f", reads)
 	b.figure("store_writes_per_min", "%.1f", writes)
 
-	// Under Lambda's longer default lease the owner writes once a commit
+	// At process mode's shorter lease the owner writes once a commit
 	// interval, so its writes owning and near the deadline scale with the
 	// interval; reads (around a handoff only) and the handoff's calls stay.
-	scale := float64(defaultCommitEvery) / float64(lambdaCommitEvery)
+	scale := float64(lambdaCommitEvery) / float64(defaultCommitEvery)
 	b.reads, b.writes = reads, writes
-	b.lambdaWrites = (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
+	b.processWrites = (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
 
 	lambdaUSD, gbSeconds, invocations := lambdaMonthUSD(lambdaMemoryMiB)
-	storeUSD := storeMonthUSD(reads, b.lambdaWrites)
-	b.note("cost: Lambda %d MB arm64 all month $%.3f (%.0f GB-s, %.0f invocations), DynamoDB on-demand $%.3f at the Lambda default lease (ttl %v, commit %v: %.1f writes a minute); us-east-1 prices as of %s",
-		lambdaMemoryMiB, lambdaUSD, gbSeconds, invocations, storeUSD, lambdaTTL, lambdaCommitEvery, b.lambdaWrites, pricesDate)
+	storeUSD := storeMonthUSD(reads, writes)
+	b.note("cost: Lambda %d MB arm64 all month $%.3f (%.0f GB-s, %.0f invocations), DynamoDB on-demand $%.3f; us-east-1 prices as of %s",
+		lambdaMemoryMiB, lambdaUSD, gbSeconds, invocations, storeUSD, pricesDate)
 	b.figure("cost_per_partition_month_usd", "%.2f", lambdaUSD+storeUSD)
 }
 
