@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -111,13 +110,6 @@ type kafkaAuth struct {
 	secrets secretReader            // reads arn; nil: a client from the SDK's default chain
 	aws     aws.CredentialsProvider // MSK IAM; nil: the SDK's default chain, at first use
 }
-
-// secretReader is the one Secrets Manager call baton makes; tests fake it.
-type secretReader interface {
-	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-var _ secretReader = (*secretsmanager.Client)(nil)
 
 // secretARN is a Secrets Manager secret's ARN; its fourth field is the region.
 var secretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$`)
@@ -284,9 +276,9 @@ func (a *kafkaAuth) credentials(ctx context.Context) (string, secret, error) {
 		if err != nil {
 			return "", secret{}, optionErr("sasl-secret", "AWS config: %v", err)
 		}
-		a.secrets = secretsmanager.NewFromConfig(ac)
+		a.secrets = secretsManager{ac}
 	}
-	out, err := a.secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(a.arn)})
+	value, err := a.secrets.secretString(ctx, a.arn)
 	if err != nil {
 		return "", secret{}, optionErr("sasl-secret", "read %s: %v", a.arn, err)
 	}
@@ -295,7 +287,7 @@ func (a *kafkaAuth) credentials(ctx context.Context) (string, secret, error) {
 		Password string `json:"password"`
 	}
 	// The decoder's own message may quote the secret: it is not passed on.
-	if out.SecretString == nil || json.Unmarshal([]byte(*out.SecretString), &s) != nil {
+	if value == nil || json.Unmarshal([]byte(*value), &s) != nil {
 		return "", secret{}, optionErr("sasl-secret", `%s: want a SecretString like {"username": "...", "password": "..."}`, a.arn)
 	}
 	if s.Username == "" {

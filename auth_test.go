@@ -34,7 +34,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -232,17 +231,17 @@ type fakeSecrets struct {
 	deadline   atomic.Bool // every call had a deadline within secretTimeout
 }
 
-func (f *fakeSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+func (f *fakeSecrets) secretString(ctx context.Context, arn string) (*string, error) {
 	f.calls.Add(1)
 	dl, ok := ctx.Deadline()
 	f.deadline.Store(ok && time.Until(dl) <= secretTimeout)
 	if f.err != nil {
 		return nil, f.err
 	}
-	if aws.ToString(in.SecretId) != f.arn {
-		return nil, fmt.Errorf("ResourceNotFoundException: no secret %s", aws.ToString(in.SecretId))
+	if arn != f.arn {
+		return nil, fmt.Errorf("ResourceNotFoundException: no secret %s", arn)
 	}
-	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(f.value)}, nil
+	return &f.value, nil
 }
 
 const testARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_baton-AbCdEf"

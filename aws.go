@@ -36,10 +36,18 @@ func envAWS(getenv func(string) string, region, service string) (aws.Config, err
 		return aws.Config{}, fmt.Errorf("not set in the environment: %s", strings.Join(missing, ", "))
 	}
 	c := aws.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider(id, key, getenv("AWS_SESSION_TOKEN"))}
-	if !strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
-		if url := cmp.Or(getenv("AWS_ENDPOINT_URL_"+service), getenv("AWS_ENDPOINT_URL")); url != "" {
-			c.BaseEndpoint = &url
-		}
+	if url := endpointURL(getenv, service); url != "" {
+		c.BaseEndpoint = &url
 	}
 	return c, nil
+}
+
+// endpointURL is the endpoint override the environment gives for service,
+// as the SDK reads it: AWS_ENDPOINT_URL_service, else AWS_ENDPOINT_URL,
+// unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS; "" for none.
+func endpointURL(getenv func(string) string, service string) string {
+	if strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
+		return ""
+	}
+	return cmp.Or(getenv("AWS_ENDPOINT_URL_"+service), getenv("AWS_ENDPOINT_URL"))
 }

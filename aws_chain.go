@@ -30,5 +30,11 @@ func loadAWS(ctx context.Context, region, service string, opts ...awsOption) (aw
 	if region != "" {
 		opts = append(opts, awsconfig.WithRegion(region))
 	}
-	return awsconfig.LoadDefaultConfig(ctx, opts...)
+	c, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	// The SDK's service clients read their own endpoint variable; the
+	// Secrets Manager call (secrets.go) is not one, so it is set here.
+	if url := endpointURL(os.Getenv, service); err == nil && url != "" {
+		c.BaseEndpoint = &url
+	}
+	return c, err
 }
