@@ -56,8 +56,8 @@ func TestSecrets_get_secret_value_signed(t *testing.T) {
 func TestSecrets_endpoint_by_partition(t *testing.T) {
 	t.Parallel()
 	for arn, want := range map[string]string{
-		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:s":        "https://secretsmanager.eu-west-1.amazonaws.com",
-		"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:s":    "https://secretsmanager.cn-north-1.amazonaws.com.cn",
+		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:s":         "https://secretsmanager.eu-west-1.amazonaws.com",
+		"arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:s":     "https://secretsmanager.cn-north-1.amazonaws.com.cn",
 		"arn:aws-us-gov:secretsmanager:us-gov-west-1:12345678901:secret": "https://secretsmanager.us-gov-west-1.amazonaws.com",
 	} {
 		region := strings.Split(arn, ":")[3]
