@@ -91,6 +91,31 @@ func (e *cfnEvaluator) resources() map[string]map[string]any {
 	return out
 }
 
+// props is the Properties of resource name, which must be of type typ,
+// resolved.
+func (e *cfnEvaluator) props(name, typ string) map[string]any {
+	e.t.Helper()
+	return e.resolve(tmplResource(e.t, e.tmpl, name, typ)["Properties"]).(map[string]any)
+}
+
+// env is the function's resolved environment.
+func (e *cfnEvaluator) env() map[string]any {
+	e.t.Helper()
+	return tmplDig(e.t, e.props("Function", "AWS::Lambda::Function"), "Environment", "Variables").(map[string]any)
+}
+
+// grants is every action the role grants, with the resources it grants it on.
+func (e *cfnEvaluator) grants(role string) map[string][]string {
+	e.t.Helper()
+	granted := map[string][]string{}
+	for _, s := range iamStatements(e.t, e.props(role, "AWS::IAM::Role")) {
+		for _, a := range s.Actions {
+			granted[a] = append(granted[a], s.Resources...)
+		}
+	}
+	return granted
+}
+
 func (e *cfnEvaluator) cond(name string) bool {
 	if v, ok := e.conds[name]; ok {
 		return v
