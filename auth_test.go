@@ -52,16 +52,12 @@ func newPKI(t *testing.T) *testPKI {
 	dir := t.TempDir()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		return k
 	}
 	write := func(name, typ string, der []byte) string {
 		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 		return path
 	}
 	now := time.Now()
@@ -70,13 +66,9 @@ func newPKI(t *testing.T) *testPKI {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, certDER, keyDER []byte) {
 		k := key()
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
@@ -84,13 +76,9 @@ func newPKI(t *testing.T) *testPKI {
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), der, kder
 	}
@@ -119,9 +107,7 @@ func (p *testPKI) serverTLS(mutual bool) *tls.Config {
 func secureCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, "src")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -129,9 +115,7 @@ func secureCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // mustSetAuth resolves the security fields as parseConfig would.
 func mustSetAuth(t *testing.T, cfg *config) {
 	t.Helper()
-	if err := errors.Join(cfg.setAuth()...); err != nil {
-		t.Fatal(err)
-	}
+	must(t, errors.Join(cfg.setAuth()...))
 }
 
 // produceSecure writes n records to the config's topic through its
@@ -139,9 +123,7 @@ func mustSetAuth(t *testing.T, cfg *config) {
 func produceSecure(t *testing.T, cfg *config, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(cfg.Topic)}, authOpts(cfg)...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	defer cl.Close()
 	rs := make([]*kgo.Record, n)
 	for i := range rs {
@@ -319,9 +301,7 @@ func TestAuth_wrong_password_fails_fast_and_leaves_lease(t *testing.T) {
 			produceSecure(t, good, 5)
 			consumeThrough(t, good, s, 5)
 			before, err := s.load(ctxT(t), key)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			refused()
 			after, err := s.load(ctxT(t), key)
 			if err != nil || !reflect.DeepEqual(after, before) {
@@ -448,9 +428,7 @@ func TestAuth_msk_iam_wiring(t *testing.T) {
 	challenge := func(t *testing.T, a *kafkaAuth) map[string]string {
 		t.Helper()
 		_, first, err := a.mechanism().Authenticate(context.Background(), "b-1.baton.abc123.c2.kafka.us-east-1.amazonaws.com:9098")
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		var m map[string]string
 		if err := json.Unmarshal(first, &m); err != nil {
 			t.Fatalf("challenge %s: %v", first, err)
@@ -460,9 +438,7 @@ func TestAuth_msk_iam_wiring(t *testing.T) {
 
 	t.Run("default chain", func(t *testing.T) {
 		c, err := parseConfig([]string{"-mode", "lambda", "-brokers", "b-1:9098", "-topic", "t", "-sasl", "aws-msk-iam"}, fakeEnv(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		if !c.TLS || c.auth == nil || c.auth.tls == nil {
 			t.Fatalf("aws-msk-iam without TLS: %+v", c.auth)
 		}
@@ -545,9 +521,7 @@ func TestConfig_auth_flags(t *testing.T) {
 	t.Parallel()
 	pki := newPKI(t)
 	notPEM := filepath.Join(t.TempDir(), "not.pem")
-	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	valid := []string{"-brokers", "b:9092", "-topic", "t"}
 	args := func(more ...string) []string { return append(append([]string{}, valid...), more...) }
@@ -591,9 +565,7 @@ func TestConfig_auth_flags(t *testing.T) {
 	for _, tt := range good {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseConfig(tt.args, fakeEnv(tt.env))
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			if got := viewOf(c); got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}

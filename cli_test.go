@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -51,43 +52,49 @@ func runBaton(ctx context.Context, args []string, env map[string]string) (code i
 func produceTo(t *testing.T, brokers []string, topic string, p int32, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	defer cl.Close()
 	for i := range n {
 		cl.Produce(ctxT(t), &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d", i)}, nil)
 	}
-	if err := cl.Flush(ctxT(t)); err != nil {
+	must(t, cl.Flush(ctxT(t)))
+}
+
+// must fails the test on err, as t.Fatal(err).
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
 		t.Fatal(err)
 	}
 }
 
 func with(env map[string]string, kv ...string) map[string]string {
-	out := map[string]string{}
-	for k, v := range env {
-		out[k] = v
-	}
+	out := maps.Clone(env)
 	for i := 0; i < len(kv); i += 2 {
 		out[kv[i]] = kv[i+1]
 	}
 	return out
 }
 
-func TestBadInput_command_lines(t *testing.T) {
+// cliRig is this build's store, a cluster with topics src (2 partitions,
+// 103 records in partition p) and out, and the environment that names them
+// and a group of the test's own.
+func cliRig(t *testing.T, p int32) (s store, env map[string]string, group string) {
 	s, storeEnv := cliStore(t)
 	cluster := newCluster(t, 2, "src", "out")
-	produceTo(t, cluster.ListenAddrs(), "src", 0, 103)
-	group := strings.ReplaceAll(testKey(t), "/", ".")
-	env := with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group)
+	produceTo(t, cluster.ListenAddrs(), "src", p, 103)
+	group = strings.ReplaceAll(testKey(t), "/", ".")
+	return s, with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group), group
+}
+
+func TestBadInput_command_lines(t *testing.T) {
+	s, env, group := cliRig(t, 0)
 
 	// A running owner's lease with a pending seek: no bad command may
 	// touch it (a -time after the newest record once cleared the seek).
 	key := leaseKey(group, "src", 0)
 	l, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if _, err := s.control(ctxT(t), l, 50, false); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +162,7 @@ func TestBadInput_command_lines(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctxT(t), 15*time.Second)
 			defer cancel()
-			code, stdout, stderr := runBaton(ctx, tt.args, with(env, flatten(tt.env)...))
+			code, stdout, stderr := runBaton(ctx, tt.args, withParams(env, tt.env))
 			if code != tt.code {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout, stderr)
 			}
@@ -174,21 +181,9 @@ func TestBadInput_command_lines(t *testing.T) {
 	}
 }
 
-func flatten(m map[string]string) []string {
-	var kv []string
-	for k, v := range m {
-		kv = append(kv, k, v)
-	}
-	return kv
-}
-
 // The same rig accepts the good seeks, each where it says.
 func TestCtl_seek_range(t *testing.T) {
-	s, storeEnv := cliStore(t)
-	cluster := newCluster(t, 2, "src")
-	produceTo(t, cluster.ListenAddrs(), "src", 1, 103)
-	group := strings.ReplaceAll(testKey(t), "/", ".")
-	env := with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group)
+	s, env, group := cliRig(t, 1)
 	key := leaseKey(group, "src", 1)
 	if _, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour)); err != nil {
 		t.Fatal(err)
@@ -247,9 +242,7 @@ func TestSignal_gate(t *testing.T) {
 func readmeLines(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	var lines []string
 	in, cont := false, ""
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -374,9 +367,7 @@ func runningLeases(s store, group string) int {
 // the same flags with the same variables, and the same variables without one.
 func TestReadme_flag_table(t *testing.T) {
 	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	readme := map[string]bool{}
 	in := false
 	flagRe, envRe := regexp.MustCompile("`-([a-z-]+)`"), regexp.MustCompile("`(BATON_[A-Z_]+)`")

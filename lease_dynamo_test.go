@@ -92,9 +92,7 @@ func compiledBackend(tb testing.TB) backend {
 func testDynamo(t testing.TB, url, table string) *dynamoStore {
 	t.Helper()
 	s, err := openDynamo(ctxT(t), config{LeaseTable: table}, url, testAWS()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return s
 }
 
@@ -122,9 +120,7 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	t.Cleanup(func() { dropTable(t, cfg.LeaseTable) })
 	s := testDynamo(t, url, cfg.LeaseTable)
 	out, err := s.db.DescribeTable(ctxT(t), &dynamodb.DescribeTableInput{TableName: &cfg.LeaseTable})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if ks := out.Table.KeySchema; len(ks) != 1 || *ks[0].AttributeName != attrKey || ks[0].KeyType != types.KeyTypeHash {
 		t.Fatalf("key schema %+v, want hash key %q only", ks, attrKey)
 	}
@@ -156,9 +152,7 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	wantErr(t, "take with the owner's tick", err, errDuplicate)
 	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
 	b, err := s.take(ctxT(t), key, a, claim{Owner: "b", Tick: 200}, in(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	_, err = s.commit(ctxT(t), a, 5, in(time.Minute))
 	wantErr(t, "commit by a fenced owner", err, errFenced)
 	_, err = s.handOver(ctxT(t), a, 5, in(time.Minute))

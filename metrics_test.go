@@ -91,14 +91,10 @@ func TestMetrics_emf_counts_match_the_run(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	defer cl.Close()
 	for i := 1; i <= 100; i++ {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		must(t, cl.ProduceSync(ctx, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)}).FirstErr())
 	}
 	h := handler(cfg, d)
 	hctx, cancel := context.WithTimeout(ctx, time.Second)

@@ -282,18 +282,14 @@ func envVarsReadLiteral(t *testing.T) map[string]bool {
 func codeFiles(t *testing.T) map[string]*ast.File {
 	t.Helper()
 	names, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	files := map[string]*ast.File{}
 	for _, n := range names {
 		if strings.HasSuffix(n, "_test.go") {
 			continue
 		}
 		f, err := parser.ParseFile(token.NewFileSet(), n, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		files[n] = f
 	}
 	return files
@@ -507,9 +503,7 @@ func TestTemplate_schedules(t *testing.T) {
 		n, k := shape.n, shape.k
 		t.Run(fmt.Sprintf("%d partitions in groups of %d", n, k), func(t *testing.T) {
 			b, err := renderTemplate(n, k)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			tmpl := genTemplate(t, n, k)
 			if res := tmplSection(t, tmpl, "Resources"); len(res) > cfnMaxResources || len(b) > cfnMaxTemplateBytes {
 				t.Errorf("%d resources, %d bytes: CloudFormation takes at most %d and %d", len(res), len(b), cfnMaxResources, cfnMaxTemplateBytes)
@@ -639,9 +633,7 @@ func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []sched
 // subcommand's exit codes.
 func TestTemplate_generated(t *testing.T) {
 	file, err := os.ReadFile("template.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if want, err := renderTemplate(1, 1); err != nil || !bytes.Equal(file, want) {
 		t.Errorf("template.json is not baton template's output (%v): after editing it, run go run . template >/tmp/t.json && mv /tmp/t.json template.json", err)
 	}

@@ -39,9 +39,7 @@ func newSinkReader(t testing.TB, brokers []string, topic string, committed bool)
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
 	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(cl.Close)
 	return &sinkReader{cl: cl, rec: newRecorder(nil)}
 }
@@ -80,9 +78,7 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 				cfg.Sink, cfg.SinkScheme = sinkTo+"://out", sinkTo
 				ctx := ctxT(t)
 				produced, err := produce(within(t, ctx, 3*time.Second), cfg.Brokers, "src", 1, time.Millisecond) // records still come at A's second commit, however slow the machine
-				if err != nil {
-					t.Fatal(err)
-				}
+				must(t, err)
 				obs := newObserver(b.open(t))
 				actx, crash := context.WithCancel(ctx)
 				h := &chaosHarness{cfg: cfg}
@@ -95,9 +91,7 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 					t.Fatalf("A: %+v, %v; want a crash at its second commit", a, err)
 				}
 				l, err := obs.load(ctx, leaseKey(cfg.Group, "src", 0))
-				if err != nil {
-					t.Fatal(err)
-				}
+				must(t, err)
 				d, _ = testDeps(t, obs, nil)
 				total := produced()
 				bo, err := runInvocation(within(t, ctx, 6*time.Second), cfg, d, invocation{"src", 0, 2000, "B"})
@@ -154,9 +148,7 @@ func TestTxn_aborted_invisible(t *testing.T) {
 			pctx, stop := context.WithTimeout(ctx, 3*time.Second)
 			defer stop()
 			produced, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			committed := newSinkReader(t, cfg.Brokers, "out", true)
 			d, _ := testDeps(t, b.open(t), nil)
 			var total []int64
@@ -215,9 +207,7 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	})
 	ctx := ctxT(t)
 	produced, err := produce(within(t, ctx, 2*time.Second), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	d, _ := testDeps(t, newMemStore(), nil)
 	// Stopped once everything is read: after the slow commit the owner's
 	// deadline margin is three times that commit, longer than a short life.
@@ -258,9 +248,7 @@ func newSeekRig(t *testing.T, s store) *seekRig {
 	cluster := newCluster(t, 1, "src", "out")
 	r := &seekRig{t: t, ctx: ctxT(t), cfg: txnConfig(t, cluster.ListenAddrs())}
 	produced, err := produce(within(t, r.ctx, time.Second), r.cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	r.total = produced()[0]
 	r.d, _ = testDeps(t, s, nil)
 	octx, stop := context.WithCancel(r.ctx)
