@@ -69,7 +69,7 @@ func newPKI(t *testing.T) *testPKI {
 	must(t, err)
 	ca, err := x509.ParseCertificate(caDER)
 	must(t, err)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, certDER, keyDER []byte) {
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
 		k := key()
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
@@ -77,18 +77,15 @@ func newPKI(t *testing.T) *testPKI {
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 		must(t, err)
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		must(t, err)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), der, kder
+		return der, k
 	}
 	p := &testPKI{caFile: write("ca.pem", "CERTIFICATE", caDER), pool: x509.NewCertPool()}
 	p.pool.AddCert(ca)
-	scert, skey, _, _ := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	if p.server, err = tls.X509KeyPair(scert, skey); err != nil {
-		t.Fatal(err)
-	}
-	_, _, cder, kder := leaf(3, "baton", x509.ExtKeyUsageClientAuth)
+	sder, skey := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	p.server = tls.Certificate{Certificate: [][]byte{sder}, PrivateKey: skey}
+	cder, ckey := leaf(3, "baton", x509.ExtKeyUsageClientAuth)
+	kder, err := x509.MarshalPKCS8PrivateKey(ckey)
+	must(t, err)
 	p.certFile, p.keyFile = write("client.pem", "CERTIFICATE", cder), write("client.key", "PRIVATE KEY", kder)
 	return p
 }
@@ -227,6 +224,14 @@ func (f *fakeSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.Get
 	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(f.value)}, nil
 }
 
+// withSecrets resolves cfg's security and has it read its secret from sm.
+func withSecrets(t *testing.T, cfg *config, sm *fakeSecrets) *config {
+	t.Helper()
+	mustSetAuth(t, cfg)
+	cfg.auth.secrets = sm
+	return cfg
+}
+
 const testARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_baton-AbCdEf"
 
 func TestAuth_scram_over_mtls_with_secret_from_secrets_manager(t *testing.T) {
@@ -236,9 +241,8 @@ func TestAuth_scram_over_mtls_with_secret_from_secrets_manager(t *testing.T) {
 	cfg := testConfig(t, cluster.ListenAddrs(), "src")
 	cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = pki.caFile, pki.certFile, pki.keyFile
 	cfg.SASL, cfg.SASLSecret = saslScram512, testARN
-	mustSetAuth(t, cfg)
 	sm := &fakeSecrets{arn: testARN, value: `{"username": "bob", "password": "from-the-vault"}`}
-	cfg.auth.secrets = sm
+	withSecrets(t, cfg, sm)
 	produceSecure(t, cfg, 20)
 	consumeThrough(t, cfg, newMemStore(), 20)
 	if got := sm.calls.Load(); got != 1 {
@@ -353,16 +357,11 @@ func TestAuth_tls_refused_fails_fast(t *testing.T) {
 func TestAuth_secret_from_secrets_manager(t *testing.T) {
 	t.Parallel()
 	load := func(t *testing.T, sm *fakeSecrets, user string) (string, secret, error) {
-		cfg := &config{SASL: saslPlain, SASLUser: user, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
-		cfg.auth.secrets = sm
-		return cfg.auth.credentials(context.Background())
+		return withSecrets(t, &config{SASL: saslPlain, SASLUser: user, SASLSecret: testARN}, sm).auth.credentials(context.Background())
 	}
 	t.Run("read once, however many handshakes", func(t *testing.T) {
-		cfg := &config{SASL: saslScram256, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
 		sm := &fakeSecrets{arn: testARN, value: `{"username":"u","password":"p"}`}
-		cfg.auth.secrets = sm
+		cfg := withSecrets(t, &config{SASL: saslScram256, SASLSecret: testARN}, sm)
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
@@ -399,10 +398,8 @@ func TestAuth_secret_from_secrets_manager(t *testing.T) {
 		})
 	}
 	t.Run("read fails, then succeeds", func(t *testing.T) {
-		cfg := &config{SASL: saslPlain, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
 		sm := &fakeSecrets{arn: testARN, value: `{"username":"u","password":"p"}`, err: errors.New("AccessDeniedException")}
-		cfg.auth.secrets = sm
+		cfg := withSecrets(t, &config{SASL: saslPlain, SASLSecret: testARN}, sm)
 		if _, _, err := cfg.auth.credentials(context.Background()); err == nil || !strings.Contains(err.Error(), "AccessDeniedException") {
 			t.Fatalf("err %v; want the API's", err)
 		}
@@ -417,13 +414,11 @@ func TestAuth_secret_from_secrets_manager(t *testing.T) {
 // the SDK's default chain (here its first link, the environment: no network)
 // and checks the session token goes along.
 func TestAuth_msk_iam_wiring(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDBATONTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-key-never-sent")
-	t.Setenv("AWS_SESSION_TOKEN", "session-token-xyz")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDBATONTEST", "AWS_SECRET_ACCESS_KEY": "secret-key-never-sent", "AWS_SESSION_TOKEN": "session-token-xyz",
+		"AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
 
 	challenge := func(t *testing.T, a *kafkaAuth) map[string]string {
 		t.Helper()
@@ -500,10 +495,8 @@ func TestAuth_password_never_prints(t *testing.T) {
 	for _, h := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
 		slog.New(h).Info("config", "cfg", c, "value", *c, "auth", c.auth, "pw", c.SASLPassword, slog.Any("any", c.SASLPassword))
 	}
-	if b, err := json.Marshal(c); err == nil {
-		out.Write(b)
-	}
-	if b, err := json.Marshal(c.auth); err == nil {
+	for _, v := range []any{c, c.auth} {
+		b, _ := json.Marshal(v)
 		out.Write(b)
 	}
 	if strings.Contains(out.String(), pw) || strings.Contains(strings.ToLower(out.String()), fmt.Sprintf("%x", pw)) {

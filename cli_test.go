@@ -95,9 +95,8 @@ func TestBadInput_command_lines(t *testing.T) {
 	key := leaseKey(group, "src", 0)
 	l, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour))
 	must(t, err)
-	if _, err := s.control(ctxT(t), l, 50, false); err != nil {
-		t.Fatal(err)
-	}
+	_, err = s.control(ctxT(t), l, 50, false)
+	must(t, err)
 	before := mustLoad(t, s, key)
 
 	other := otherStoreArgs()
@@ -185,9 +184,8 @@ func TestBadInput_command_lines(t *testing.T) {
 func TestCtl_seek_range(t *testing.T) {
 	s, env, group := cliRig(t, 1)
 	key := leaseKey(group, "src", 1)
-	if _, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour))
+	must(t, err)
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	for _, tc := range []struct {
 		where []string

@@ -113,9 +113,8 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	}
 	cfg.CreateTable = true
 	for range 2 {
-		if _, err := openDynamo(ctxT(t), cfg, url, testAWS()...); err != nil {
-			t.Fatal(err)
-		}
+		_, err := openDynamo(ctxT(t), cfg, url, testAWS()...)
+		must(t, err)
 	}
 	t.Cleanup(func() { dropTable(t, cfg.LeaseTable) })
 	s := testDynamo(t, url, cfg.LeaseTable)
@@ -161,9 +160,8 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	wantErr(t, "control under an old epoch", err, errFenced)
 	_, err = s.control(ctxT(t), lease{Key: testKey(t)}, 5, true)
 	wantErr(t, "control of a missing record", err, errNotFound)
-	if _, err := s.control(ctxT(t), b, 9, false); err != nil {
-		t.Fatal(err)
-	}
+	_, err = s.control(ctxT(t), b, 9, false)
+	must(t, err)
 	b.Seek = 8 // a seek it saw, since replaced by 9
 	_, err = s.commit(ctxT(t), b, 8, in(time.Minute))
 	wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
@@ -194,12 +192,10 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 	}
 	key := testKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	item := raw(key)
-	if _, ok := item[attrSeek]; ok {
-		t.Fatalf("a new record has a seek attribute: %v", item)
-	}
-	if _, ok := item[attrPaused]; ok {
-		t.Fatalf("a new record has a paused attribute: %v", item)
+	for _, f := range []string{attrSeek, attrPaused} {
+		if item := raw(key); item[f] != nil {
+			t.Fatalf("a new record has a %s attribute: %v", f, item)
+		}
 	}
 	if a.Seek != noOffset || a.Paused {
 		t.Fatalf("a record without seek and paused reads as %+v, want no seek, not paused", a)
@@ -208,7 +204,7 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 	if err != nil || got.Seek != 42 || !got.Paused {
 		t.Fatalf("control: %+v, %v", got, err)
 	}
-	item = raw(key)
+	item := raw(key)
 	if v, ok := item[attrSeek].(*types.AttributeValueMemberN); !ok || v.Value != "42" {
 		t.Fatalf("seek stored as %#v, want N 42", item[attrSeek])
 	}

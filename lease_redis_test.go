@@ -56,9 +56,16 @@ func rawTestRedis(t testing.TB) *redisStore {
 	return openTestRedis(t).(settled).store.(*redisStore)
 }
 
-func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
+// redisKey is the client and a key of the test's own, whose record and epoch
+// counter go at cleanup.
+func redisKey(t *testing.T) (*redisStore, string) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	return s, key
+}
+
+func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	must(t, s.release(ctxT(t), a, 7))
 	b := mustTake(t, s, key, mustLoad(t, s, key), claim{Owner: "b", Tick: 200})
@@ -72,8 +79,7 @@ func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
 }
 
 func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	must(t, s.rdb.Del(ctxT(t), redisEpochKey(key)).Err())
 	must(t, s.release(ctxT(t), a, 7))
@@ -86,13 +92,11 @@ func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 // withdraw says "no successor" as take and handOver do: the fields are gone,
 // not left empty. An empty owner never matches the absent field.
 func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	must(t, s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)))
-	if _, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200}); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
+	must(t, err)
 	if got, err := s.withdraw(ctxT(t), key, claim{Owner: "", Tick: 0}); err != nil || got != a {
 		t.Fatalf("withdraw with an empty owner: %+v, %v; want %+v", got, err, a)
 	}
@@ -107,8 +111,7 @@ func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
 // as no seek, not paused, and every step works on them. When present, the
 // fields are strict.
 func TestRedis_control_fields_optional_and_strict(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 	must(t, s.rdb.HDel(ctxT(t), redisLeaseKey(key), "seek", "paused").Err())
 	if got := mustLoad(t, s, key); got != a || got.Seek != noOffset || got.Paused {
