@@ -320,15 +320,8 @@ func TestTxn_seek_applied_once(t *testing.T) {
 		copies[w.Offset]++
 	}
 	for o := range r.total {
-		if want := 1 + b2i(o >= 100); copies[o] != want {
+		if want := map[bool]int{false: 1, true: 2}[o >= 100]; copies[o] != want {
 			t.Fatalf("offset %d read %d times by read_committed; want %d (once, and again from the seek to 100)", o, copies[o], want)
 		}
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
