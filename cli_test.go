@@ -213,22 +213,18 @@ func TestSignal_gate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		sigs []os.Signal
-		gaps []time.Duration // after the first
+		at   []time.Duration // since the first
 		want []int
 	}{
-		{"one stop", []os.Signal{syscall.SIGTERM}, nil, []int{signalStop}},
-		{"one stop delivered twice", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{10 * time.Millisecond}, []int{signalStop, signalRepeat}},
-		{"the same signal a second later", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{time.Second}, []int{signalStop, signalForce}},
-		{"another signal at once", []os.Signal{syscall.SIGTERM, os.Interrupt}, []time.Duration{time.Millisecond}, []int{signalStop, signalForce}},
-		{"Ctrl-C twice, slowly", []os.Signal{os.Interrupt, os.Interrupt, os.Interrupt}, []time.Duration{300 * time.Millisecond, 1500 * time.Millisecond}, []int{signalStop, signalRepeat, signalForce}},
+		{"one stop", []os.Signal{syscall.SIGTERM}, []time.Duration{0}, []int{signalStop}},
+		{"one stop delivered twice", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{0, 10 * time.Millisecond}, []int{signalStop, signalRepeat}},
+		{"the same signal a second later", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{0, time.Second}, []int{signalStop, signalForce}},
+		{"another signal at once", []os.Signal{syscall.SIGTERM, os.Interrupt}, []time.Duration{0, time.Millisecond}, []int{signalStop, signalForce}},
+		{"Ctrl-C twice, slowly", []os.Signal{os.Interrupt, os.Interrupt, os.Interrupt}, []time.Duration{0, 300 * time.Millisecond, 1500 * time.Millisecond}, []int{signalStop, signalRepeat, signalForce}},
 	} {
 		var g signalGate
 		for i, sig := range tc.sigs {
-			at := t0
-			if i > 0 {
-				at = t0.Add(tc.gaps[i-1])
-			}
-			if got := g.next(sig, at); got != tc.want[i] {
+			if got := g.next(sig, t0.Add(tc.at[i])); got != tc.want[i] {
 				t.Errorf("%s: signal %d: got %d, want %d", tc.name, i+1, got, tc.want[i])
 			}
 		}
@@ -400,11 +396,7 @@ func TestReadme_flag_table(t *testing.T) {
 	usage(&out)
 	help := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^  (-[a-z-]+  )?(BATON_[A-Z_]+)$`).FindAllStringSubmatch(out.String(), -1) {
-		help[strings.TrimSpace(m[1]+" "+m[2])] = true
-		if m[1] != "" {
-			help[strings.TrimSpace(m[1])+" "+m[2]] = true
-			delete(help, strings.TrimSpace(m[1]+" "+m[2]))
-		}
+		help[strings.TrimSpace(strings.TrimSpace(m[1])+" "+m[2])] = true
 	}
 	for k := range readme {
 		if !help[k] {
