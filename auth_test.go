@@ -139,24 +139,12 @@ func consumeThrough(t *testing.T, cfg *config, s store, n int) {
 	d, _ := testDeps(t, s, rec)
 	ctx, stop := context.WithCancel(ctxT(t))
 	defer stop()
-	var out outcome
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		out, err = runInvocation(ctx, cfg, d, invocation{"src", 0, time.Now().UnixMilli(), "A"})
-	}()
-	finished := func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
-	}
-	waitFor(t, "the records at the sink", 10*time.Second, func() bool { return rec.count("A") >= n || finished() })
+	wait := invoke(ctx, cfg, d, invocation{"src", 0, time.Now().UnixMilli(), "A"}, time.Minute)
+	var ended atomic.Bool // an invocation that ends early fails below, not by the wait
+	go func() { wait(); ended.Store(true) }()
+	waitFor(t, "the records at the sink", 10*time.Second, func() bool { return rec.count("A") >= n || ended.Load() })
 	stop()
-	<-done
+	out, err := wait()
 	if err != nil || out.End != endReleased {
 		t.Fatalf("invocation: %+v, %v; want released at shutdown", out, err)
 	}
