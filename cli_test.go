@@ -285,6 +285,7 @@ func TestReadme_commands(t *testing.T) {
 	cluster := newCluster(t, 6, "orders")
 	produceTo(t, cluster.ListenAddrs(), "orders", 3, 1300)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	placeholders := map[string]string{"B": brokers, "localhost:9092": brokers, "T": "orders"}
 	group := strings.ReplaceAll(testKey(t), "/", ".")
 	env := with(storeEnv, "BATON_GROUP", group)
 	ran := 0
@@ -305,11 +306,8 @@ func TestReadme_commands(t *testing.T) {
 			continue
 		}
 		for i, a := range args {
-			switch {
-			case a == "B" || a == "localhost:9092":
-				args[i] = brokers
-			case a == "T":
-				args[i] = "orders"
+			if v, ok := placeholders[a]; ok {
+				args[i] = v
 			}
 		}
 		args = readmeStoreArgs(args, env)
@@ -317,13 +315,7 @@ func TestReadme_commands(t *testing.T) {
 		t.Run(line, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Second)
 			defer cancel()
-			mode := ""
-			for i := range args {
-				if args[i] == "-mode" && i+1 < len(args) {
-					mode = args[i+1]
-				}
-			}
-			if mode == "process" {
+			if i := slices.Index(args, "-mode"); i >= 0 && i+1 < len(args) && args[i+1] == "process" {
 				// Stop it, as a SIGTERM would, once every partition has an owner.
 				go func() {
 					defer cancel()
