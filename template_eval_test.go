@@ -32,7 +32,7 @@ var cfnSubVar = regexp.MustCompile(`\$\{([^!}][^}]*)\}`)
 type cfnEvaluator struct {
 	t      *testing.T
 	tmpl   map[string]any
-	params map[string]any // string, or []string for a CommaDelimitedList
+	params map[string]any // string, or []any of strings for a CommaDelimitedList
 	conds  map[string]bool
 }
 
@@ -57,10 +57,13 @@ func newCfnEvaluator(t *testing.T, tmpl map[string]any, given map[string]any) *c
 		if pat, ok := pm["AllowedPattern"].(string); ok && !regexp.MustCompile(pat).MatchString(s) {
 			t.Fatalf("parameter %s = %q does not match %s", n, s, pat)
 		}
+		e.params[n] = s
 		if pm["Type"] == "CommaDelimitedList" {
-			e.params[n] = strings.Split(s, ",")
-		} else {
-			e.params[n] = s
+			var list []any
+			for _, x := range strings.Split(s, ",") {
+				list = append(list, x)
+			}
+			e.params[n] = list
 		}
 	}
 	for n := range given {
@@ -260,13 +263,6 @@ func (e *cfnEvaluator) ref(n string) any {
 		return v
 	}
 	if v, ok := e.params[n]; ok {
-		if l, ok := v.([]string); ok {
-			out := make([]any, len(l))
-			for i, s := range l {
-				out[i] = s
-			}
-			return out
-		}
 		return v
 	}
 	if _, ok := tmplSection(e.t, e.tmpl, "Resources")[n]; ok {
