@@ -189,8 +189,6 @@ func TestTxn_aborted_invisible(t *testing.T) {
 // and goes on from there: nothing twice, nothing lost.
 func TestTxn_commit_answer_lost(t *testing.T) {
 	var commits, slowed, inits atomic.Int64
-	// Stopped once everything is read: after the slow commit the owner's
-	// deadline margin is three times that commit, longer than a short life.
 	r := newTxnRig(t, newMemStore(), 2*time.Second, func(cluster *kfake.Cluster, cfg *config) {
 		cfg.KafkaTimeout = time.Second
 		cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -208,6 +206,8 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 			return nil, nil, false
 		})
 	})
+	// Stopped once everything is read: after the slow commit the owner's
+	// deadline margin is three times that commit, longer than a short life.
 	r.stopA()
 	out, err := r.waitA()
 	tl := newSinkReader(t, r.cfg.Brokers, "out", true).tally(r.ctx, []int64{r.total}, time.Second)
