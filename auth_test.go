@@ -140,7 +140,7 @@ func consumeThrough(t *testing.T, cfg *config, s store, n int) {
 	ctx, stop := context.WithCancel(ctxT(t))
 	defer stop()
 	wait := invoke(ctx, cfg, d, invocation{"src", 0, time.Now().UnixMilli(), "A"}, time.Minute)
-	var ended atomic.Bool // an invocation that ends early fails below, not by the wait
+	var ended atomic.Bool // one that ends early fails below with its own error, not at the wait's timeout
 	go func() { wait(); ended.Store(true) }()
 	waitFor(t, "the records at the sink", 10*time.Second, func() bool { return rec.count("A") >= n || ended.Load() })
 	stop()
