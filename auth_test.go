@@ -51,16 +51,12 @@ func newPKI(t *testing.T) *testPKI {
 	dir := t.TempDir()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		return k
 	}
 	write := func(name, typ string, der []byte) string {
 		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 		return path
 	}
 	now := time.Now()
@@ -69,37 +65,26 @@ func newPKI(t *testing.T) *testPKI {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, certDER, keyDER []byte) {
+	must(t, err)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
 		k := key()
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), der, kder
+		must(t, err)
+		return der, k
 	}
 	p := &testPKI{caFile: write("ca.pem", "CERTIFICATE", caDER), pool: x509.NewCertPool()}
 	p.pool.AddCert(ca)
-	scert, skey, _, _ := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
-	if p.server, err = tls.X509KeyPair(scert, skey); err != nil {
-		t.Fatal(err)
-	}
-	_, _, cder, kder := leaf(3, "baton", x509.ExtKeyUsageClientAuth)
+	sder, skey := leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth)
+	p.server = tls.Certificate{Certificate: [][]byte{sder}, PrivateKey: skey}
+	cder, ckey := leaf(3, "baton", x509.ExtKeyUsageClientAuth)
+	kder, err := x509.MarshalPKCS8PrivateKey(ckey)
+	must(t, err)
 	p.certFile, p.keyFile = write("client.pem", "CERTIFICATE", cder), write("client.key", "PRIVATE KEY", kder)
 	return p
 }
@@ -118,9 +103,7 @@ func (p *testPKI) serverTLS(mutual bool) *tls.Config {
 func secureCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, "src")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(c.Close)
 	return c
 }
@@ -128,9 +111,7 @@ func secureCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // mustSetAuth resolves the security fields as parseConfig would.
 func mustSetAuth(t *testing.T, cfg *config) {
 	t.Helper()
-	if err := errors.Join(cfg.setAuth()...); err != nil {
-		t.Fatal(err)
-	}
+	must(t, errors.Join(cfg.setAuth()...))
 }
 
 // produceSecure writes n records to the config's topic through its
@@ -138,9 +119,7 @@ func mustSetAuth(t *testing.T, cfg *config) {
 func produceSecure(t *testing.T, cfg *config, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(cfg.Topic)}, authOpts(cfg)...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	defer cl.Close()
 	rs := make([]*kgo.Record, n)
 	for i := range rs {
@@ -159,24 +138,12 @@ func consumeThrough(t *testing.T, cfg *config, s store, n int) {
 	d, _ := testDeps(t, s, rec)
 	ctx, stop := context.WithCancel(ctxT(t))
 	defer stop()
-	var out outcome
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		out, err = runInvocation(ctx, cfg, d, invocation{"src", 0, time.Now().UnixMilli(), "A"})
-	}()
-	finished := func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
-	}
-	waitFor(t, "the records at the sink", 10*time.Second, func() bool { return rec.count("A") >= n || finished() })
+	wait := invoke(ctx, cfg, d, invocation{"src", 0, time.Now().UnixMilli(), "A"}, time.Minute)
+	var ended atomic.Bool // one that ends early fails below with its own error, not at the wait's timeout
+	go func() { wait(); ended.Store(true) }()
+	waitFor(t, "the records at the sink", 10*time.Second, func() bool { return rec.count("A") >= n || ended.Load() })
 	stop()
-	<-done
+	out, err := wait()
 	if err != nil || out.End != endReleased {
 		t.Fatalf("invocation: %+v, %v; want released at shutdown", out, err)
 	}
@@ -244,6 +211,14 @@ func (f *fakeSecrets) secretString(ctx context.Context, arn string) (*string, er
 	return &f.value, nil
 }
 
+// withSecrets resolves cfg's security and has it read its secret from sm.
+func withSecrets(t *testing.T, cfg *config, sm *fakeSecrets) *config {
+	t.Helper()
+	mustSetAuth(t, cfg)
+	cfg.auth.secrets = sm
+	return cfg
+}
+
 const testARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:AmazonMSK_baton-AbCdEf"
 
 func TestAuth_scram_over_mtls_with_secret_from_secrets_manager(t *testing.T) {
@@ -253,9 +228,8 @@ func TestAuth_scram_over_mtls_with_secret_from_secrets_manager(t *testing.T) {
 	cfg := testConfig(t, cluster.ListenAddrs(), "src")
 	cfg.TLSCA, cfg.TLSCert, cfg.TLSKey = pki.caFile, pki.certFile, pki.keyFile
 	cfg.SASL, cfg.SASLSecret = saslScram512, testARN
-	mustSetAuth(t, cfg)
 	sm := &fakeSecrets{arn: testARN, value: `{"username": "bob", "password": "from-the-vault"}`}
-	cfg.auth.secrets = sm
+	withSecrets(t, cfg, sm)
 	produceSecure(t, cfg, 20)
 	consumeThrough(t, cfg, newMemStore(), 20)
 	if got := sm.calls.Load(); got != 1 {
@@ -318,9 +292,7 @@ func TestAuth_wrong_password_fails_fast_and_leaves_lease(t *testing.T) {
 			produceSecure(t, good, 5)
 			consumeThrough(t, good, s, 5)
 			before, err := s.load(ctxT(t), key)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			refused()
 			after, err := s.load(ctxT(t), key)
 			if err != nil || !reflect.DeepEqual(after, before) {
@@ -372,16 +344,11 @@ func TestAuth_tls_refused_fails_fast(t *testing.T) {
 func TestAuth_secret_from_secrets_manager(t *testing.T) {
 	t.Parallel()
 	load := func(t *testing.T, sm *fakeSecrets, user string) (string, secret, error) {
-		cfg := &config{SASL: saslPlain, SASLUser: user, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
-		cfg.auth.secrets = sm
-		return cfg.auth.credentials(context.Background())
+		return withSecrets(t, &config{SASL: saslPlain, SASLUser: user, SASLSecret: testARN}, sm).auth.credentials(context.Background())
 	}
 	t.Run("read once, however many handshakes", func(t *testing.T) {
-		cfg := &config{SASL: saslScram256, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
 		sm := &fakeSecrets{arn: testARN, value: `{"username":"u","password":"p"}`}
-		cfg.auth.secrets = sm
+		cfg := withSecrets(t, &config{SASL: saslScram256, SASLSecret: testARN}, sm)
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
@@ -418,10 +385,8 @@ func TestAuth_secret_from_secrets_manager(t *testing.T) {
 		})
 	}
 	t.Run("read fails, then succeeds", func(t *testing.T) {
-		cfg := &config{SASL: saslPlain, SASLSecret: testARN}
-		mustSetAuth(t, cfg)
 		sm := &fakeSecrets{arn: testARN, value: `{"username":"u","password":"p"}`, err: errors.New("AccessDeniedException")}
-		cfg.auth.secrets = sm
+		cfg := withSecrets(t, &config{SASL: saslPlain, SASLSecret: testARN}, sm)
 		if _, _, err := cfg.auth.credentials(context.Background()); err == nil || !strings.Contains(err.Error(), "AccessDeniedException") {
 			t.Fatalf("err %v; want the API's", err)
 		}
@@ -436,20 +401,16 @@ func TestAuth_secret_from_secrets_manager(t *testing.T) {
 // the SDK's default chain (here its first link, the environment: no network)
 // and checks the session token goes along.
 func TestAuth_msk_iam_wiring(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDBATONTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-key-never-sent")
-	t.Setenv("AWS_SESSION_TOKEN", "session-token-xyz")
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDBATONTEST", "AWS_SECRET_ACCESS_KEY": "secret-key-never-sent", "AWS_SESSION_TOKEN": "session-token-xyz",
+		"AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
 
 	challenge := func(t *testing.T, a *kafkaAuth) map[string]string {
 		t.Helper()
 		_, first, err := a.mechanism().Authenticate(context.Background(), "b-1.baton.abc123.c2.kafka.us-east-1.amazonaws.com:9098")
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		var m map[string]string
 		if err := json.Unmarshal(first, &m); err != nil {
 			t.Fatalf("challenge %s: %v", first, err)
@@ -459,9 +420,7 @@ func TestAuth_msk_iam_wiring(t *testing.T) {
 
 	t.Run("default chain", func(t *testing.T) {
 		c, err := parseConfig([]string{"-mode", "lambda", "-brokers", "b-1:9098", "-topic", "t", "-sasl", "aws-msk-iam"}, fakeEnv(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		if !c.TLS || c.auth == nil || c.auth.tls == nil {
 			t.Fatalf("aws-msk-iam without TLS: %+v", c.auth)
 		}
@@ -523,10 +482,8 @@ func TestAuth_password_never_prints(t *testing.T) {
 	for _, h := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
 		slog.New(h).Info("config", "cfg", c, "value", *c, "auth", c.auth, "pw", c.SASLPassword, slog.Any("any", c.SASLPassword))
 	}
-	if b, err := json.Marshal(c); err == nil {
-		out.Write(b)
-	}
-	if b, err := json.Marshal(c.auth); err == nil {
+	for _, v := range []any{c, c.auth} {
+		b, _ := json.Marshal(v)
 		out.Write(b)
 	}
 	if strings.Contains(out.String(), pw) || strings.Contains(strings.ToLower(out.String()), fmt.Sprintf("%x", pw)) {
@@ -544,9 +501,7 @@ func TestConfig_auth_flags(t *testing.T) {
 	t.Parallel()
 	pki := newPKI(t)
 	notPEM := filepath.Join(t.TempDir(), "not.pem")
-	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(notPEM, []byte("not a certificate"), 0o600))
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	valid := []string{"-brokers", "b:9092", "-topic", "t"}
 	args := func(more ...string) []string { return append(append([]string{}, valid...), more...) }
@@ -590,9 +545,7 @@ func TestConfig_auth_flags(t *testing.T) {
 	for _, tt := range good {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := parseConfig(tt.args, fakeEnv(tt.env))
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			if got := viewOf(c); got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}

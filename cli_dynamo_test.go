@@ -23,9 +23,7 @@ func cliStore(t *testing.T) (store, map[string]string) {
 	url := needServer(t, "BATON_TEST_DYNAMO")
 	table := fmt.Sprintf("baton-cli-%d", time.Now().UnixNano())
 	s, err := openDynamo(ctxT(t), config{LeaseTable: table, CreateTable: true}, url, testAWS()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(func() { dropTable(t, table) })
 	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", url)
 	for k, v := range map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"} {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -51,46 +52,51 @@ func runBaton(ctx context.Context, args []string, env map[string]string) (code i
 func produceTo(t *testing.T, brokers []string, topic string, p int32, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	defer cl.Close()
 	for i := range n {
 		cl.Produce(ctxT(t), &kgo.Record{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d", i)}, nil)
 	}
-	if err := cl.Flush(ctxT(t)); err != nil {
+	must(t, cl.Flush(ctxT(t)))
+}
+
+// must fails the test on err, as t.Fatal(err).
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
 		t.Fatal(err)
 	}
 }
 
 func with(env map[string]string, kv ...string) map[string]string {
-	out := map[string]string{}
-	for k, v := range env {
-		out[k] = v
-	}
+	out := maps.Clone(env)
 	for i := 0; i < len(kv); i += 2 {
 		out[kv[i]] = kv[i+1]
 	}
 	return out
 }
 
-func TestBadInput_command_lines(t *testing.T) {
+// cliRig is this build's store, a cluster with topics src (2 partitions,
+// 103 records in partition p) and out, and the environment that names them
+// and a group of the test's own.
+func cliRig(t *testing.T, p int32) (s store, env map[string]string, group string) {
 	s, storeEnv := cliStore(t)
 	cluster := newCluster(t, 2, "src", "out")
-	produceTo(t, cluster.ListenAddrs(), "src", 0, 103)
-	group := strings.ReplaceAll(testKey(t), "/", ".")
-	env := with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group)
+	produceTo(t, cluster.ListenAddrs(), "src", p, 103)
+	group = strings.ReplaceAll(testKey(t), "/", ".")
+	return s, with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group), group
+}
+
+func TestBadInput_command_lines(t *testing.T) {
+	s, env, group := cliRig(t, 0)
 
 	// A running owner's lease with a pending seek: no bad command may
 	// touch it (a -time after the newest record once cleared the seek).
 	key := leaseKey(group, "src", 0)
 	l, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.control(ctxT(t), l, 50, false); err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
+	_, err = s.control(ctxT(t), l, 50, false)
+	must(t, err)
 	before := mustLoad(t, s, key)
 
 	other := otherStoreArgs()
@@ -155,7 +161,7 @@ func TestBadInput_command_lines(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctxT(t), 15*time.Second)
 			defer cancel()
-			code, stdout, stderr := runBaton(ctx, tt.args, with(env, flatten(tt.env)...))
+			code, stdout, stderr := runBaton(ctx, tt.args, withParams(env, tt.env))
 			if code != tt.code {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout, stderr)
 			}
@@ -174,25 +180,12 @@ func TestBadInput_command_lines(t *testing.T) {
 	}
 }
 
-func flatten(m map[string]string) []string {
-	var kv []string
-	for k, v := range m {
-		kv = append(kv, k, v)
-	}
-	return kv
-}
-
 // The same rig accepts the good seeks, each where it says.
 func TestCtl_seek_range(t *testing.T) {
-	s, storeEnv := cliStore(t)
-	cluster := newCluster(t, 2, "src")
-	produceTo(t, cluster.ListenAddrs(), "src", 1, 103)
-	group := strings.ReplaceAll(testKey(t), "/", ".")
-	env := with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "src", "BATON_GROUP", group)
+	s, env, group := cliRig(t, 1)
 	key := leaseKey(group, "src", 1)
-	if _, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.take(ctxT(t), key, lease{}, claim{Owner: "owner", Tick: 1000}, in(time.Hour))
+	must(t, err)
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	for _, tc := range []struct {
 		where []string
@@ -220,22 +213,18 @@ func TestSignal_gate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		sigs []os.Signal
-		gaps []time.Duration // after the first
+		at   []time.Duration // since the first
 		want []int
 	}{
-		{"one stop", []os.Signal{syscall.SIGTERM}, nil, []int{signalStop}},
-		{"one stop delivered twice", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{10 * time.Millisecond}, []int{signalStop, signalRepeat}},
-		{"the same signal a second later", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{time.Second}, []int{signalStop, signalForce}},
-		{"another signal at once", []os.Signal{syscall.SIGTERM, os.Interrupt}, []time.Duration{time.Millisecond}, []int{signalStop, signalForce}},
-		{"Ctrl-C twice, slowly", []os.Signal{os.Interrupt, os.Interrupt, os.Interrupt}, []time.Duration{300 * time.Millisecond, 1500 * time.Millisecond}, []int{signalStop, signalRepeat, signalForce}},
+		{"one stop", []os.Signal{syscall.SIGTERM}, []time.Duration{0}, []int{signalStop}},
+		{"one stop delivered twice", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{0, 10 * time.Millisecond}, []int{signalStop, signalRepeat}},
+		{"the same signal a second later", []os.Signal{syscall.SIGTERM, syscall.SIGTERM}, []time.Duration{0, time.Second}, []int{signalStop, signalForce}},
+		{"another signal at once", []os.Signal{syscall.SIGTERM, os.Interrupt}, []time.Duration{0, time.Millisecond}, []int{signalStop, signalForce}},
+		{"Ctrl-C twice, slowly", []os.Signal{os.Interrupt, os.Interrupt, os.Interrupt}, []time.Duration{0, 300 * time.Millisecond, 1500 * time.Millisecond}, []int{signalStop, signalRepeat, signalForce}},
 	} {
 		var g signalGate
 		for i, sig := range tc.sigs {
-			at := t0
-			if i > 0 {
-				at = t0.Add(tc.gaps[i-1])
-			}
-			if got := g.next(sig, at); got != tc.want[i] {
+			if got := g.next(sig, t0.Add(tc.at[i])); got != tc.want[i] {
 				t.Errorf("%s: signal %d: got %d, want %d", tc.name, i+1, got, tc.want[i])
 			}
 		}
@@ -247,9 +236,7 @@ func TestSignal_gate(t *testing.T) {
 func readmeLines(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	var lines []string
 	in, cont := false, ""
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -298,6 +285,7 @@ func TestReadme_commands(t *testing.T) {
 	cluster := newCluster(t, 6, "orders")
 	produceTo(t, cluster.ListenAddrs(), "orders", 3, 1300)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	placeholders := map[string]string{"B": brokers, "localhost:9092": brokers, "T": "orders"}
 	group := strings.ReplaceAll(testKey(t), "/", ".")
 	env := with(storeEnv, "BATON_GROUP", group)
 	ran := 0
@@ -318,11 +306,8 @@ func TestReadme_commands(t *testing.T) {
 			continue
 		}
 		for i, a := range args {
-			switch {
-			case a == "B" || a == "localhost:9092":
-				args[i] = brokers
-			case a == "T":
-				args[i] = "orders"
+			if v, ok := placeholders[a]; ok {
+				args[i] = v
 			}
 		}
 		args = readmeStoreArgs(args, env)
@@ -330,13 +315,7 @@ func TestReadme_commands(t *testing.T) {
 		t.Run(line, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Second)
 			defer cancel()
-			mode := ""
-			for i := range args {
-				if args[i] == "-mode" && i+1 < len(args) {
-					mode = args[i+1]
-				}
-			}
-			if mode == "process" {
+			if i := slices.Index(args, "-mode"); i >= 0 && i+1 < len(args) && args[i+1] == "process" {
 				// Stop it, as a SIGTERM would, once every partition has an owner.
 				go func() {
 					defer cancel()
@@ -374,9 +353,7 @@ func runningLeases(s store, group string) int {
 // the same flags with the same variables, and the same variables without one.
 func TestReadme_flag_table(t *testing.T) {
 	b, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	readme := map[string]bool{}
 	in := false
 	flagRe, envRe := regexp.MustCompile("`-([a-z-]+)`"), regexp.MustCompile("`(BATON_[A-Z_]+)`")
@@ -411,11 +388,7 @@ func TestReadme_flag_table(t *testing.T) {
 	usage(&out)
 	help := map[string]bool{}
 	for _, m := range regexp.MustCompile(`(?m)^  (-[a-z-]+  )?(BATON_[A-Z_]+)$`).FindAllStringSubmatch(out.String(), -1) {
-		help[strings.TrimSpace(m[1]+" "+m[2])] = true
-		if m[1] != "" {
-			help[strings.TrimSpace(m[1])+" "+m[2]] = true
-			delete(help, strings.TrimSpace(m[1]+" "+m[2]))
-		}
+		help[strings.TrimSpace(strings.TrimSpace(m[1])+" "+m[2])] = true
 	}
 	for k := range readme {
 		if !help[k] {

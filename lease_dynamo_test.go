@@ -92,9 +92,7 @@ func compiledBackend(tb testing.TB) backend {
 func testDynamo(t testing.TB, url, table string) *dynamoStore {
 	t.Helper()
 	s, err := openDynamo(ctxT(t), config{LeaseTable: table}, url, testAWS()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	return s
 }
 
@@ -115,16 +113,13 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	}
 	cfg.CreateTable = true
 	for range 2 {
-		if _, err := openDynamo(ctxT(t), cfg, url, testAWS()...); err != nil {
-			t.Fatal(err)
-		}
+		_, err := openDynamo(ctxT(t), cfg, url, testAWS()...)
+		must(t, err)
 	}
 	t.Cleanup(func() { dropTable(t, cfg.LeaseTable) })
 	s := testDynamo(t, url, cfg.LeaseTable)
 	out, err := s.db.DescribeTable(ctxT(t), &dynamodb.DescribeTableInput{TableName: &cfg.LeaseTable})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if ks := out.Table.KeySchema; len(ks) != 1 || *ks[0].AttributeName != attrKey || ks[0].KeyType != types.KeyTypeHash {
 		t.Fatalf("key schema %+v, want hash key %q only", ks, attrKey)
 	}
@@ -156,9 +151,7 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	wantErr(t, "take with the owner's tick", err, errDuplicate)
 	wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
 	b, err := s.take(ctxT(t), key, a, claim{Owner: "b", Tick: 200}, in(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	_, err = s.commit(ctxT(t), a, 5, in(time.Minute))
 	wantErr(t, "commit by a fenced owner", err, errFenced)
 	_, err = s.handOver(ctxT(t), a, 5, in(time.Minute))
@@ -167,9 +160,8 @@ func TestDynamo_refusal_classified_without_a_read(t *testing.T) {
 	wantErr(t, "control under an old epoch", err, errFenced)
 	_, err = s.control(ctxT(t), lease{Key: testKey(t)}, 5, true)
 	wantErr(t, "control of a missing record", err, errNotFound)
-	if _, err := s.control(ctxT(t), b, 9, false); err != nil {
-		t.Fatal(err)
-	}
+	_, err = s.control(ctxT(t), b, 9, false)
+	must(t, err)
 	b.Seek = 8 // a seek it saw, since replaced by 9
 	_, err = s.commit(ctxT(t), b, 8, in(time.Minute))
 	wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
@@ -200,12 +192,10 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 	}
 	key := testKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	item := raw(key)
-	if _, ok := item[attrSeek]; ok {
-		t.Fatalf("a new record has a seek attribute: %v", item)
-	}
-	if _, ok := item[attrPaused]; ok {
-		t.Fatalf("a new record has a paused attribute: %v", item)
+	for _, f := range []string{attrSeek, attrPaused} {
+		if item := raw(key); item[f] != nil {
+			t.Fatalf("a new record has a %s attribute: %v", f, item)
+		}
 	}
 	if a.Seek != noOffset || a.Paused {
 		t.Fatalf("a record without seek and paused reads as %+v, want no seek, not paused", a)
@@ -214,7 +204,7 @@ func TestDynamo_seek_and_paused_optional_and_strict(t *testing.T) {
 	if err != nil || got.Seek != 42 || !got.Paused {
 		t.Fatalf("control: %+v, %v", got, err)
 	}
-	item = raw(key)
+	item := raw(key)
 	if v, ok := item[attrSeek].(*types.AttributeValueMemberN); !ok || v.Value != "42" {
 		t.Fatalf("seek stored as %#v, want N 42", item[attrSeek])
 	}

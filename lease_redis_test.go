@@ -32,9 +32,7 @@ func compiledBackend(t testing.TB) backend {
 		},
 		unreachable: func(t testing.TB) (store, string) {
 			s, err := openRedis(config{Redis: "127.0.0.1:1", StoreTimeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			t.Cleanup(func() { s.close() })
 			return settled{s}, "127.0.0.1:1"
 		},
@@ -47,9 +45,7 @@ func compiledBackend(t testing.TB) backend {
 func openTestRedis(t testing.TB) store {
 	t.Helper()
 	s, err := newStore(ctxT(t), config{Redis: needServer(t, "BATON_TEST_REDIS")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(func() { s.(settled).close() })
 	return s
 }
@@ -60,17 +56,20 @@ func rawTestRedis(t testing.TB) *redisStore {
 	return openTestRedis(t).(settled).store.(*redisStore)
 }
 
-func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
+// redisKey is the client and a key of the test's own, whose record and epoch
+// counter go at cleanup.
+func redisKey(t *testing.T) (*redisStore, string) {
 	s, key := rawTestRedis(t), testKey(t)
 	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	return s, key
+}
+
+func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	if err := s.release(ctxT(t), a, 7); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.release(ctxT(t), a, 7))
 	b := mustTake(t, s, key, mustLoad(t, s, key), claim{Owner: "b", Tick: 200})
-	if err := s.rdb.Del(ctxT(t), redisLeaseKey(key)).Err(); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.rdb.Del(ctxT(t), redisLeaseKey(key)).Err())
 	_, err := s.load(ctxT(t), key)
 	wantErr(t, "load of a deleted record", err, errNotFound)
 	c := mustTake(t, s, key, lease{}, claim{Owner: "c", Tick: 300})
@@ -80,15 +79,10 @@ func TestRedis_epoch_survives_deleted_hash(t *testing.T) {
 }
 
 func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	if err := s.rdb.Del(ctxT(t), redisEpochKey(key)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.release(ctxT(t), a, 7); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.rdb.Del(ctxT(t), redisEpochKey(key)).Err())
+	must(t, s.release(ctxT(t), a, 7))
 	b := mustTake(t, s, key, mustLoad(t, s, key), claim{Owner: "b", Tick: 200})
 	if got, want := b.Epoch, a.Epoch+1; got != want {
 		t.Fatalf("epoch after the counter was lost: got %d, want %d", got, want)
@@ -98,15 +92,11 @@ func TestRedis_lost_counter_never_lowers_epoch(t *testing.T) {
 // withdraw says "no successor" as take and handOver do: the fields are gone,
 // not left empty. An empty owner never matches the absent field.
 func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200}); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)))
+	_, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
+	must(t, err)
 	if got, err := s.withdraw(ctxT(t), key, claim{Owner: "", Tick: 0}); err != nil || got != a {
 		t.Fatalf("withdraw with an empty owner: %+v, %v; want %+v", got, err, a)
 	}
@@ -121,12 +111,9 @@ func TestRedis_withdraw_deletes_successor_fields(t *testing.T) {
 // as no seek, not paused, and every step works on them. When present, the
 // fields are strict.
 func TestRedis_control_fields_optional_and_strict(t *testing.T) {
-	s, key := rawTestRedis(t), testKey(t)
-	t.Cleanup(func() { s.rdb.Del(context.Background(), redisLeaseKey(key), redisEpochKey(key)) })
+	s, key := redisKey(t)
 	a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-	if err := s.rdb.HDel(ctxT(t), redisLeaseKey(key), "seek", "paused").Err(); err != nil {
-		t.Fatal(err)
-	}
+	must(t, s.rdb.HDel(ctxT(t), redisLeaseKey(key), "seek", "paused").Err())
 	if got := mustLoad(t, s, key); got != a || got.Seek != noOffset || got.Paused {
 		t.Fatalf("record without seek and paused: %+v, want %+v", got, a)
 	}
@@ -143,16 +130,12 @@ func TestRedis_control_fields_optional_and_strict(t *testing.T) {
 		t.Fatalf("control of a record without seek and paused: %+v, %v", got, err)
 	}
 	for _, field := range []string{"seek", "paused"} {
-		if err := s.rdb.HSet(ctxT(t), redisLeaseKey(key), field, "x").Err(); err != nil {
-			t.Fatal(err)
-		}
+		must(t, s.rdb.HSet(ctxT(t), redisLeaseKey(key), field, "x").Err())
 		_, err := s.load(ctxT(t), key)
 		if err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), strconv.Quote(field)) {
 			t.Errorf("load with %s malformed: error %v must name key %s and field %s", field, err, key, field)
 		}
-		if err := s.rdb.HDel(ctxT(t), redisLeaseKey(key), field).Err(); err != nil {
-			t.Fatal(err)
-		}
+		must(t, s.rdb.HDel(ctxT(t), redisLeaseKey(key), field).Err())
 	}
 }
 

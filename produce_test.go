@@ -46,9 +46,7 @@ func TestProduce_settles_before_the_lease_can_pass_on(t *testing.T) {
 			return cl, err
 		}
 		k, err := connect(context.Background(), cfg, d, invocation{Topic: "src", Owner: "A"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		delivery, request := cfg.produceLimits()
 		wantCancel, wantRequest := scheme == "kafka", request
 		if !wantCancel {

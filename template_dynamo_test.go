@@ -93,10 +93,8 @@ func TestTemplate_dynamodb(t *testing.T) {
 		t.Errorf("LeaseTable key = %v, want %s (attrKey)", got, want)
 	}
 	for _, params := range []map[string]any{sampleParams, sampleMSKParams, sampleTxnParams, withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1", "SecurityGroupIds": "sg-1"})} {
-		e := newCfnEvaluator(t, tmpl, params)
-		role := e.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)
 		var got []string
-		for _, s := range iamStatements(t, role) {
+		for _, s := range iamStatements(t, newCfnEvaluator(t, tmpl, params).props("FunctionRole", "AWS::IAM::Role")) {
 			var ddb []string
 			for _, a := range s.Actions {
 				if strings.HasPrefix(a, "dynamodb:") {

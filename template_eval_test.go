@@ -32,7 +32,7 @@ var cfnSubVar = regexp.MustCompile(`\$\{([^!}][^}]*)\}`)
 type cfnEvaluator struct {
 	t      *testing.T
 	tmpl   map[string]any
-	params map[string]any // string, or []string for a CommaDelimitedList
+	params map[string]any // string, or []any of strings for a CommaDelimitedList
 	conds  map[string]bool
 }
 
@@ -57,10 +57,13 @@ func newCfnEvaluator(t *testing.T, tmpl map[string]any, given map[string]any) *c
 		if pat, ok := pm["AllowedPattern"].(string); ok && !regexp.MustCompile(pat).MatchString(s) {
 			t.Fatalf("parameter %s = %q does not match %s", n, s, pat)
 		}
+		e.params[n] = s
 		if pm["Type"] == "CommaDelimitedList" {
-			e.params[n] = strings.Split(s, ",")
-		} else {
-			e.params[n] = s
+			var list []any
+			for _, x := range strings.Split(s, ",") {
+				list = append(list, x)
+			}
+			e.params[n] = list
 		}
 	}
 	for n := range given {
@@ -89,6 +92,31 @@ func (e *cfnEvaluator) resources() map[string]map[string]any {
 		out[n] = e.resolve(rm).(map[string]any)
 	}
 	return out
+}
+
+// props is the Properties of resource name, which must be of type typ,
+// resolved.
+func (e *cfnEvaluator) props(name, typ string) map[string]any {
+	e.t.Helper()
+	return e.resolve(tmplResource(e.t, e.tmpl, name, typ)["Properties"]).(map[string]any)
+}
+
+// env is the function's resolved environment.
+func (e *cfnEvaluator) env() map[string]any {
+	e.t.Helper()
+	return tmplDig(e.t, e.props("Function", "AWS::Lambda::Function"), "Environment", "Variables").(map[string]any)
+}
+
+// grants is every action the role grants, with the resources it grants it on.
+func (e *cfnEvaluator) grants(role string) map[string][]string {
+	e.t.Helper()
+	granted := map[string][]string{}
+	for _, s := range iamStatements(e.t, e.props(role, "AWS::IAM::Role")) {
+		for _, a := range s.Actions {
+			granted[a] = append(granted[a], s.Resources...)
+		}
+	}
+	return granted
 }
 
 func (e *cfnEvaluator) cond(name string) bool {
@@ -235,13 +263,6 @@ func (e *cfnEvaluator) ref(n string) any {
 		return v
 	}
 	if v, ok := e.params[n]; ok {
-		if l, ok := v.([]string); ok {
-			out := make([]any, len(l))
-			for i, s := range l {
-				out[i] = s
-			}
-			return out
-		}
 		return v
 	}
 	if _, ok := tmplSection(e.t, e.tmpl, "Resources")[n]; ok {

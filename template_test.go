@@ -14,6 +14,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,14 +65,10 @@ var (
 	sampleScramParams = withParams(sampleParams, map[string]any{"Sasl": "scram-sha-512", "SaslSecretArn": sampleSecret, "Tls": "true"})
 )
 
-func withParams(base, more map[string]any) map[string]any {
-	m := map[string]any{}
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range more {
-		m[k] = v
-	}
+// withParams is base with more's entries added or replaced.
+func withParams[V any](base, more map[string]V) map[string]V {
+	m := maps.Clone(base)
+	maps.Copy(m, more)
 	return m
 }
 
@@ -92,12 +89,12 @@ func templateConfig(t *testing.T, getenv func(string) string) (*config, error) {
 // genTemplate is baton template's output for n partitions in groups of k.
 func genTemplate(t *testing.T, n, k int) map[string]any {
 	t.Helper()
-	b, err := renderTemplate(n, k)
-	if err != nil {
-		t.Fatalf("baton template -partition-count %d -partitions-per-invocation %d: %v", n, k, err)
-	}
 	var tmpl map[string]any
-	if err := json.Unmarshal(b, &tmpl); err != nil {
+	b, err := renderTemplate(n, k)
+	if err == nil {
+		err = json.Unmarshal(b, &tmpl)
+	}
+	if err != nil {
 		t.Fatalf("baton template -partition-count %d -partitions-per-invocation %d: %v", n, k, err)
 	}
 	return tmpl
@@ -285,34 +282,17 @@ func envVarsReadLiteral(t *testing.T) map[string]bool {
 func codeFiles(t *testing.T) map[string]*ast.File {
 	t.Helper()
 	names, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	files := map[string]*ast.File{}
 	for _, n := range names {
 		if strings.HasSuffix(n, "_test.go") {
 			continue
 		}
 		f, err := parser.ParseFile(token.NewFileSet(), n, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		files[n] = f
 	}
 	return files
-}
-
-// codeImports tells whether any non-test file imports path.
-func codeImports(t *testing.T, path string) bool {
-	t.Helper()
-	for _, f := range codeFiles(t) {
-		for _, im := range f.Imports {
-			if p, _ := strconv.Unquote(im.Path.Value); p == path {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // codeHasString reports whether a string literal of the code (not its
@@ -375,10 +355,8 @@ func TestTemplate_environment(t *testing.T) {
 	}
 
 	for _, sample := range []map[string]any{sampleParams, sampleMSKParams, sampleTxnParams, sampleScramParams} {
-		e := newCfnEvaluator(t, tmpl, sample)
-		env := e.resolve(raw).(map[string]any)
-		getenv := cfnGetenv(env)
-		cfg, err := templateConfig(t, getenv)
+		env := newCfnEvaluator(t, tmpl, sample).env()
+		cfg, err := templateConfig(t, cfnGetenv(env))
 		if err != nil {
 			t.Fatalf("the template's environment %v: baton refuses it: %v", env, err)
 		}
@@ -452,29 +430,16 @@ func TestTemplate_patterns(t *testing.T) {
 func TestTemplate_function(t *testing.T) {
 	tmpl := loadTemplate(t)
 	e := newCfnEvaluator(t, tmpl, sampleParams)
-	fn := e.resolve(tmplResource(t, tmpl, "Function", "AWS::Lambda::Function")["Properties"]).(map[string]any)
-	for _, c := range []struct {
-		path []string
-		want any
-	}{
-		{[]string{"Runtime"}, "provided.al2023"},
-		{[]string{"Architectures"}, []any{"arm64"}},
-		{[]string{"Handler"}, "bootstrap"},
-		{[]string{"Timeout"}, float64(15 * 60)},
-		{[]string{"MemorySize"}, "128"},
-		{[]string{"Code", "S3Bucket"}, sampleParams["CodeBucket"]},
-		{[]string{"Code", "S3Key"}, sampleParams["CodeKey"]},
-		{[]string{"Role"}, "getatt:FunctionRole.Arn"},
-		{[]string{"LoggingConfig", "LogGroup"}, "ref:LogGroup"},
+	fn := e.props("Function", "AWS::Lambda::Function")
+	wantAt(t, "Function", fn, map[string]any{
+		"Runtime": "provided.al2023", "Architectures": []any{"arm64"}, "Handler": "bootstrap",
+		"Timeout": float64(15 * 60), "MemorySize": "128", "Role": "getatt:FunctionRole.Arn",
+		"Code.S3Bucket": sampleParams["CodeBucket"], "Code.S3Key": sampleParams["CodeKey"],
+		"LoggingConfig.LogGroup": "ref:LogGroup",
 		// baton logs JSON with a "level" under Lambda, at AWS_LAMBDA_LOG_LEVEL:
 		// Lambda sets it from ApplicationLogLevel with the JSON format.
-		{[]string{"LoggingConfig", "LogFormat"}, "JSON"},
-		{[]string{"LoggingConfig", "ApplicationLogLevel"}, "INFO"},
-	} {
-		if got := tmplDig(t, fn, c.path...); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("Function %s = %#v, want %#v", strings.Join(c.path, "."), got, c.want)
-		}
-	}
+		"LoggingConfig.LogFormat": "JSON", "LoggingConfig.ApplicationLogLevel": "INFO",
+	})
 	if !envVarsReadLiteral(t)["AWS_LAMBDA_LOG_LEVEL"] {
 		t.Errorf("baton no longer reads AWS_LAMBDA_LOG_LEVEL: the LogLevel parameter and LoggingConfig.ApplicationLogLevel do nothing for it")
 	}
@@ -492,25 +457,16 @@ func TestTemplate_function(t *testing.T) {
 		t.Errorf("without SubnetIds the function has a VpcConfig: %v", fn["VpcConfig"])
 	}
 	vpc := newCfnEvaluator(t, tmpl, withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1,subnet-2", "SecurityGroupIds": "sg-1"}))
-	fnVPC := vpc.resolve(tmplResource(t, tmpl, "Function", "AWS::Lambda::Function")["Properties"]).(map[string]any)
-	if got, want := fnVPC["VpcConfig"], (map[string]any{"SubnetIds": []any{"subnet-1", "subnet-2"}, "SecurityGroupIds": []any{"sg-1"}}); !reflect.DeepEqual(got, want) {
+	if got, want := vpc.props("Function", "AWS::Lambda::Function")["VpcConfig"], (map[string]any{"SubnetIds": []any{"subnet-1", "subnet-2"}, "SecurityGroupIds": []any{"sg-1"}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("with SubnetIds, VpcConfig = %v, want %v", got, want)
 	}
 	// Lambda retries a failed invocation with the same event: the retry of
 	// a crashed owner is its partition's fastest way back, and a retry older
 	// than the next scheduled tick is of no use.
-	retries := e.resolve(tmplResource(t, tmpl, "FunctionRetries", "AWS::Lambda::EventInvokeConfig")["Properties"]).(map[string]any)
-	if got := retries["MaximumRetryAttempts"]; got != float64(2) {
-		t.Errorf("FunctionRetries MaximumRetryAttempts = %v, want 2", got)
-	}
-	if got := retries["MaximumEventAgeInSeconds"]; got != float64(scheduleRateMinutes*60) {
-		t.Errorf("FunctionRetries MaximumEventAgeInSeconds = %v, want the schedule period %d", got, scheduleRateMinutes*60)
-	}
-	if got := retries["FunctionName"]; got != "ref:Function" {
-		t.Errorf("FunctionRetries FunctionName = %v, want the function", got)
-	}
-	logs := e.resolve(tmplResource(t, tmpl, "LogGroup", "AWS::Logs::LogGroup")["Properties"]).(map[string]any)
-	if logs["RetentionInDays"] == nil {
+	wantAt(t, "FunctionRetries", e.props("FunctionRetries", "AWS::Lambda::EventInvokeConfig"), map[string]any{
+		"MaximumRetryAttempts": float64(2), "MaximumEventAgeInSeconds": float64(scheduleRateMinutes * 60), "FunctionName": "ref:Function",
+	})
+	if e.props("LogGroup", "AWS::Logs::LogGroup")["RetentionInDays"] == nil {
 		t.Errorf("LogGroup keeps logs forever: set RetentionInDays")
 	}
 }
@@ -520,21 +476,12 @@ func TestTemplate_function(t *testing.T) {
 func TestTemplate_leaseTable(t *testing.T) {
 	tmpl := loadTemplate(t)
 	tbl := tmplResource(t, tmpl, "LeaseTable", "AWS::DynamoDB::Table")
-	for _, c := range []struct {
-		path []string
-		want any
-	}{
-		{[]string{"DeletionPolicy"}, "Retain"},
-		{[]string{"UpdateReplacePolicy"}, "Retain"},
-		{[]string{"Properties", "BillingMode"}, "PAY_PER_REQUEST"},
-		{[]string{"Properties", "KeySchema"}, []any{map[string]any{"AttributeName": "key", "KeyType": "HASH"}}},
-		{[]string{"Properties", "AttributeDefinitions"}, []any{map[string]any{"AttributeName": "key", "AttributeType": "S"}}},
-		{[]string{"Properties", "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"}, true},
-	} {
-		if got := tmplDig(t, tbl, c.path...); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("LeaseTable %s = %#v, want %#v", strings.Join(c.path, "."), got, c.want)
-		}
-	}
+	wantAt(t, "LeaseTable", tbl, map[string]any{
+		"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", "Properties.BillingMode": "PAY_PER_REQUEST",
+		"Properties.KeySchema":            []any{map[string]any{"AttributeName": "key", "KeyType": "HASH"}},
+		"Properties.AttributeDefinitions": []any{map[string]any{"AttributeName": "key", "AttributeType": "S"}},
+		"Properties.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled": true,
+	})
 	if ttl := tmplDig(t, tbl, "Properties").(map[string]any)["TimeToLiveSpecification"]; ttl != nil {
 		t.Errorf("LeaseTable has a TTL (%v): a deleted item restarts its epochs, and a fenced owner could match again", ttl)
 	}
@@ -560,9 +507,7 @@ func TestTemplate_schedules(t *testing.T) {
 		n, k := shape.n, shape.k
 		t.Run(fmt.Sprintf("%d partitions in groups of %d", n, k), func(t *testing.T) {
 			b, err := renderTemplate(n, k)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			tmpl := genTemplate(t, n, k)
 			if res := tmplSection(t, tmpl, "Resources"); len(res) > cfnMaxResources || len(b) > cfnMaxTemplateBytes {
 				t.Errorf("%d resources, %d bytes: CloudFormation takes at most %d and %d", len(res), len(b), cfnMaxResources, cfnMaxTemplateBytes)
@@ -580,36 +525,23 @@ func TestTemplate_schedules(t *testing.T) {
 			if len(groups) != (n+k-1)/k {
 				t.Errorf("%d schedules, want %d", len(groups), (n+k-1)/k)
 			}
-			seen := map[int32]int{}
+			var named []int32 // in the schedules' order: 0..n-1 if each is named once, in groups in a row
 			for g, s := range groups {
 				ps := s.partitions
-				for _, p := range ps {
-					seen[p]++
-				}
-				if s.name != "Schedule"+strconv.Itoa(g) || len(ps) > k || int(ps[len(ps)-1]-ps[0]) != len(ps)-1 {
-					t.Errorf("%s: partitions %v, want Schedule%d naming up to %d partitions in a row", s.name, ps, g, k)
+				named = append(named, ps...)
+				if s.name != "Schedule"+strconv.Itoa(g) || len(ps) > k {
+					t.Errorf("%s: partitions %v, want Schedule%d naming up to %d partitions", s.name, ps, g, k)
 				}
 				desc := fmt.Sprintf("baton: orders partition %d", ps[0])
 				if len(ps) > 1 {
 					desc = fmt.Sprintf("baton: orders partitions %d to %d", ps[0], ps[len(ps)-1])
 				}
-				for _, c := range []struct {
-					path []string
-					want any
-				}{
-					{[]string{"Description"}, desc},
-					{[]string{"ScheduleExpression"}, fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes)},
-					{[]string{"FlexibleTimeWindow", "Mode"}, "OFF"},
-					{[]string{"GroupName"}, "ref:ScheduleGroup"},
-					{[]string{"State"}, "ENABLED"},
-					{[]string{"Target", "Arn"}, "getatt:Function.Arn"},
-					{[]string{"Target", "RoleArn"}, "getatt:SchedulerRole.Arn"},
-					{[]string{"Target", "RetryPolicy", "MaximumEventAgeInSeconds"}, float64(scheduleRateMinutes * 60)},
-				} {
-					if got := tmplDig(t, s.props, c.path...); !reflect.DeepEqual(got, c.want) {
-						t.Errorf("%s %s = %#v, want %#v", s.name, strings.Join(c.path, "."), got, c.want)
-					}
-				}
+				wantAt(t, s.name, s.props, map[string]any{
+					"Description": desc, "ScheduleExpression": fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes),
+					"FlexibleTimeWindow.Mode": "OFF", "GroupName": "ref:ScheduleGroup", "State": "ENABLED",
+					"Target.Arn": "getatt:Function.Arn", "Target.RoleArn": "getatt:SchedulerRole.Arn",
+					"Target.RetryPolicy.MaximumEventAgeInSeconds": float64(scheduleRateMinutes * 60),
+				})
 				if cfg == nil {
 					continue // cfg is the DynamoDB build's
 				}
@@ -629,13 +561,10 @@ func TestTemplate_schedules(t *testing.T) {
 					}
 				}
 			}
-			for p := range n {
-				if seen[int32(p)] != 1 {
-					t.Errorf("partition %d: in %d schedules, want 1", p, seen[int32(p)])
+			for i, p := range named {
+				if p != int32(i) || len(named) != n {
+					t.Fatalf("the schedules name partitions %v, want 0..%d once each, in groups in a row", named, n-1)
 				}
-			}
-			if len(seen) != n {
-				t.Errorf("the schedules name partitions %v, want 0..%d", seen, n-1)
 			}
 		})
 	}
@@ -703,9 +632,7 @@ func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []sched
 // subcommand's exit codes.
 func TestTemplate_generated(t *testing.T) {
 	file, err := os.ReadFile("template.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	if want, err := renderTemplate(1, 1); err != nil || !bytes.Equal(file, want) {
 		t.Errorf("template.json is not baton template's output (%v): after editing it, run go run . template >/tmp/t.json && mv /tmp/t.json template.json", err)
 	}
@@ -737,8 +664,7 @@ func TestTemplate_generated(t *testing.T) {
 // function and nothing else, and only for this stack's schedules.
 func TestTemplate_schedulerRole(t *testing.T) {
 	tmpl := loadTemplate(t)
-	e := newCfnEvaluator(t, tmpl, sampleParams)
-	role := e.resolve(tmplResource(t, tmpl, "SchedulerRole", "AWS::IAM::Role")["Properties"]).(map[string]any)
+	role := newCfnEvaluator(t, tmpl, sampleParams).props("SchedulerRole", "AWS::IAM::Role")
 	trust := tmplDig(t, role, "AssumeRolePolicyDocument", "Statement").([]any)
 	if len(trust) != 1 || tmplDig(t, trust[0].(map[string]any), "Principal", "Service") != "scheduler.amazonaws.com" ||
 		tmplDig(t, trust[0].(map[string]any), "Condition", "StringEquals", "aws:SourceAccount") != cfnPseudoParams["AWS::AccountId"] {
@@ -775,10 +701,12 @@ var kafkaRequests = map[string][]string{
 // makes; and it reads a Secrets Manager secret only if it imports the client.
 func TestTemplate_functionRole(t *testing.T) {
 	tmpl := loadTemplate(t)
-	txnIDs, requests := 0, map[string]bool{}
+	txnIDs, requests, imports := 0, map[string]bool{}, map[string]bool{} // imports: quoted paths
 	for n, f := range codeFiles(t) {
 		ast.Inspect(f, func(node ast.Node) bool {
 			switch node := node.(type) {
+			case *ast.ImportSpec:
+				imports[node.Path.Value] = true
 			case *ast.SelectorExpr:
 				x, ok := node.X.(*ast.Ident)
 				switch {
@@ -814,80 +742,56 @@ func TestTemplate_functionRole(t *testing.T) {
 	if txnIDs == 0 {
 		t.Errorf("no kgo.TransactionalID(txnID(...)) in the code: the template grants transactional IDs to kafka+txn sinks; drop them")
 	}
-	logs := iamStatement{Actions: []string{"logs:CreateLogStream", "logs:PutLogEvents"}, Resources: []string{"getatt:LogGroup.Arn"}}
-	cluster, topic := sampleCluster, func(name string) string { return sampleTopicARN + name }
-	txnIDsOf := func(group string) string { return sampleTxnIDARN + "baton/" + group + "/*" }
-	groupOf := func(group string) string { return sampleGroupARN + group }
+	grant := func(resources []string, actions ...string) iamStatement {
+		return iamStatement{Actions: actions, Resources: resources}
+	}
+	cluster, topics := []string{sampleCluster}, func(names ...string) []string {
+		for i, n := range names {
+			names[i] = sampleTopicARN + n
+		}
+		return names
+	}
+	logs := grant([]string{"getatt:LogGroup.Arn"}, "logs:CreateLogStream", "logs:PutLogEvents")
+	connect, read := grant(cluster, "kafka-cluster:Connect"), grant(topics("orders"), "kafka-cluster:DescribeTopic", "kafka-cluster:ReadData")
+	idempotent := grant(cluster, "kafka-cluster:WriteDataIdempotently")
+	write := func(names ...string) iamStatement {
+		return grant(topics(names...), "kafka-cluster:DescribeTopic", "kafka-cluster:WriteData")
+	}
+	txnIDsOf := func(group string) iamStatement {
+		return grant([]string{sampleTxnIDARN + "baton/" + group + "/*"}, "kafka-cluster:AlterTransactionalId", "kafka-cluster:DescribeTransactionalId")
+	}
+	groupOf := func(group string) iamStatement {
+		return grant([]string{sampleGroupARN + group}, "kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup")
+	}
+	secret := grant([]string{sampleSecret}, "secretsmanager:GetSecretValue")
 	cases := []struct {
 		name   string
 		params map[string]any
 		want   []iamStatement // besides DynamoDB's
 	}{
 		{"plain", sampleParams, []iamStatement{logs}},
-		{"MSK IAM, stdout sink", withParams(sampleMSKParams, map[string]any{"Sink": "stdout", "Dlq": ""}), []iamStatement{
-			logs,
-			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
-			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf(defaultGroup)}},
-		}},
-		{"MSK IAM, DLQ only", withParams(sampleMSKParams, map[string]any{"Sink": "discard"}), []iamStatement{
-			logs,
-			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
-			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("orders-dlq")}},
-			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf(defaultGroup)}},
-		}},
-		{"MSK IAM, Kafka sink and DLQ, its own group", withParams(sampleMSKParams, map[string]any{"Group": "enricher"}), []iamStatement{
-			logs,
-			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
-			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("enriched"), topic("orders-dlq")}},
-			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf("enricher")}},
-		}},
-		{"MSK IAM, kafka+txn sink and DLQ", sampleTxnParams, []iamStatement{
-			logs,
-			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
-			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("enriched"), topic("orders-dlq")}},
-			// Group left empty: baton's default group names both.
-			{Actions: []string{"kafka-cluster:AlterTransactionalId", "kafka-cluster:DescribeTransactionalId"}, Resources: []string{txnIDsOf(defaultGroup)}},
-			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf(defaultGroup)}},
-		}},
-		{"MSK IAM, kafka+txn sink, its own group, no DLQ", withParams(sampleTxnParams, map[string]any{"Group": "enricher", "Dlq": ""}), []iamStatement{
-			logs,
-			{Actions: []string{"kafka-cluster:Connect"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"}, Resources: []string{topic("orders")}},
-			{Actions: []string{"kafka-cluster:WriteDataIdempotently"}, Resources: []string{cluster}},
-			{Actions: []string{"kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}, Resources: []string{topic("enriched")}},
-			{Actions: []string{"kafka-cluster:AlterTransactionalId", "kafka-cluster:DescribeTransactionalId"}, Resources: []string{txnIDsOf("enricher")}},
-			{Actions: []string{"kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"}, Resources: []string{groupOf("enricher")}},
-		}},
+		{"MSK IAM, stdout sink", withParams(sampleMSKParams, map[string]any{"Sink": "stdout", "Dlq": ""}), []iamStatement{logs, connect, read, groupOf(defaultGroup)}},
+		{"MSK IAM, DLQ only", withParams(sampleMSKParams, map[string]any{"Sink": "discard"}),
+			[]iamStatement{logs, connect, read, idempotent, write("orders-dlq"), groupOf(defaultGroup)}},
+		{"MSK IAM, Kafka sink and DLQ, its own group", withParams(sampleMSKParams, map[string]any{"Group": "enricher"}),
+			[]iamStatement{logs, connect, read, idempotent, write("enriched", "orders-dlq"), groupOf("enricher")}},
+		// Group left empty: baton's default group names both.
+		{"MSK IAM, kafka+txn sink and DLQ", sampleTxnParams,
+			[]iamStatement{logs, connect, read, idempotent, write("enriched", "orders-dlq"), txnIDsOf(defaultGroup), groupOf(defaultGroup)}},
+		{"MSK IAM, kafka+txn sink, its own group, no DLQ", withParams(sampleTxnParams, map[string]any{"Group": "enricher", "Dlq": ""}),
+			[]iamStatement{logs, connect, read, idempotent, write("enriched"), txnIDsOf("enricher"), groupOf("enricher")}},
 		{"kafka+txn sink without MSK IAM", withParams(sampleParams, map[string]any{"Sink": "kafka+txn://enriched"}), []iamStatement{logs}},
-		{"SASL secret", sampleScramParams, []iamStatement{
-			logs,
-			{Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{sampleSecret}},
-		}},
-		{"SASL secret with its KMS key", withParams(sampleScramParams, map[string]any{"SaslSecretKmsKeyArn": sampleKey}), []iamStatement{
-			logs,
-			{Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{sampleSecret}},
+		{"SASL secret", sampleScramParams, []iamStatement{logs, secret}},
+		{"SASL secret with its KMS key", withParams(sampleScramParams, map[string]any{"SaslSecretKmsKeyArn": sampleKey}), []iamStatement{logs, secret,
 			// The secret's region, which may not be the stack's.
-			{Actions: []string{"kms:Decrypt"}, Resources: []string{sampleKey},
-				Condition: `{"StringEquals":{"kms:ViaService":"secretsmanager.eu-central-1.amazonaws.com"}}`},
-		}},
-		{"VPC", withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1", "SecurityGroupIds": "sg-1"}), []iamStatement{
-			logs,
-			// The ENI actions take no resource ARN (as AWSLambdaVPCAccessExecutionRole).
-			{Actions: []string{"ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
-				"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:UnassignPrivateIpAddresses"}, Resources: []string{"*"}},
-		}},
+			{Actions: []string{"kms:Decrypt"}, Resources: []string{sampleKey}, Condition: `{"StringEquals":{"kms:ViaService":"secretsmanager.eu-central-1.amazonaws.com"}}`}}},
+		// The ENI actions take no resource ARN (as AWSLambdaVPCAccessExecutionRole).
+		{"VPC", withParams(sampleParams, map[string]any{"SubnetIds": "subnet-1", "SecurityGroupIds": "sg-1"}), []iamStatement{logs, grant([]string{"*"},
+			"ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:UnassignPrivateIpAddresses")}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newCfnEvaluator(t, tmpl, c.params)
-			role := e.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)
+			role := newCfnEvaluator(t, tmpl, c.params).props("FunctionRole", "AWS::IAM::Role")
 			if got := tmplDig(t, role, "AssumeRolePolicyDocument", "Statement").([]any); len(got) != 1 ||
 				tmplDig(t, got[0].(map[string]any), "Principal", "Service") != "lambda.amazonaws.com" {
 				t.Errorf("FunctionRole trust = %v, want lambda.amazonaws.com only", got)
@@ -920,8 +824,7 @@ func TestTemplate_functionRole(t *testing.T) {
 	}{{tmpl, sampleMSKParams}, {tmpl, sampleTxnParams}, {genTemplate(t, 32, 4), withParams(sampleTxnParams, map[string]any{"Group": "enricher"})}} {
 		tmpl, params := c.tmpl, c.params
 		e := newCfnEvaluator(t, tmpl, params)
-		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		cfg, err := templateConfig(t, cfnGetenv(env))
+		cfg, err := templateConfig(t, cfnGetenv(e.env()))
 		if err != nil {
 			t.Fatalf("MSK sample %v: baton refuses it: %v", params, err)
 		}
@@ -929,12 +832,7 @@ func TestTemplate_functionRole(t *testing.T) {
 		if txn != strings.HasPrefix(params["Sink"].(string), "kafka+txn://") {
 			t.Fatalf("MSK sample %v: sink scheme %q", params, cfg.SinkScheme)
 		}
-		granted := map[string][]string{} // action: resources
-		for _, s := range iamStatements(t, e.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)) {
-			for _, a := range s.Actions {
-				granted[a] = append(granted[a], s.Resources...)
-			}
-		}
+		granted := e.grants("FunctionRole")
 		other := *cfg
 		other.Group += "-other"
 		var partitions []int32
@@ -969,16 +867,13 @@ func TestTemplate_functionRole(t *testing.T) {
 		}
 	}
 	// Grants that need code to use them.
-	all := newCfnEvaluator(t, tmpl, withParams(sampleMSKParams, map[string]any{"SaslSecretArn": sampleSecret}))
 	granted := map[string]bool{}
-	for _, s := range iamStatements(t, all.resolve(tmplResource(t, tmpl, "FunctionRole", "AWS::IAM::Role")["Properties"]).(map[string]any)) {
-		for _, a := range s.Actions {
-			granted[strings.Split(a, ":")[0]] = true
-		}
+	for a := range newCfnEvaluator(t, tmpl, withParams(sampleMSKParams, map[string]any{"SaslSecretArn": sampleSecret})).grants("FunctionRole") {
+		granted[strings.Split(a, ":")[0]] = true
 	}
 	for service, uses := range map[string]bool{
 		"secretsmanager": codeHasString(t, "secretsmanager.GetSecretValue"), // secrets.go's X-Amz-Target
-		"kafka-cluster":  codeImports(t, "github.com/twmb/franz-go/pkg/sasl/aws"),
+		"kafka-cluster":  imports[strconv.Quote("github.com/twmb/franz-go/pkg/sasl/aws")],
 	} {
 		if got := granted[service]; got != uses {
 			t.Errorf("template grants %s:* actions = %v, but the code calls %s = %v", service, got, service, uses)
@@ -1028,8 +923,7 @@ func TestTemplate_rules(t *testing.T) {
 		if c.broken != nil {
 			continue
 		}
-		env := e.resolve(tmplDig(t, tmplResource(t, tmpl, "Function", "AWS::Lambda::Function"), "Properties", "Environment", "Variables")).(map[string]any)
-		if _, err := templateConfig(t, cfnGetenv(env)); err != nil {
+		if _, err := templateConfig(t, cfnGetenv(e.env())); err != nil {
 			t.Errorf("%s: the rules let it pass, but baton refuses it: %v", c.name, err)
 		}
 	}
@@ -1118,6 +1012,16 @@ func tmplResource(t *testing.T, tmpl map[string]any, name, typ string) map[strin
 		t.Fatalf("template.json has no %s resource %s", typ, name)
 	}
 	return r
+}
+
+// wantAt checks the values at dotted paths under m.
+func wantAt(t *testing.T, what string, m map[string]any, want map[string]any) {
+	t.Helper()
+	for path, w := range want {
+		if got := tmplDig(t, m, strings.Split(path, ".")...); !reflect.DeepEqual(got, w) {
+			t.Errorf("%s %s = %#v, want %#v", what, path, got, w)
+		}
+	}
 }
 
 // tmplDig walks nested objects; a missing key fails the test.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -39,9 +40,7 @@ func newSinkReader(t testing.TB, brokers []string, topic string, committed bool)
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
 	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(cl.Close)
 	return &sinkReader{cl: cl, rec: newRecorder(nil)}
 }
@@ -80,9 +79,7 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 				cfg.Sink, cfg.SinkScheme = sinkTo+"://out", sinkTo
 				ctx := ctxT(t)
 				produced, err := produce(within(t, ctx, 3*time.Second), cfg.Brokers, "src", 1, time.Millisecond) // records still come at A's second commit, however slow the machine
-				if err != nil {
-					t.Fatal(err)
-				}
+				must(t, err)
 				obs := newObserver(b.open(t))
 				actx, crash := context.WithCancel(ctx)
 				h := &chaosHarness{cfg: cfg}
@@ -95,9 +92,7 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 					t.Fatalf("A: %+v, %v; want a crash at its second commit", a, err)
 				}
 				l, err := obs.load(ctx, leaseKey(cfg.Group, "src", 0))
-				if err != nil {
-					t.Fatal(err)
-				}
+				must(t, err)
 				d, _ = testDeps(t, obs, nil)
 				total := produced()
 				bo, err := runInvocation(within(t, ctx, 6*time.Second), cfg, d, invocation{"src", 0, 2000, "B"})
@@ -154,9 +149,7 @@ func TestTxn_aborted_invisible(t *testing.T) {
 			pctx, stop := context.WithTimeout(ctx, 3*time.Second)
 			defer stop()
 			produced, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			committed := newSinkReader(t, cfg.Brokers, "out", true)
 			d, _ := testDeps(t, b.open(t), nil)
 			var total []int64
@@ -195,42 +188,29 @@ func TestTxn_aborted_invisible(t *testing.T) {
 // at the broker, whose transaction is done), reads the group's offset back,
 // and goes on from there: nothing twice, nothing lost.
 func TestTxn_commit_answer_lost(t *testing.T) {
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := txnConfig(t, cluster.ListenAddrs())
-	cfg.KafkaTimeout = time.Second
 	var commits, slowed, inits atomic.Int64
-	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		inits.Add(1)
-		return nil, nil, false
+	r := newTxnRig(t, newMemStore(), 2*time.Second, func(cluster *kfake.Cluster, cfg *config) {
+		cfg.KafkaTimeout = time.Second
+		cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			inits.Add(1)
+			return nil, nil, false
+		})
+		cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			if kr.(*kmsg.EndTxnRequest).Commit && commits.Add(1) == 2 {
+				slowed.Add(1)
+				// Answered after the owner's timeout; the commit still happens.
+				cluster.SleepControl(func() { time.Sleep(1500 * time.Millisecond) })
+			}
+			return nil, nil, false
+		})
 	})
-	cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		if kr.(*kmsg.EndTxnRequest).Commit && commits.Add(1) == 2 {
-			slowed.Add(1)
-			// Answered after the owner's timeout; the commit still happens.
-			cluster.SleepControl(func() { time.Sleep(1500 * time.Millisecond) })
-		}
-		return nil, nil, false
-	})
-	ctx := ctxT(t)
-	produced, err := produce(within(t, ctx, 2*time.Second), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := testDeps(t, newMemStore(), nil)
 	// Stopped once everything is read: after the slow commit the owner's
 	// deadline margin is three times that commit, longer than a short life.
-	octx, stopA := context.WithCancel(ctx)
-	waitA := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-	total := produced()
-	waitFor(t, "A to commit everything", 10*time.Second, func() bool {
-		l, err := d.store.load(ctx, leaseKey(cfg.Group, "src", 0))
-		return err == nil && l.Offset == total[0]
-	})
-	stopA()
-	out, err := waitA()
-	tl := newSinkReader(t, cfg.Brokers, "out", true).tally(ctx, total, time.Second)
+	r.stopA()
+	out, err := r.waitA()
+	tl := newSinkReader(t, r.cfg.Brokers, "out", true).tally(r.ctx, []int64{r.total}, time.Second)
 	t.Logf("%+v %v; read_committed %+v", out, err, tl)
 	// At least two InitProducerIDs: A's first, and the one that aborts after the
 	// lost answer (franz-go re-initialises the producer ID to abort).
@@ -242,9 +222,9 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	}
 }
 
-// seekRig is an owner A reading a second's worth of records into
+// txnRig is an owner A reading some seconds' worth of records into
 // kafka+txn, everything committed, and the operator's ctl beside it.
-type seekRig struct {
+type txnRig struct {
 	t     *testing.T
 	ctx   context.Context
 	cfg   *config
@@ -254,27 +234,30 @@ type seekRig struct {
 	waitA func() (outcome, error)
 }
 
-func newSeekRig(t *testing.T, s store) *seekRig {
+// newTxnRig produces for the given time while A reads, with setup's
+// changes to the cluster and config made first.
+func newTxnRig(t *testing.T, s store, producing time.Duration, setup func(*kfake.Cluster, *config)) *txnRig {
 	cluster := newCluster(t, 1, "src", "out")
-	r := &seekRig{t: t, ctx: ctxT(t), cfg: txnConfig(t, cluster.ListenAddrs())}
-	produced, err := produce(within(t, r.ctx, time.Second), r.cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
+	r := &txnRig{t: t, ctx: ctxT(t), cfg: txnConfig(t, cluster.ListenAddrs())}
+	if setup != nil {
+		setup(cluster, r.cfg)
 	}
-	r.total = produced()[0]
+	produced, err := produce(within(t, r.ctx, producing), r.cfg.Brokers, "src", 1, time.Millisecond)
+	must(t, err)
 	r.d, _ = testDeps(t, s, nil)
 	octx, stop := context.WithCancel(r.ctx)
 	r.stopA, r.waitA = stop, invoke(octx, r.cfg, r.d, invocation{"src", 0, 1000, "A"}, time.Minute)
-	waitFor(t, "A to commit everything", 5*time.Second, func() bool { return r.lease().Offset == r.total })
+	r.total = produced()[0] // A reads as they come: a commit falls while records still arrive
+	waitFor(t, "A to commit everything", 10*time.Second, func() bool { return r.lease().Offset == r.total })
 	return r
 }
 
-func (r *seekRig) lease() lease {
+func (r *txnRig) lease() lease {
 	l, _ := r.d.store.load(r.ctx, leaseKey(r.cfg.Group, "src", 0))
 	return l
 }
 
-func (r *seekRig) ctl(args ...string) {
+func (r *txnRig) ctl(args ...string) {
 	r.t.Helper()
 	a, _, err := parseCtl(args)
 	if err == nil {
@@ -289,7 +272,7 @@ func (r *seekRig) ctl(args ...string) {
 // moves the group's offset, so the next owner, which starts at the greater
 // of the group's and the lease's offsets, does not skip forward again.
 func TestTxn_seek_back_survives_handoff(t *testing.T) {
-	r := newSeekRig(t, newMemStore())
+	r := newTxnRig(t, newMemStore(), time.Second, nil)
 	r.ctl("pause", "-partition", "0")
 	r.ctl("seek", "-partition", "0", "-offset", "100")
 	waitFor(t, "the seek to be applied", 5*time.Second, func() bool { l := r.lease(); return l.Seek == noOffset && l.Offset == 100 })
@@ -318,7 +301,7 @@ func TestTxn_seek_applied_once(t *testing.T) {
 		}
 		return nil
 	}}
-	r := newSeekRig(t, s)
+	r := newTxnRig(t, s, time.Second, nil)
 	r.ctl("seek", "-partition", "0", "-offset", "100")
 	waitFor(t, "the seek to be recorded", 5*time.Second, func() bool { l := r.lease(); return l.Seek == noOffset && l.Offset == r.total })
 	r.stopA()
@@ -332,15 +315,8 @@ func TestTxn_seek_applied_once(t *testing.T) {
 		copies[w.Offset]++
 	}
 	for o := range r.total {
-		if want := 1 + b2i(o >= 100); copies[o] != want {
+		if want := map[bool]int{false: 1, true: 2}[o >= 100]; copies[o] != want {
 			t.Fatalf("offset %d read %d times by read_committed; want %d (once, and again from the seek to 100)", o, copies[o], want)
 		}
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -38,18 +38,12 @@ func TestWatch_hand_over_and_release_are_told(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.ask(ctx, key, a.Epoch, claim{Owner: "B", Tick: 200}, in(time.Minute)); err != nil {
-				t.Fatal(err)
-			}
+			must(t, s.ask(ctx, key, a.Epoch, claim{Owner: "B", Tick: 200}, in(time.Minute)))
 			a.Successor = "B"
 			bl, err := s.handOver(ctx, a, 10, in(time.Minute))
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			told(t, changed, "the hand-over")
-			if err := s.release(ctx, bl, 20); err != nil {
-				t.Fatal(err)
-			}
+			must(t, s.release(ctx, bl, 20))
 			told(t, changed, "the release")
 			stop()
 			if err := goleak.Find(ignore); err != nil {
@@ -75,9 +69,7 @@ func TestHandoff_successor_told(t *testing.T) {
 			ctx := ctxT(t)
 			pctx, stopProducing := context.WithCancel(ctx)
 			produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
 			defer func() { stopProducing(); produced() }()
 			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
 			waitFor(t, "A to write", 5*time.Second, func() bool { return rec.count("A") > 10 })
