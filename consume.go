@@ -508,7 +508,11 @@ func (p *run) poll(ctx context.Context) error {
 			p.pending = p.pending[i:]
 			return nil
 		}
-		if err := p.handle(ctx, r); err != nil {
+		handle := p.process // a record never seen, read at the usual pace
+		if slow || r.Offset < p.next {
+			handle = p.handle
+		}
+		if err := handle(ctx, r); err != nil {
 			p.pending = nil
 			return err
 		}
