@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 )
 
 // A backend is what the suite needs to know of a store beyond its contract.
@@ -170,63 +171,48 @@ func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	}
 }
 
-// count is how many records owner wrote to the sink.
-func (r *recorder) count(owner string) int {
+// scan calls f on owner's writes to the sink until f returns false.
+func (r *recorder) scan(owner string, f func(w write) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
 	for _, ws := range r.writes {
 		for _, w := range ws {
-			if w.Owner == owner {
-				n++
+			if w.Owner == owner && !f(w) {
+				return
 			}
 		}
 	}
+}
+
+// count is how many records owner wrote to the sink.
+func (r *recorder) count(owner string) (n int) {
+	r.scan(owner, func(write) bool { n++; return true })
 	return n
 }
 
 // first is the offset of owner's first write, or -1.
 func (r *recorder) first(owner string) int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.Offset
-			}
+	o := int64(-1)
+	r.scan(owner, func(w write) bool { o = w.Offset; return false })
+	return o
+}
+
+func (r *recorder) firstAt(owner string) (at time.Time) {
+	r.scan(owner, func(w write) bool { at = w.At; return false })
+	return at
+}
+
+func (r *recorder) lastAt(owner string) (last time.Time) {
+	r.scan(owner, func(w write) bool {
+		if w.At.After(last) {
+			last = w.At
 		}
-	}
-	return -1
+		return true
+	})
+	return last
 }
 
 var errCrashed = fmt.Errorf("injected: process crashed")
-
-func (r *recorder) firstAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.At
-			}
-		}
-	}
-	return time.Time{}
-}
-
-func (r *recorder) lastAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last time.Time
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner && w.At.After(last) {
-				last = w.At
-			}
-		}
-	}
-	return last
-}
 
 // A storeCall is one step a test's store wrapper sees: its name, the key,
 // and the arguments that matter to the tests (the record the writer read,
@@ -382,4 +368,101 @@ func flowing(t testing.TB, ctx context.Context, cfg *config, d time.Duration) (p
 		t.Fatal(err)
 	}
 	return produced, stop
+}
+
+// eachBackend runs f as a subtest for each of backends, in parallel unless
+// the test must own the process (signals, goroutine counts).
+func eachBackend(t *testing.T, parallel bool, f func(t *testing.T, b backend)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			f(t, b)
+		})
+	}
+}
+
+// A rig is one scenario on kfake: the store, the sink's recorder, a test
+// config for topic src and the lease key of src/0.
+type rig struct {
+	s   store
+	rec *recorder
+	cfg *config
+	ctx context.Context
+	key string
+}
+
+func newRig(t testing.TB, s store, partitions int32) *rig {
+	cfg := testConfig(t, newCluster(t, partitions, "src").ListenAddrs(), "src")
+	return &rig{s: s, rec: newRecorder(nil), cfg: cfg, ctx: ctxT(t), key: leaseKey(cfg.Group, "src", 0)}
+}
+
+// start invokes owner on src/0 at tick; stop is its shutdown.
+func (r *rig) start(d *deps, tick int64, owner string) (stop func(), wait func() (outcome, error)) {
+	ctx, stop := context.WithCancel(r.ctx)
+	return stop, invoke(ctx, r.cfg, d, invocation{"src", 0, tick, owner}, time.Minute)
+}
+
+// writing starts owner A at tick 1000 and waits until it wrote more than n
+// records.
+func (r *rig) writing(t testing.TB, d *deps, n int) (stop func(), wait func() (outcome, error)) {
+	t.Helper()
+	stop, wait = r.start(d, 1000, "A")
+	waitFor(t, "A to write", 5*time.Second, func() bool { return r.rec.count("A") > n })
+	return stop, wait
+}
+
+// drain stops the producer (if stopProducing is not nil), waits until
+// every record produced reached the sink, and gives the counts produced.
+func (r *rig) drain(t testing.TB, produced func() []int64, stopProducing func(), limit time.Duration) []int64 {
+	t.Helper()
+	if stopProducing != nil {
+		stopProducing()
+	}
+	total := produced()
+	waitFor(t, "the sink to catch up", limit, func() bool { return r.rec.tally(total).Lost == 0 })
+	return total
+}
+
+// wantEnd fails the test unless the run ended without error as end.
+func wantEnd(t testing.TB, who string, out outcome, err error, end string) {
+	t.Helper()
+	if err != nil || out.End != end {
+		t.Fatalf("%s: %+v, %v; want ended %s", who, out, err, end)
+	}
+}
+
+// wantTally fails the test unless the sink lost and reordered nothing,
+// duplicated at most dups records and saw handoffs handoffs (-1: any).
+func wantTally(t testing.TB, tl tally, dups, handoffs int) {
+	t.Helper()
+	if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated > dups || handoffs >= 0 && tl.Handoffs != handoffs {
+		t.Fatalf("sink: %+v; want nothing lost or reordered, at most %d duplicates, %d handoffs (-1: any)", tl, dups, handoffs)
+	}
+}
+
+// leakIgnores lets goleak pass what was running before a handler call and
+// what stays between calls by design.
+func leakIgnores() []goleak.Option {
+	return []goleak.Option{goleak.IgnoreCurrent(),
+		// The broker's side of each connection lives in the broker.
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read"),
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).write"),
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read.func1"),
+		// The store's idle connections are kept for the next call.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")}
+}
+
+// runTo runs owner A on src/partition until its lease holds offset, then
+// shuts it down and gives its outcome.
+func runTo(t *testing.T, cfg *config, d *deps, partition int32, offset int64) (outcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: partition, Tick: 1000, Owner: "A"}, time.Minute)
+	waitCommitted(t, cfg, d, "src", partition, offset)
+	cancel()
+	return wait()
 }
