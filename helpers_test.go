@@ -383,19 +383,22 @@ func eachBackend(t *testing.T, parallel bool, f func(t *testing.T, b backend)) {
 	}
 }
 
-// A rig is one scenario on kfake: the store, the sink's recorder, a test
-// config for topic src and the lease key of src/0.
+// A rig is one scenario on kfake: the cluster of topic src and the extra
+// topics, the store, the sink's recorder, a test config and the lease key
+// of src/0.
 type rig struct {
-	s   store
-	rec *recorder
-	cfg *config
-	ctx context.Context
-	key string
+	cluster *kfake.Cluster
+	s       store
+	rec     *recorder
+	cfg     *config
+	ctx     context.Context
+	key     string
 }
 
-func newRig(t testing.TB, s store, partitions int32) *rig {
-	cfg := testConfig(t, newCluster(t, partitions, "src").ListenAddrs(), "src")
-	return &rig{s: s, rec: newRecorder(nil), cfg: cfg, ctx: ctxT(t), key: leaseKey(cfg.Group, "src", 0)}
+func newRig(t testing.TB, s store, partitions int32, topics ...string) *rig {
+	cluster := newCluster(t, partitions, append([]string{"src"}, topics...)...)
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	return &rig{cluster: cluster, s: s, rec: newRecorder(nil), cfg: cfg, ctx: ctxT(t), key: leaseKey(cfg.Group, "src", 0)}
 }
 
 // start invokes owner on src/0 at tick; stop is its shutdown.
