@@ -68,7 +68,7 @@ func TestLease_record_lost_resumes_from_group_offset(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		s, lose := losable(t, b)
 		r := newRig(t, s, 1)
-		produced, stopProducing := flowing(t, r.ctx, r.cfg, 0)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
 		d, _ := testDeps(t, s, r.rec)
 		_, waitA := r.start(d, 1000, "A")
 		var last lease
@@ -186,7 +186,7 @@ func TestGroup_commit_failure_never_fails_the_run(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, newMemStore(), 1)
 	refused := r.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
-	produced, stopProducing := flowing(t, r.ctx, r.cfg, 0)
+	produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
 	d, _ := testDeps(t, r.s, r.rec)
 	logs := captureLog(t, d)
 	stop, wait := r.start(d, 1000, "A")

@@ -20,7 +20,7 @@ func TestHandoff_cooperative(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
 		d, _ := testDeps(t, r.s, r.rec)
-		produced, stopProducing := flowing(t, r.ctx, r.cfg, 0)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
 		_, waitA := r.writing(t, d, 100)
 		stopB, waitB := r.start(d, 2000, "B")
 		a, err := waitA()
@@ -111,7 +111,7 @@ func (r *rig) crash(t *testing.T, n int) (left lease) {
 func TestHandoff_crashed_owner(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
-		produced, _ := flowing(t, r.ctx, r.cfg, 3*time.Second)
+		produced, _ := flowing(t, r.ctx, r.cfg, 1, 3*time.Second)
 		left := r.crash(t, 500)
 		db, _ := testDeps(t, r.s, r.rec)
 		stopB, waitB := r.start(db, 2000, "B")
@@ -135,7 +135,7 @@ func TestHandoff_zombie_owner(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
 		r.cfg.StoreTimeout = 500 * time.Millisecond
-		produced, _ := flowing(t, r.ctx, r.cfg, 4*time.Second)
+		produced, _ := flowing(t, r.ctx, r.cfg, 1, 4*time.Second)
 		fa := newFaultStore(r.s)
 		da, _ := testDeps(t, fa, r.rec)
 		_, waitA := r.writing(t, da, 300)
@@ -205,7 +205,7 @@ func TestHandler_container_reuse(t *testing.T) {
 func TestHandoff_retry_after_crash_takes(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
-		produced, _ := flowing(t, r.ctx, r.cfg, 3*time.Second)
+		produced, _ := flowing(t, r.ctx, r.cfg, 1, 3*time.Second)
 		left := r.crash(t, 300)
 		// The retry arrives while the lease still looks live: a duplicate.
 		dr, kr := testDeps(t, r.s, r.rec)
@@ -238,7 +238,7 @@ func TestHandoff_retry_after_crash_takes(t *testing.T) {
 func TestHandoff_dead_successor_keeps_owner(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
-		produced, stopProducing := flowing(t, r.ctx, r.cfg, 0)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
 		d, _ := testDeps(t, r.s, r.rec)
 		_, waitA := r.writing(t, d, 100)
 		a := mustLoad(t, r.s, r.key)
@@ -272,7 +272,7 @@ func TestHandoff_dead_successor_keeps_owner(t *testing.T) {
 func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
-		produced, stopProducing := flowing(t, r.ctx, r.cfg, 0)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
 		d, _ := testDeps(t, r.s, r.rec)
 		_, waitA := r.writing(t, d, 100)
 		var once atomic.Bool

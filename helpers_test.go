@@ -354,20 +354,42 @@ func losing(s store, land bool, lose func(storeCall) bool) *hookStore {
 // writes picks every write: all steps but load.
 func writes(call storeCall) bool { return call.op != "load" }
 
-// flowing produces a record a millisecond to src/0 for d (0: until stop, or
-// the test's end); produced waits for the producer and gives the count.
-func flowing(t testing.TB, ctx context.Context, cfg *config, d time.Duration) (produced func() []int64, stop func()) {
+// flowing produces a record a millisecond to each of src's first
+// partitions for d (0: until stop, or the test's end); produced waits for
+// the producer and gives the counts.
+func flowing(t testing.TB, ctx context.Context, cfg *config, partitions int32, d time.Duration) (produced func() []int64, stop func()) {
 	t.Helper()
 	pctx, stop := context.WithCancel(ctx)
 	if d > 0 {
 		pctx, stop = context.WithTimeout(ctx, d)
 	}
 	t.Cleanup(stop)
-	produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+	produced, err := produce(pctx, cfg.Brokers, "src", partitions, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return produced, stop
+}
+
+// runningProcess runs process mode in the background; its error comes on
+// the channel.
+func runningProcess(ctx context.Context, cfg *config, d *deps) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- runProcess(ctx, cfg, d) }()
+	return done
+}
+
+// waitDone waits up to limit for a process to end, without error.
+func waitDone(t testing.TB, what string, done <-chan error, limit time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("%s did not end within %v", what, limit)
+	}
 }
 
 // eachBackend runs f as a subtest for each of backends, in parallel unless
@@ -426,6 +448,15 @@ func (r *rig) drain(t testing.TB, produced func() []int64, stopProducing func(),
 	total := produced()
 	waitFor(t, "the sink to catch up", limit, func() bool { return r.rec.tally(total).Lost == 0 })
 	return total
+}
+
+// waitLease waits until src/0's lease is there and meets cond.
+func (r *rig) waitLease(t testing.TB, what string, cond func(lease) bool) {
+	t.Helper()
+	waitFor(t, what, 15*time.Second, func() bool {
+		l, err := r.s.load(r.ctx, r.key)
+		return err == nil && cond(l)
+	})
 }
 
 // wantEnd fails the test unless the run ended without error as end.
