@@ -391,11 +391,9 @@ func headerMap(r *kgo.Record) map[string]string {
 
 func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 3, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg := newRig(t, nil, 3, "out").cfg
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
-
 	var sent []*kgo.Record
 	for i := range 5 {
 		r := &kgo.Record{Topic: "src", Partition: 2, Value: fmt.Appendf(nil, "v%d", i),
@@ -406,16 +404,8 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 		sent = append(sent, r)
 	}
 	mustProduce(t, cfg.Brokers, sent...)
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 2, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 2, int64(len(sent)))
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 2, int64(len(sent)))
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	if got, want := out.Written, len(sent); got != want {
 		t.Errorf("outcome says %d written, want %d", got, want)
 	}
@@ -457,34 +447,25 @@ var errBadValue = errors.New("value is bad")
 
 func TestDLQ_failed_record_goes_to_dlq_with_headers(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src", "dlq"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	r := newRig(t, newMemStore(), 1, "dlq")
+	cfg, rec := r.cfg, r.rec
 	cfg.DLQ = "dlq"
-	d, _ := testDeps(t, newMemStore(), rec)
+	d, _ := testDeps(t, r.s, rec)
 	d.action = failOn("bad", errBadValue)
 	mustProduce(t, cfg.Brokers,
 		&kgo.Record{Topic: "src", Value: []byte("good")},
 		&kgo.Record{Topic: "src", Key: []byte("kb"), Value: []byte("bad"), Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}},
 		&kgo.Record{Topic: "src", Value: []byte("good")})
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 0, 3)
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want the run to go on past the bad record and release at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 0, 3)
+	wantEnd(t, "A, going on past the bad record, at shutdown", out, err, endReleased)
 	if out.Records != 3 || out.Written != 2 || out.DeadLettered != 1 {
 		t.Errorf("outcome %+v; want 3 records, 2 written, 1 dead-lettered", out)
 	}
 	if got, want := sinkOffsets(rec, 0), []int64{0, 2}; !slices.Equal(got, want) {
 		t.Errorf("sink got offsets %v, want %v", got, want)
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(3); got != want || l.State != stateReleased {
-		t.Errorf("lease %+v; want released at offset %d", l, want)
+	if l := mustLoad(t, d.store, r.key); l.Offset != 3 || l.State != stateReleased {
+		t.Errorf("lease %+v; want released at offset 3", l)
 	}
 
 	dl := consumeN(t, cfg.Brokers, "dlq", 1)[0]
@@ -540,33 +521,24 @@ func TestDLQ_without_dlq_stops_and_keeps_offset(t *testing.T) {
 
 func TestAction_match_filters(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	r := newRig(t, newMemStore(), 1)
+	cfg, rec := r.cfg, r.rec
 	cfg.Match = regexp.MustCompile(`^keep`)
-	d, _ := testDeps(t, newMemStore(), rec)
+	d, _ := testDeps(t, r.s, rec)
 	var rs []*kgo.Record
 	for _, v := range []string{"keep-0", "drop-1", "keep-2", "drop-3", "drop-4 keep"} {
 		rs = append(rs, &kgo.Record{Topic: "src", Value: []byte(v)})
 	}
 	mustProduce(t, cfg.Brokers, rs...)
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 0, int64(len(rs)))
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 0, int64(len(rs)))
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	if got, want := sinkOffsets(rec, 0), []int64{0, 2}; !slices.Equal(got, want) {
 		t.Errorf("sink got offsets %v, want %v", got, want)
 	}
 	if out.Records != len(rs) || out.Written != 2 {
 		t.Errorf("outcome %+v; want %d records read, 2 written", out, len(rs))
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(len(rs)); got != want || l.State != stateReleased {
+	if l, want := mustLoad(t, d.store, r.key), int64(len(rs)); l.Offset != want || l.State != stateReleased {
 		t.Errorf("lease %+v; want released at offset %d, past the records filtered out", l, want)
 	}
 }
@@ -576,12 +548,9 @@ func TestAction_match_filters(t *testing.T) {
 // context is cancelled is delivered, and the lease released past it.
 func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+	r, d, _ := newKafkaSinkRig(t, newMemStore(), 1)
+	cfg, cluster := r.cfg, r.cluster
 	cfg.KafkaOpts = []kgo.Opt{kgo.MetadataMinAge(10 * time.Millisecond)} // retry at once
-	d, _ := testDeps(t, newMemStore(), nil)
-	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Value: []byte("v0")})
 
 	// The sink's first produce request is held until the run is told to
 	// shut down, and then answered with a retriable error.
@@ -593,9 +562,7 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 		return refuseProduce(req.(*kmsg.ProduceRequest), kerr.NotLeaderForPartition.Code), nil, true
 	})
 
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+	cancel, wait := r.start(d, 1000, "A")
 	select {
 	case <-arrived:
 	case <-time.After(3 * time.Second):
@@ -604,15 +571,12 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 	cancel()
 	close(shutDown)
 	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
+	wantEnd(t, "A at shutdown", out, err, endReleased)
+	if l := mustLoad(t, d.store, r.key); l.Offset != 1 {
+		t.Errorf("lease offset %d, want 1", l.Offset)
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(1); got != want {
-		t.Errorf("lease offset %d, want %d", got, want)
-	}
-	if got := consumeN(t, cfg.Brokers, "out", 1); string(got[0].Value) != "v0" {
-		t.Errorf("sink topic holds %q, want v0", got[0].Value)
+	if got := consumeN(t, cfg.Brokers, "out", 1); string(got[0].Value) != "0" {
+		t.Errorf("sink topic holds %q, want 0", got[0].Value)
 	}
 }
 
@@ -620,23 +584,15 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 // (rather than passes on) go to the sink partition of their source too.
 func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 3, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg := newRig(t, nil, 3, "out").cfg
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
 	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		return append(out, &kgo.Record{Key: r.Key, Value: bytes.ToUpper(r.Value)}), nil
 	}
 	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("v")})
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 2, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 2, 1)
-	cancel()
-	if out, err := wait(); err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 2, 1)
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	r := consumeN(t, cfg.Brokers, "out", 1)[0]
 	if got, want := r.Partition, int32(2); got != want || string(r.Value) != "V" {
 		t.Errorf("new record %q on sink partition %d, want \"V\" on %d", r.Value, got, want)
@@ -649,27 +605,11 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 // records since that commit may reach the sink twice (at-least-once).
 func TestSink_kafka_failure_reads_again(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-	var sinkProduces, refused atomic.Int64
-	out := cluster.TopicInfo("out")
-	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		toOut := len(pr.Topics) > 0 && (pr.Topics[0].Topic == "out" || pr.Topics[0].TopicID == out.TopicID)
-		if !toOut || sinkProduces.Add(1) != 3 {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return refuseProduce(pr, kerr.InvalidRecord.Code), nil, true
-	})
-	ctx := ctxT(t)
-	produced, err := produce(within(t, ctx, 1500*time.Millisecond), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := testDeps(t, newMemStore(), nil)
+	r, d, _ := newKafkaSinkRig(t, newMemStore(), 0)
+	cfg, ctx := r.cfg, r.ctx
+	var sinkProduces atomic.Int64
+	refused := refuseOut(r.cluster, func(*kmsg.ProduceRequest) bool { return sinkProduces.Add(1) == 3 }, kerr.InvalidRecord.Code)
+	produced, _ := flowing(t, ctx, cfg, 1, 1500*time.Millisecond)
 	var emf bytes.Buffer
 	d.emf = &emf
 	a, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"})
