@@ -154,9 +154,7 @@ func TestCtl_reset_repairs_a_future_tick(t *testing.T) {
 		future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 		healthy := leaseKey(cfg.Group, "src", 1)
 		p := mustTake(t, s, r.key, lease{}, claim{Owner: "old", Tick: future})
-		if err := s.release(ctx, p, 7); err != nil {
-			t.Fatal(err)
-		}
+		mustRelease(t, s, p, 7)
 		h := mustTake(t, s, healthy, lease{}, claim{Owner: "live", Tick: time.Now().UnixMilli()})
 		now := time.Now().UnixMilli()
 		out, err := runInvocation(ctx, cfg, d, invocation{"src", 0, now, "real"})

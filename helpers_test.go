@@ -85,6 +85,43 @@ func mustLoad(t *testing.T, s store, key string) lease {
 	return l
 }
 
+// mustAsk asks for key's lease at epoch as c, for a minute.
+func mustAsk(t *testing.T, s store, key string, epoch int64, c claim) {
+	t.Helper()
+	if err := s.ask(ctxT(t), key, epoch, c, in(time.Minute)); err != nil {
+		t.Fatalf("ask %s at epoch %d as %+v: %v", key, epoch, c, err)
+	}
+}
+
+func mustCommit(t *testing.T, s store, l lease, offset, exp int64) lease {
+	t.Helper()
+	got, err := s.commit(ctxT(t), l, offset, exp)
+	if err != nil {
+		t.Fatalf("commit %+v at %d: %v", l, offset, err)
+	}
+	return got
+}
+
+func mustRelease(t *testing.T, s store, l lease, offset int64) {
+	t.Helper()
+	if err := s.release(ctxT(t), l, offset); err != nil {
+		t.Fatalf("release %+v at %d: %v", l, offset, err)
+	}
+}
+
+// wantNamed fails the test unless err is an error naming each of names.
+func wantNamed(t *testing.T, err error, names ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one naming %q", names)
+	}
+	for _, w := range names {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %s", err, w)
+		}
+	}
+}
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
