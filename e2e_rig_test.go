@@ -512,21 +512,105 @@ func e2eSinkScheme(t *testing.T) string {
 	}
 }
 
-// rieEnv is the whole environment of an emulator and its runtime.
-func rieEnv(t *testing.T, timeout time.Duration, brokers []string, group string, store []string) []string {
+// An e2eWorld is what each end-to-end test starts from: the lease store
+// of this build, the binary, kfake with src and out, a lease group of the
+// test's own, a log directory, a reader of the sink topic, and a context
+// that bounds the test.
+type e2eWorld struct {
+	storeEnv []string
+	leases   store
+	bin      string
+	conns    *e2eConns
+	brokers  []string
+	group    string
+	logs     string
+	sink     *e2eSink
+	ctx      context.Context
+}
+
+func newE2EWorld(t *testing.T, partitions int32, limit time.Duration) *e2eWorld {
+	t.Helper()
+	w := &e2eWorld{}
+	w.storeEnv, w.leases = e2eLeaseStore(t)
+	w.bin = e2eBuild(t)
+	cluster, conns := e2eCluster(t, partitions)
+	w.conns, w.brokers, w.group, w.logs = conns, cluster.ListenAddrs(), e2eGroup(t), e2eLogDir(t)
+	w.sink = e2eReadSink(t, w.brokers, "out")
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	w.ctx = ctx
+	return w
+}
+
+// producing produces a record every every to each of src's partitions
+// until stop, or the test's end; produced waits for the producer and
+// gives the counts.
+func (w *e2eWorld) producing(t *testing.T, partitions int32, every time.Duration) (produced func() []int64, stop func()) {
+	t.Helper()
+	pctx, stop := context.WithCancel(w.ctx)
+	t.Cleanup(stop)
+	produced, err := produce(pctx, w.brokers, "src", partitions, every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return produced, stop
+}
+
+// env is the whole environment of the binary, extra added.
+func (w *e2eWorld) env(t *testing.T, extra ...string) []string {
 	home := t.TempDir()
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		// Nothing from the developer's AWS configuration reaches the binary.
 		"HOME=" + home, "AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
 		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=" + strconv.Itoa(int(timeout/time.Second)),
-		"BATON_BROKERS=" + strings.Join(brokers, ","),
-		"BATON_TOPIC=src", // the only topic an event may name
-		"BATON_SINK=" + e2eSinkScheme(t) + "://out",
-		"BATON_GROUP=" + group,
+		"BATON_BROKERS=" + strings.Join(w.brokers, ","),
+		"BATON_GROUP=" + w.group,
 	}
-	return append(env, store...)
+	return append(append(env, extra...), w.storeEnv...)
+}
+
+// rieEnv is the environment of an emulator and its runtime, whose function
+// times out after timeout, with the tests' lease timings.
+func (w *e2eWorld) rieEnv(t *testing.T, timeout time.Duration) []string {
+	return w.env(t, "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(timeout/time.Second)),
+		"BATON_TOPIC=src", // the only topic an event may name
+		"BATON_SINK="+e2eSinkScheme(t)+"://out",
+		"BATON_TTL="+e2eTTL.String(), "BATON_SKEW="+e2eSkew.String(), "BATON_COMMIT_INTERVAL="+e2eCommitEvery.String())
+}
+
+// emulators starts n emulators, rie0 and on, with env, and counts the
+// Kafka connections their runtimes open.
+func (w *e2eWorld) emulators(t *testing.T, rie string, n int, env []string) []*rieEmulator {
+	emus := make([]*rieEmulator, n)
+	for i := range emus {
+		emus[i] = startRIE(t, rie, w.bin, w.logs, fmt.Sprintf("rie%d", i), env)
+	}
+	w.conns.setCandidates(func() []int {
+		var pids []int
+		for _, e := range emus {
+			if pid := e.runtimePID(); pid != 0 {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	})
+	return emus
+}
+
+// lease waits until the lease of src/partition meets ok, and gives it and
+// when it was seen.
+func (w *e2eWorld) lease(t *testing.T, partition int32, limit time.Duration, what string, ok func(lease) bool) (lease, time.Time) {
+	t.Helper()
+	return e2eWaitLease(t, w.leases, leaseKey(w.group, "src", partition), limit, what, ok)
+}
+
+// wantReleased checks that the lease of src/p ended released at offset.
+func (w *e2eWorld) wantReleased(t *testing.T, p int32, offset int64) {
+	t.Helper()
+	if l, err := w.leases.load(w.ctx, leaseKey(w.group, "src", p)); err != nil || l.State != stateReleased || l.Offset != offset {
+		t.Errorf("partition %d lease at the end: %+v, %v; want released at %d", p, l, err, offset)
+	}
 }
 
 // e2eSink reads the sink topic from its start, as a downstream consumer
