@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,18 +55,10 @@ func e2eGoTool(t *testing.T) string {
 }
 
 func e2eWithoutEnv(env []string, names ...string) []string {
-	var out []string
-	for _, kv := range env {
+	return slices.DeleteFunc(env, func(kv string) bool {
 		name, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, n := range names {
-			keep = keep && name != n
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	return out
+		return slices.Contains(names, name)
+	})
 }
 
 // needRIE finds aws-lambda-rie on PATH or in $(go env GOPATH)/bin, or skips
@@ -218,27 +211,33 @@ func e2eSocketOwner(lport, rport int, pids []int) int {
 	if inode == "" {
 		return 0
 	}
-	want := "socket:[" + inode + "]"
 	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && l == want {
-				return pid
-			}
+		if slices.Contains(e2eFDs(pid), "socket:["+inode+"]") {
+			return pid
 		}
 	}
 	return 0
 }
 
+// e2eFDs is what pid's file descriptors point to.
+func e2eFDs(pid int) []string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, _ := os.ReadDir(dir)
+	var links []string
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
+			links = append(links, l)
+		}
+	}
+	return links
+}
+
 // e2eSocketInode is the inode of the socket from local port lport to remote
 // port rport, or "".
 func e2eSocketInode(lport, rport int) string {
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, e := range e2eTCPEntries(f) {
-			if e.lport == lport && e.rport == rport {
-				return e.inode
-			}
+	for _, e := range e2eTCPEntries() {
+		if e.lport == lport && e.rport == rport {
+			return e.inode
 		}
 	}
 	return ""
@@ -250,19 +249,16 @@ type e2eTCPEntry struct {
 	inode        string
 }
 
-// e2eTCPEntries reads a /proc/net/tcp table.
-func e2eTCPEntries(file string) []e2eTCPEntry {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil
-	}
+// e2eTCPEntries reads /proc/net/tcp and /proc/net/tcp6.
+func e2eTCPEntries() []e2eTCPEntry {
 	var es []e2eTCPEntry
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 10 {
-			continue
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(file)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) >= 10 {
+				es = append(es, e2eTCPEntry{lport: e2eHexPort(f[1]), rport: e2eHexPort(f[2]), state: f[3], inode: f[9]})
+			}
 		}
-		es = append(es, e2eTCPEntry{lport: e2eHexPort(f[1]), rport: e2eHexPort(f[2]), state: f[3], inode: f[9]})
 	}
 	return es
 }
@@ -276,18 +272,14 @@ func e2eHexPort(addr string) int {
 // e2eOpenConns counts the established TCP connections pid holds to rport.
 func e2eOpenConns(pid, rport int) int {
 	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, e := range e2eTCPEntries(f) {
-			if e.rport == rport && e.state == "01" {
-				inodes["socket:["+e.inode+"]"] = true
-			}
+	for _, e := range e2eTCPEntries() {
+		if e.rport == rport && e.state == "01" {
+			inodes["socket:["+e.inode+"]"] = true
 		}
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, _ := os.ReadDir(dir)
 	n := 0
-	for _, fd := range fds {
-		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && inodes[l] {
+	for _, l := range e2eFDs(pid) {
+		if inodes[l] {
 			n++
 		}
 	}

@@ -111,7 +111,6 @@ func stdoutLines(t *testing.T, out []byte) []stdoutLine {
 
 func TestSink_stdout_json_lines(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
 	at := time.UnixMilli(1767366240123)
 	binary := []byte{0xff, 0x00, 0xfe, 'x'}
 	tests := []struct {
@@ -132,15 +131,11 @@ func TestSink_stdout_json_lines(t *testing.T) {
 			stdoutLine{Topic: "src", Partition: 1, Offset: 9, Timestamp: at.UnixMilli(), Key: new(""), Value: new("")}},
 	}
 	var buf bytes.Buffer
-	s := newStdoutSink(&buf)
+	var rs []*kgo.Record
 	for _, tt := range tests {
-		if err := s.write(ctx, tt.rec); err != nil {
-			t.Fatal(err)
-		}
+		rs = append(rs, tt.rec)
 	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, newStdoutSink(&buf), rs...)
 	if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
 		t.Errorf("output does not end in a newline: %q", buf.String())
 	}
@@ -248,17 +243,25 @@ func showLine(l stdoutLine) string {
 	return string(b)
 }
 
+// writeFlush writes rs to s, then flushes it.
+func writeFlush(t *testing.T, s sink, rs ...*kgo.Record) {
+	t.Helper()
+	for _, r := range rs {
+		if err := s.write(ctxT(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.flush(ctxT(t), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSink_stdout_abort_drops_unflushed(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	var buf bytes.Buffer
 	s := newStdoutSink(&buf)
-	if err := s.write(ctx, &kgo.Record{Topic: "src", Value: []byte("kept")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, s, &kgo.Record{Topic: "src", Value: []byte("kept")})
 	if err := s.write(ctx, &kgo.Record{Topic: "src", Offset: 1, Value: []byte("dropped")}); err != nil {
 		t.Fatal(err)
 	}
@@ -272,16 +275,9 @@ func TestSink_stdout_abort_drops_unflushed(t *testing.T) {
 
 func TestSink_stdout_binary_key_kept(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
 	key := []byte{0xff, 0x01}
 	var buf bytes.Buffer
-	s := newStdoutSink(&buf)
-	if err := s.write(ctx, &kgo.Record{Topic: "src", Key: key, Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, newStdoutSink(&buf), &kgo.Record{Topic: "src", Key: key, Value: []byte("v")})
 	var line struct {
 		Key    *string `json:"key"`
 		KeyB64 []byte  `json:"key_b64"`
