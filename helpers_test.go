@@ -122,6 +122,9 @@ func wantNamed(t *testing.T, err error, names ...string) {
 	}
 }
 
+// errOf is the error of a call that gives a value too.
+func errOf[T any](_ T, err error) error { return err }
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {

@@ -24,8 +24,7 @@ var keySeq atomic.Int64
 func testStore(t *testing.T, b backend) {
 	t.Run("first_take", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.load(ctxT(t), key)
-		wantErr(t, "load of a new key", err, errNotFound)
+		wantErr(t, "load of a new key", errOf(s.load(ctxT(t), key)), errNotFound)
 		l := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got := mustLoad(t, s, key)
 		if got != l {
@@ -34,8 +33,7 @@ func testStore(t *testing.T, b backend) {
 		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset || got.Seek != noOffset || got.Paused {
 			t.Fatalf("after first take: %+v", got)
 		}
-		_, err = s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))
-		wantErr(t, "second take of a new key", err, errTaken)
+		wantErr(t, "second take of a new key", errOf(s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))), errTaken)
 	})
 
 	t.Run("take_released", func(t *testing.T) {
@@ -74,13 +72,11 @@ func testStore(t *testing.T, b backend) {
 	t.Run("duplicate_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		_, err := s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))
-		wantErr(t, "take with the owner's tick", err, errDuplicate)
+		wantErr(t, "take with the owner's tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))), errDuplicate)
 		wantErr(t, "ask with the owner's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "a2", Tick: 100}, in(time.Minute)), errDuplicate)
 		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		wantErr(t, "ask with the successor's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b2", Tick: 200}, in(time.Minute)), errDuplicate)
-		_, err = s.take(ctxT(t), key, a, claim{Owner: "b2", Tick: 200}, in(time.Minute))
-		wantErr(t, "take with the successor's tick", err, errDuplicate)
+		wantErr(t, "take with the successor's tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "b2", Tick: 200}, in(time.Minute))), errDuplicate)
 		if got := mustLoad(t, s, key); got.Owner != "a" || got.Successor != "b" || got.Epoch != a.Epoch {
 			t.Fatalf("refused duplicates changed the record: %+v", got)
 		}
@@ -105,8 +101,7 @@ func testStore(t *testing.T, b backend) {
 			t.Fatalf("retry against a released lease: %+v, %v; want taken at offset 5", got, err)
 		}
 		live := claimAt("a-dup", 100, time.Now(), 500*time.Millisecond)
-		_, err = s.take(ctxT(t), key, got, live, in(time.Minute))
-		wantErr(t, "equal tick against a live owner", err, errDuplicate)
+		wantErr(t, "equal tick against a live owner", errOf(s.take(ctxT(t), key, got, live, in(time.Minute))), errDuplicate)
 	})
 
 	t.Run("dead_ask_is_replaced_and_live_one_extended", func(t *testing.T) {
@@ -145,10 +140,8 @@ func testStore(t *testing.T, b backend) {
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: future})
 		mustCommit(t, s, a, 42, in(time.Minute))
 		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: future + 1})
-		_, err := s.reset(ctxT(t), lease{Key: key, Owner: "a", Epoch: a.Epoch + 1})
-		wantErr(t, "reset at another epoch", err, errFenced)
-		_, err = s.reset(ctxT(t), lease{Key: testKey(t) + "-none", Owner: "a", Epoch: 1})
-		wantErr(t, "reset of no record", err, errNotFound)
+		wantErr(t, "reset at another epoch", errOf(s.reset(ctxT(t), lease{Key: key, Owner: "a", Epoch: a.Epoch + 1})), errFenced)
+		wantErr(t, "reset of no record", errOf(s.reset(ctxT(t), lease{Key: testKey(t) + "-none", Owner: "a", Epoch: 1})), errNotFound)
 		got, err := s.reset(ctxT(t), mustLoad(t, s, key))
 		if err != nil {
 			t.Fatal(err)
@@ -166,8 +159,7 @@ func testStore(t *testing.T, b backend) {
 	t.Run("older_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		_, err := s.take(ctxT(t), key, a, claim{Owner: "old", Tick: 99}, in(time.Minute))
-		wantErr(t, "take with an older tick", err, errStale)
+		wantErr(t, "take with an older tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "old", Tick: 99}, in(time.Minute))), errStale)
 		wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
 		if got := mustLoad(t, s, key); got != a {
 			t.Fatalf("refused stale tick changed the record: %+v, was %+v", got, a)
@@ -207,10 +199,8 @@ func testStore(t *testing.T, b backend) {
 		if got != want {
 			t.Fatalf("after hand over: got %+v, want %+v", got, want)
 		}
-		_, err = s.commit(ctxT(t), a, 80, in(time.Minute))
-		wantErr(t, "old owner's commit after hand over", err, errFenced)
-		_, err = s.handOver(ctxT(t), seen, 90, in(time.Minute))
-		wantErr(t, "second hand over", err, errFenced)
+		wantErr(t, "old owner's commit after hand over", errOf(s.commit(ctxT(t), a, 80, in(time.Minute))), errFenced)
+		wantErr(t, "second hand over", errOf(s.handOver(ctxT(t), seen, 90, in(time.Minute))), errFenced)
 	})
 
 	t.Run("hand_over_to_replaced_successor_refused", func(t *testing.T) {
@@ -219,8 +209,7 @@ func testStore(t *testing.T, b backend) {
 		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		seen := mustLoad(t, s, key)
 		mustAsk(t, s, key, a.Epoch, claim{Owner: "c", Tick: 300})
-		_, err := s.handOver(ctxT(t), seen, 10, in(time.Minute))
-		wantErr(t, "hand over to a replaced successor", err, errTaken)
+		wantErr(t, "hand over to a replaced successor", errOf(s.handOver(ctxT(t), seen, 10, in(time.Minute))), errTaken)
 	})
 
 	t.Run("stale_epoch_fenced", func(t *testing.T) {
@@ -233,10 +222,8 @@ func testStore(t *testing.T, b backend) {
 		seen := mustLoad(t, s, key)
 		mustTake(t, s, key, seen, claim{Owner: "b", Tick: 200}) // force-take of an expired lease
 		before := mustLoad(t, s, key)
-		_, err = s.commit(ctxT(t), a, 50, in(time.Minute))
-		wantErr(t, "commit with a stale epoch", err, errFenced)
-		_, err = s.commit(ctxT(t), a, a.Offset, in(time.Minute))
-		wantErr(t, "renew with a stale epoch", err, errFenced)
+		wantErr(t, "commit with a stale epoch", errOf(s.commit(ctxT(t), a, 50, in(time.Minute))), errFenced)
+		wantErr(t, "renew with a stale epoch", errOf(s.commit(ctxT(t), a, a.Offset, in(time.Minute))), errFenced)
 		wantErr(t, "release with a stale epoch", s.release(ctxT(t), a, 50), errFenced)
 		if got := mustLoad(t, s, key); got != before {
 			t.Fatalf("fenced writes changed the record: %+v, was %+v", got, before)
@@ -268,14 +255,12 @@ func testStore(t *testing.T, b backend) {
 		if got.State != stateReleased || got.Offset != 9 || got.Epoch != a.Epoch {
 			t.Fatalf("after release: %+v", got)
 		}
-		_, err := s.commit(ctxT(t), a, 10, in(time.Minute))
-		wantErr(t, "commit after release", err, errFenced)
+		wantErr(t, "commit after release", errOf(s.commit(ctxT(t), a, 10, in(time.Minute))), errFenced)
 	})
 
 	t.Run("withdraw_takes_back_only_my_ask", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
-		wantErr(t, "withdraw on a missing record", err, errNotFound)
+		wantErr(t, "withdraw on a missing record", errOf(s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})), errNotFound)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		got, err := s.withdraw(ctxT(t), key, claim{Owner: "c", Tick: 300})
@@ -302,8 +287,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("control_fenced_kept_and_obeyed", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.control(ctxT(t), lease{Key: key}, 5, false)
-		wantErr(t, "control of a missing record", err, errNotFound)
+		wantErr(t, "control of a missing record", errOf(s.control(ctxT(t), lease{Key: key}, 5, false)), errNotFound)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got, err := s.control(ctxT(t), a, 500, false)
 		if err != nil || got.Seek != 500 || got.Paused || got.Epoch != a.Epoch || got.Owner != "a" {
@@ -319,8 +303,7 @@ func testStore(t *testing.T, b backend) {
 		if _, err := s.control(ctxT(t), seen, 700, false); err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.commit(ctxT(t), seen, 500, in(time.Minute))
-		wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
+		wantErr(t, "commit applying a seek that a newer one replaced", errOf(s.commit(ctxT(t), seen, 500, in(time.Minute))), errTaken)
 		seen = mustLoad(t, s, key)
 		got, err = s.commit(ctxT(t), seen, 700, in(time.Minute))
 		if err != nil || got.Seek != noOffset || got.Offset != 700 {
@@ -335,8 +318,7 @@ func testStore(t *testing.T, b backend) {
 		if err != nil || !got.Paused {
 			t.Fatalf("hand over must keep the pause: %+v, %v", got, err)
 		}
-		_, err = s.control(ctxT(t), a, noOffset, false)
-		wantErr(t, "control under an old epoch", err, errFenced)
+		wantErr(t, "control under an old epoch", errOf(s.control(ctxT(t), a, noOffset, false)), errFenced)
 		mustRelease(t, s, got, 700)
 		got, err = s.control(ctxT(t), mustLoad(t, s, key), 3, true)
 		if err != nil || got.Seek != 3 || got.State != stateReleased {

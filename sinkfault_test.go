@@ -251,19 +251,9 @@ func TestSink_stdout_cut_line_finished_first(t *testing.T) {
 	if err := p0.write(ctx, &kgo.Record{Topic: "src", Offset: 3, Value: []byte("p0")}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write after a failed flush: %v; want the failure until abort", err)
 	}
-	if err := p1.write(ctx, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p1.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, p1, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")})
 	p0.abort(ctx)
-	if err := p0.write(ctx, &kgo.Record{Topic: "src", Value: []byte("p0")}); err != nil {
-		t.Fatalf("write after abort: %v", err)
-	}
-	if err := p0.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, p0, &kgo.Record{Topic: "src", Value: []byte("p0")}) // after abort
 	var got []string
 	for _, l := range stdoutLines(t, w.bytes()) {
 		got = append(got, fmt.Sprintf("%d/%d", l.Partition, l.Offset))
