@@ -16,10 +16,8 @@ import (
 
 // writesSince returns the offsets written to partition 0 after t.
 func (r *recorder) writesSince(t time.Time) []int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []int64
-	for _, w := range r.writes[0] {
+	for _, w := range r.on(0) {
 		if w.At.After(t) {
 			out = append(out, w.Offset)
 		}
@@ -27,14 +25,12 @@ func (r *recorder) writesSince(t time.Time) []int64 {
 	return out
 }
 
+// lastOffset is the offset last written to partition 0, or -1.
 func (r *recorder) lastOffset() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ws := r.writes[0]
-	if len(ws) == 0 {
-		return -1
+	if ws := r.on(0); len(ws) > 0 {
+		return ws[len(ws)-1].Offset
 	}
-	return ws[len(ws)-1].Offset
+	return -1
 }
 
 // runCtlT runs baton ctl with args and gives what it printed.

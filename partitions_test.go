@@ -88,15 +88,7 @@ func TestConfig_partitions_payloads(t *testing.T) {
 // countPrefix is how many records owners whose id starts with prefix wrote
 // to partition p's sink.
 func (r *recorder) countPrefix(p int32, prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, w := range r.writes[p] {
-		if strings.HasPrefix(w.Owner, prefix) {
-			n++
-		}
-	}
-	return n
+	return len(slices.DeleteFunc(r.on(p), func(w write) bool { return !strings.HasPrefix(w.Owner, prefix) }))
 }
 
 // wrote says whether owners whose id starts with prefix wrote more than n

@@ -364,13 +364,18 @@ func waitCommitted(t *testing.T, cfg *config, d *deps, topic string, partition i
 	})
 }
 
+// on is a copy of the writes to partition p's sink, in order.
+func (r *recorder) on(p int32) []write {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.writes[p])
+}
+
 // sinkOffsets is the offsets of partition's records that reached the sink,
 // in order.
 func sinkOffsets(r *recorder, partition int32) []int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var offs []int64
-	for _, w := range r.writes[partition] {
+	for _, w := range r.on(partition) {
 		offs = append(offs, w.Offset)
 	}
 	return offs
@@ -429,6 +434,20 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 	}
 }
 
+// wantDeadLetterHeaders checks that dead letter dl kept its record's trace
+// header, t1, and names its source, src/0 offset 1; it gives dl's headers.
+func wantDeadLetterHeaders(t *testing.T, dl *kgo.Record) map[string]string {
+	t.Helper()
+	h := headerMap(dl)
+	for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
+		"baton.source.partition": "0", "baton.source.offset": "1"} {
+		if got := h[k]; got != want {
+			t.Errorf("dead letter header %s = %q, want %q (headers %v)", k, got, want, h)
+		}
+	}
+	return h
+}
+
 // failOn is an action that fails on one value and keeps the others.
 func failOn(value string, err error) actionFunc {
 	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
@@ -471,13 +490,7 @@ func TestDLQ_failed_record_goes_to_dlq_with_headers(t *testing.T) {
 	if got, want := string(dl.Key), "kb"; got != want {
 		t.Errorf("dead letter key %q, want %q", got, want)
 	}
-	h := headerMap(dl)
-	for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
-		"baton.source.partition": "0", "baton.source.offset": "1"} {
-		if got := h[k]; got != want {
-			t.Errorf("dead letter header %s = %q, want %q (headers %v)", k, got, want, h)
-		}
-	}
+	h := wantDeadLetterHeaders(t, dl)
 	if got := h["baton.error"]; !strings.Contains(got, errBadValue.Error()) {
 		t.Errorf("dead letter header baton.error = %q, want it to hold %q", got, errBadValue)
 	}
