@@ -184,19 +184,22 @@ func testDeps(t testing.TB, s store, rec *recorder) (*deps, *countingKafka) {
 	return d, k
 }
 
-// invoke runs one invocation with a deadline life away, in the background;
-// wait gives its outcome.
-func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+// background runs f in a goroutine; wait gives its outcome.
+func background(f func() (outcome, error)) (wait func() (outcome, error)) {
 	var out outcome
 	var err error
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	go func() { defer close(done); out, err = f() }()
+	return func() (outcome, error) { <-done; return out, err }
+}
+
+// invoke runs one invocation with a deadline life away, in the background.
+func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+	return background(func() (outcome, error) {
 		ictx, cancel := context.WithTimeout(ctx, life)
 		defer cancel()
-		out, err = runInvocation(ictx, cfg, d, inv)
-	}()
-	return func() (outcome, error) { <-done; return out, err }
+		return runInvocation(ictx, cfg, d, inv)
+	})
 }
 
 // waitFor polls cond until it holds or the time runs out.

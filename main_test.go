@@ -292,17 +292,10 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 		s, before, h := start(t, "src", 1)
 		ctx, cancel := context.WithTimeout(ctxT(t), 2500*time.Millisecond)
 		defer cancel()
-		type result struct {
-			out outcome
-			err error
-		}
-		done := make(chan result, 1)
-		go func() { out, err := h(ctx, []byte(`{"topic":"src","partition":1}`)); done <- result{out, err} }()
+		wait := background(func() (outcome, error) { return h(ctx, []byte(`{"topic":"src","partition":1}`)) })
 		waitFor(t, "the ask", 2*time.Second, func() bool { return mustLoad(t, s, before.Key).Successor != "" })
-		r := <-done
-		if r.err != nil || r.out.End != endGaveUp {
-			t.Fatalf("%+v, %v; want gave up waiting for the running owner", r.out, r.err)
-		}
+		out, err := wait()
+		wantEnd(t, "giving up waiting for the running owner", out, err, endGaveUp)
 		if got := mustLoad(t, s, before.Key); got != before {
 			t.Errorf("lease after giving up:\ngot  %+v\nwant %+v (the ask withdrawn)", got, before)
 		}

@@ -100,16 +100,11 @@ func (r *recorder) wrote(prefix string, n int, ps ...int32) bool {
 // groupCall is one handler call as Lambda makes it: the request id in the
 // context, a deadline life away; wait gives its answer.
 func groupCall(ctx context.Context, h func(context.Context, json.RawMessage) (outcome, error), id, payload string, life time.Duration) (wait func() (outcome, error)) {
-	var out outcome
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return background(func() (outcome, error) {
 		cctx, cancel := context.WithTimeout(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: id}), life)
 		defer cancel()
-		out, err = h(cctx, json.RawMessage(payload))
-	}()
-	return func() (outcome, error) { <-done; return out, err }
+		return h(cctx, json.RawMessage(payload))
+	})
 }
 
 // groupPayload is a scheduler's event for partitions at tick.
