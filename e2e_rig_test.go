@@ -590,11 +590,23 @@ func (w *e2eWorld) emulators(t *testing.T, rie string, n int, env []string) []*r
 	return emus
 }
 
-// lease waits until the lease of src/partition meets ok, and gives it and
-// when it was seen.
+// lease polls the lease of src/partition until ok holds, and gives it
+// and when it was seen.
 func (w *e2eWorld) lease(t *testing.T, partition int32, limit time.Duration, what string, ok func(lease) bool) (lease, time.Time) {
 	t.Helper()
-	return e2eWaitLease(t, w.leases, leaseKey(w.group, "src", partition), limit, what, ok)
+	end := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l, err := w.leases.load(ctx, leaseKey(w.group, "src", partition))
+		cancel()
+		if err == nil && ok(l) {
+			return l, time.Now()
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %v; lease %+v, %v", what, limit, l, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // wantReleased checks that the lease of src/p ended released at offset.
@@ -721,25 +733,6 @@ func e2eGapBefore(recs []e2eSinkRecord, r e2eSinkReport, n int64) (time.Duration
 }
 
 func e2eMs(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d.Microseconds())/1000) }
-
-// e2eWaitLease polls the lease of key until ok holds, and returns it and when
-// it was seen.
-func e2eWaitLease(t *testing.T, s store, key string, limit time.Duration, what string, ok func(lease) bool) (lease, time.Time) {
-	t.Helper()
-	end := time.Now().Add(limit)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		l, err := s.load(ctx, key)
-		cancel()
-		if err == nil && ok(l) {
-			return l, time.Now()
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %v; lease %+v, %v", what, limit, l, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // Lease timings of both tests: short, so that a run of seconds shows many
 // renewals and a takeover after a crash. A 4 s lease is about the shortest
