@@ -53,17 +53,11 @@ func TestSink_parse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			scheme, topic, err := parseSink(tt.in)
-			if got, want := err != nil, tt.wantErr; got != want {
-				t.Fatalf("parseSink(%q) error %v, want error: %v", tt.in, err, want)
+			if (err != nil) != tt.wantErr || scheme != tt.scheme || topic != tt.topic {
+				t.Fatalf("parseSink(%q) = %q, %q, %v; want %q, %q, an error: %v", tt.in, scheme, topic, err, tt.scheme, tt.topic, tt.wantErr)
 			}
 			if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
 				t.Errorf("error %q does not show the value", err)
-			}
-			if got, want := scheme, tt.scheme; got != want {
-				t.Errorf("parseSink(%q) scheme %q, want %q", tt.in, got, want)
-			}
-			if got, want := topic, tt.topic; got != want {
-				t.Errorf("parseSink(%q) topic %q, want %q", tt.in, got, want)
 			}
 		})
 	}
@@ -417,19 +411,10 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 	}
 	for i, r := range got {
 		w := sent[i]
-		if r.Partition != 2 {
-			t.Errorf("record %d on partition %d, want 2", i, r.Partition)
-		}
-		if (r.Key == nil) != (w.Key == nil) || !bytes.Equal(r.Key, w.Key) {
-			t.Errorf("record %d key %q, want %q", i, r.Key, w.Key)
-		}
-		if !bytes.Equal(r.Value, w.Value) {
-			t.Errorf("record %d value %q, want %q (order kept?)", i, r.Value, w.Value)
-		}
-		if !slices.EqualFunc(r.Headers, w.Headers, func(a, b kgo.RecordHeader) bool {
-			return a.Key == b.Key && bytes.Equal(a.Value, b.Value)
-		}) {
-			t.Errorf("record %d headers %v, want %v", i, r.Headers, w.Headers)
+		sameHeaders := slices.EqualFunc(r.Headers, w.Headers, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) })
+		if r.Partition != 2 || (r.Key == nil) != (w.Key == nil) || !bytes.Equal(r.Key, w.Key) || !bytes.Equal(r.Value, w.Value) || !sameHeaders {
+			t.Errorf("record %d: partition %d, key %q, value %q, headers %v; want 2, %q, %q (in order), %v",
+				i, r.Partition, r.Key, r.Value, r.Headers, w.Key, w.Value, w.Headers)
 		}
 	}
 }
@@ -484,11 +469,8 @@ func TestDLQ_failed_record_goes_to_dlq_with_headers(t *testing.T) {
 	}
 
 	dl := consumeN(t, cfg.Brokers, "dlq", 1)[0]
-	if got, want := string(dl.Value), "bad"; got != want {
-		t.Errorf("dead letter value %q, want %q", got, want)
-	}
-	if got, want := string(dl.Key), "kb"; got != want {
-		t.Errorf("dead letter key %q, want %q", got, want)
+	if string(dl.Value) != "bad" || string(dl.Key) != "kb" {
+		t.Errorf("dead letter value %q, key %q; want bad, kb", dl.Value, dl.Key)
 	}
 	h := wantDeadLetterHeaders(t, dl)
 	if got := h["baton.error"]; !strings.Contains(got, errBadValue.Error()) {
