@@ -186,13 +186,7 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 	// The slots' partitions: the four split 2+1+1 in a random way.
 	perm := rng.Perm(procPartitions)
 	slotParts := [][]int{perm[:2], perm[2:3], perm[3:]}
-	flag := func(ps []int) string {
-		s := make([]string, len(ps))
-		for i, p := range ps {
-			s[i] = strconv.Itoa(p)
-		}
-		return strings.Join(s, ",")
-	}
+	flag := func(ps []int) string { return strings.Join(strings.Fields(strings.Trim(fmt.Sprint(ps), "[]")), ",") }
 	produced, stopProducing := w.producing(t, procPartitions, e2eProduceEvery)
 
 	begin := time.Now()
