@@ -1,6 +1,6 @@
 //go:build e2e
 
-// e2e_group_test.go runs the real binary under aws-lambda-rie with events
+// e2e_lambda_group_test.go runs the real binary under aws-lambda-rie with events
 // naming "partitions": 8 partitions in 2 groups of 4, each group invoked on
 // a schedule whose invocations overlap, as a template with
 // PartitionsPerInvocation 4 schedules them; one group's tick is delivered
