@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,8 @@ import (
 
 // writesSince returns the offsets written to partition 0 after t.
 func (r *recorder) writesSince(t time.Time) []int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []int64
-	for _, w := range r.writes[0] {
+	for _, w := range r.on(0) {
 		if w.At.After(t) {
 			out = append(out, w.Offset)
 		}
@@ -26,119 +25,91 @@ func (r *recorder) writesSince(t time.Time) []int64 {
 	return out
 }
 
+// lastOffset is the offset last written to partition 0, or -1.
 func (r *recorder) lastOffset() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ws := r.writes[0]
-	if len(ws) == 0 {
-		return -1
+	if ws := r.on(0); len(ws) > 0 {
+		return ws[len(ws)-1].Offset
 	}
-	return ws[len(ws)-1].Offset
+	return -1
+}
+
+// runCtlT runs baton ctl with args and gives what it printed.
+func runCtlT(t *testing.T, ctx context.Context, cfg *config, d *deps, args ...string) string {
+	t.Helper()
+	a, rest, err := parseCtl(args)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("parseCtl %v: %v %v", args, err, rest)
+	}
+	var out bytes.Buffer
+	if err := runCtl(ctx, cfg, d, a, &out); err != nil {
+		t.Fatalf("ctl %v: %v", args, err)
+	}
+	return out.String()
 }
 
 func TestCtl_seek_pause_resume(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s, cluster, rec := b.open(t), newCluster(t, 1, "src"), newRecorder(nil)
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-			for i := range 5000 {
-				cl.Produce(ctx, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)}, nil)
-			}
-			if err := cl.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
-			d, _ := testDeps(t, s, rec)
-			// A slow action keeps the owner mid-stream.
-			d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
-				time.Sleep(200 * time.Microsecond)
-				return append(out, r), nil
-			}
-			octx, stopOwner := context.WithCancel(ctx)
-			wait := invoke(octx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-			waitFor(t, "the owner to be mid-stream", 5*time.Second, func() bool { return rec.lastOffset() > 200 })
-			key := leaseKey(cfg.Group, "src", 0)
-			ctl := func(verb string, args ...string) {
-				t.Helper()
-				a, rest, err := parseCtl(append([]string{verb}, args...))
-				if err != nil || len(rest) != 0 {
-					t.Fatalf("parseCtl: %v %v", err, rest)
-				}
-				var out bytes.Buffer
-				if err := runCtl(ctx, cfg, d, a, &out); err != nil {
-					t.Fatalf("ctl %s: %v", verb, err)
-				}
-			}
-			applied := func(what string, cond func(lease) bool) time.Time {
-				t.Helper()
-				var at time.Time
-				waitFor(t, what, cfg.CommitEvery+2*time.Second, func() bool {
-					l, err := s.load(ctx, key)
-					at = time.Now()
-					return err == nil && cond(l)
-				})
-				return at
-			}
-
-			ctl("seek", "-partition", "0", "-offset", "4000")
-			at := applied("the forward seek to be applied", func(l lease) bool { return l.Seek == noOffset && l.Offset >= 4000 })
-			for _, o := range rec.writesSince(at) {
-				if o < 4000 {
-					t.Fatalf("offset %d written after the seek to 4000 was applied", o)
-				}
-			}
-			waitFor(t, "reading past 4000", 5*time.Second, func() bool { return rec.lastOffset() > 4100 })
-
-			ctl("seek", "-partition", "0", "-offset", "100")
-			at = applied("the backward seek to be applied", func(l lease) bool { return l.Seek == noOffset && l.Offset < 4000 })
-			waitFor(t, "reading again from 100", 5*time.Second, func() bool { return len(rec.writesSince(at)) > 50 })
-			if got := rec.writesSince(at); got[0] < 100 || got[0] > 100+int64(len(got)) {
-				t.Fatalf("after the seek back to 100, writes start at %d", got[0])
-			}
-
-			ctl("pause", "-partition", "0")
-			at = applied("the pause to be committed", func(l lease) bool { return l.Paused })
-			waitFor(t, "the owner to stop", 2*cfg.CommitEvery+time.Second, func() bool {
-				l, _ := s.load(ctx, key)
-				return l.Offset == rec.lastOffset()+1
-			})
-			stopped := rec.lastOffset()
-			time.Sleep(3 * cfg.CommitEvery)
-			if n := len(rec.writesSince(at.Add(cfg.CommitEvery))); n != 0 || rec.lastOffset() != stopped {
-				t.Fatalf("%d records written while paused", n)
-			}
-			ctl("resume", "-partition", "0")
-			waitFor(t, "reading to resume", cfg.CommitEvery+2*time.Second, func() bool { return rec.lastOffset() > stopped })
-			if got := rec.writesSince(time.Now().Add(-time.Hour)); !contains(got, stopped+1) {
-				t.Fatalf("resume did not continue at %d", stopped+1)
-			}
-
-			var out bytes.Buffer
-			a, _, _ := parseCtl([]string{"status"})
-			if err := runCtl(ctx, cfg, d, a, &out); err != nil || !strings.Contains(out.String(), "A") || !strings.Contains(out.String(), "5000") {
-				t.Fatalf("status: %v\n%s", err, out.String())
-			}
-			stopOwner()
-			if o, err := wait(); err != nil || o.End != endReleased {
-				t.Fatalf("owner: %+v, %v", o, err)
-			}
-		})
-	}
-}
-
-func contains(xs []int64, x int64) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		s, rec, cfg, ctx := r.s, r.rec, r.cfg, r.ctx
+		mustProduce(t, cfg.Brokers, numbered(0, 5000)...)
+		d, _ := testDeps(t, s, rec)
+		// A slow action keeps the owner mid-stream.
+		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+			time.Sleep(200 * time.Microsecond)
+			return append(out, r), nil
 		}
-	}
-	return false
+		stopOwner, wait := r.start(d, 1000, "A")
+		waitFor(t, "the owner to be mid-stream", 5*time.Second, func() bool { return rec.lastOffset() > 200 })
+		ctl := func(args ...string) { t.Helper(); runCtlT(t, ctx, cfg, d, args...) }
+		applied := func(what string, cond func(lease) bool) time.Time {
+			t.Helper()
+			var at time.Time
+			waitFor(t, what, cfg.CommitEvery+2*time.Second, func() bool {
+				l, err := s.load(ctx, r.key)
+				at = time.Now()
+				return err == nil && cond(l)
+			})
+			return at
+		}
+
+		ctl("seek", "-partition", "0", "-offset", "4000")
+		at := applied("the forward seek to be applied", func(l lease) bool { return l.Seek == noOffset && l.Offset >= 4000 })
+		if got := rec.writesSince(at); slices.ContainsFunc(got, func(o int64) bool { return o < 4000 }) {
+			t.Fatalf("offsets %v written after the seek to 4000 was applied", got)
+		}
+		waitFor(t, "reading past 4000", 5*time.Second, func() bool { return rec.lastOffset() > 4100 })
+
+		ctl("seek", "-partition", "0", "-offset", "100")
+		at = applied("the backward seek to be applied", func(l lease) bool { return l.Seek == noOffset && l.Offset < 4000 })
+		waitFor(t, "reading again from 100", 5*time.Second, func() bool { return len(rec.writesSince(at)) > 50 })
+		if got := rec.writesSince(at); got[0] < 100 || got[0] > 100+int64(len(got)) {
+			t.Fatalf("after the seek back to 100, writes start at %d", got[0])
+		}
+
+		ctl("pause", "-partition", "0")
+		at = applied("the pause to be committed", func(l lease) bool { return l.Paused })
+		waitFor(t, "the owner to stop", 2*cfg.CommitEvery+time.Second, func() bool {
+			l, _ := s.load(ctx, r.key)
+			return l.Offset == rec.lastOffset()+1
+		})
+		stopped := rec.lastOffset()
+		time.Sleep(3 * cfg.CommitEvery)
+		if n := len(rec.writesSince(at.Add(cfg.CommitEvery))); n != 0 || rec.lastOffset() != stopped {
+			t.Fatalf("%d records written while paused", n)
+		}
+		ctl("resume", "-partition", "0")
+		waitFor(t, "reading to resume", cfg.CommitEvery+2*time.Second, func() bool { return rec.lastOffset() > stopped })
+		if !slices.Contains(rec.writesSince(time.Now().Add(-time.Hour)), stopped+1) {
+			t.Fatalf("resume did not continue at %d", stopped+1)
+		}
+
+		if out := runCtlT(t, ctx, cfg, d, "status"); !strings.Contains(out, "A") || !strings.Contains(out, "5000") {
+			t.Fatalf("status:\n%s", out)
+		}
+		stopOwner()
+		o, err := wait()
+		wantEnd(t, "owner", o, err, endReleased)
+	})
 }
 
 func TestCtl_args(t *testing.T) {
@@ -172,43 +143,26 @@ func TestCtl_args(t *testing.T) {
 // were refused) makes every real tick stale; one ctl reset repairs it, and
 // leaves a healthy record alone.
 func TestCtl_reset_repairs_a_future_tick(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s, cluster := b.open(t), newCluster(t, 2, "src")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			d, _ := testDeps(t, s, nil)
-			future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-			poisoned, healthy := leaseKey(cfg.Group, "src", 0), leaseKey(cfg.Group, "src", 1)
-			p := mustTake(t, s, poisoned, lease{}, claim{Owner: "old", Tick: future})
-			if err := s.release(ctx, p, 7); err != nil {
-				t.Fatal(err)
-			}
-			h := mustTake(t, s, healthy, lease{}, claim{Owner: "live", Tick: time.Now().UnixMilli()})
-			now := time.Now().UnixMilli()
-			if out, err := runInvocation(ctx, cfg, d, invocation{"src", 0, now, "real"}); err != nil || out.End != endStale {
-				t.Fatalf("a real tick before the reset: %+v, %v; want stale", out, err)
-			}
-			a, _, err := parseCtl([]string{"reset", "-partition", "all"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out bytes.Buffer
-			if err := runCtl(ctx, cfg, d, a, &out); err != nil {
-				t.Fatalf("ctl reset: %v", err)
-			}
-			if !strings.Contains(out.String(), "partition 0: reset") || !strings.Contains(out.String(), "partition 1: no tick in the future") {
-				t.Fatalf("ctl reset said:\n%s", out.String())
-			}
-			if got := mustLoad(t, s, healthy); got != h {
-				t.Fatalf("reset changed a healthy record: %+v, was %+v", got, h)
-			}
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			if out, err := runInvocation(rctx, cfg, d, invocation{"src", 0, now, "real-again"}); err != nil || out.End != endReleased || out.From != 7 {
-				t.Fatalf("a real tick after the reset: %+v, %v; want a run from offset 7", out, err)
-			}
-		})
-	}
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 2)
+		s, cfg, ctx := r.s, r.cfg, r.ctx
+		d, _ := testDeps(t, s, nil)
+		future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+		healthy := leaseKey(cfg.Group, "src", 1)
+		p := mustTake(t, s, r.key, lease{}, claim{Owner: "old", Tick: future})
+		mustRelease(t, s, p, 7)
+		h := mustTake(t, s, healthy, lease{}, claim{Owner: "live", Tick: time.Now().UnixMilli()})
+		now := time.Now().UnixMilli()
+		out, err := runInvocation(ctx, cfg, d, invocation{"src", 0, now, "real"})
+		wantEnd(t, "a real tick before the reset", out, err, endStale)
+		if said := runCtlT(t, ctx, cfg, d, "reset", "-partition", "all"); !strings.Contains(said, "partition 0: reset") || !strings.Contains(said, "partition 1: no tick in the future") {
+			t.Fatalf("ctl reset said:\n%s", said)
+		}
+		if got := mustLoad(t, s, healthy); got != h {
+			t.Fatalf("reset changed a healthy record: %+v, was %+v", got, h)
+		}
+		if out, err := runInvocation(within(t, ctx, time.Second), cfg, d, invocation{"src", 0, now, "real-again"}); err != nil || out.End != endReleased || out.From != 7 {
+			t.Fatalf("a real tick after the reset: %+v, %v; want a run from offset 7", out, err)
+		}
+	})
 }

@@ -1,6 +1,6 @@
 //go:build e2e
 
-// e2e_group_test.go runs the real binary under aws-lambda-rie with events
+// e2e_lambda_group_test.go runs the real binary under aws-lambda-rie with events
 // naming "partitions": 8 partitions in 2 groups of 4, each group invoked on
 // a schedule whose invocations overlap, as a template with
 // PartitionsPerInvocation 4 schedules them; one group's tick is delivered
@@ -9,7 +9,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -48,55 +47,21 @@ func (c rieCall) groupOutcomes() []outcome {
 // startGroup invokes a picked emulator with an event naming ps at tick, in
 // the background.
 func (s *rieScheduler) startGroup(e *rieEmulator, ps []int32, tick time.Time) *riePending {
-	p := &riePending{emu: e, done: make(chan struct{})}
 	list, _ := json.Marshal(ps)
-	payload := fmt.Sprintf(`{"topic":"src","partitions":%s,"tick":%q}`, list, tick.UTC().Format(time.RFC3339))
-	s.mu.Lock()
-	s.issued = append(s.issued, p)
-	s.mu.Unlock()
-	s.wg.Go(func() {
-		defer close(p.done)
-		p.c = e.invoke(s.ctx, ps[0], tick, payload, s.port)
-	})
-	return p
+	return s.send(e, ps[0], tick, fmt.Sprintf(`{"topic":"src","partitions":%s,"tick":%q}`, list, tick.UTC().Format(time.RFC3339)), nil)
 }
 
 func TestE2E_lambda_partition_groups_under_rie(t *testing.T) {
 	t.Parallel()
-	rie := needRIE(t)
-	storeEnv, leases := e2eLeaseStore(t)
-	bin := e2eBuild(t)
-	cluster, conns := e2eCluster(t, rieGroupPartitions)
-	brokers, group := cluster.ListenAddrs(), e2eGroup(t)
-	env := append(rieEnv(t, rieGroupTimeout, brokers, group, storeEnv),
-		"BATON_TTL="+e2eTTL.String(), "BATON_SKEW="+e2eSkew.String(), "BATON_COMMIT_INTERVAL="+e2eCommitEvery.String())
+	needRIE(t)
+	w := newE2EWorld(t, rieGroupPartitions, 2*time.Minute)
+	conns, sink := w.conns, w.sink
 	groups := [][]int32{{0, 1, 2, 3}, {4, 5, 6, 7}}
 	// Two containers a group, so a tick's invocation never finds the
 	// group's previous one still running in its container; one spare for
 	// the duplicate delivery.
-	emus, logs := make([]*rieEmulator, 2*len(groups)+1), e2eLogDir(t)
-	for i := range emus {
-		emus[i] = startRIE(t, rie, bin, logs, fmt.Sprintf("rie%d", i), env)
-	}
-	conns.setCandidates(func() []int {
-		var pids []int
-		for _, e := range emus {
-			if pid := e.runtimePID(); pid != 0 {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	})
-	sink := e2eReadSink(t, brokers, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	produced, err := produce(pctx, brokers, "src", rieGroupPartitions, rieGroupProduceEvery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rieScheduler{t: t, emus: emus, port: conns.port, ctx: ctx}
+	emus, s := newRIEFleet(t, w, 2*len(groups)+1, rieGroupTimeout)
+	produced, stopProducing := w.producing(t, rieGroupPartitions, rieGroupProduceEvery)
 	t.Logf("%d emulators (timeout %v), %d partitions in groups of %d, a tick every %v for %d ticks; lease ttl %v, skew %v, commit every %v; store %s",
 		len(emus), rieGroupTimeout, rieGroupPartitions, rieGroupSize, rieGroupEvery, rieGroupTicks, e2eTTL, e2eSkew, e2eCommitEvery, storeName)
 
@@ -116,19 +81,13 @@ func TestE2E_lambda_partition_groups_under_rie(t *testing.T) {
 			// container.
 			tickMs := tick.UnixMilli()
 			for _, p := range groups[1] {
-				e2eWaitLease(t, leases, leaseKey(group, "src", p), 2*time.Second, fmt.Sprintf("the first delivery to claim its tick on partition %d", p),
+				w.lease(t, p, 2*time.Second, fmt.Sprintf("the first delivery to claim its tick on partition %d", p),
 					func(l lease) bool { return l.Tick == tickMs || l.SuccessorTick == tickMs })
 			}
 			dup = s.startGroup(s.pick(), groups[1], tick).wait()
 		}
 	}
-	// The last tick's invocations read on until their deadline: everything
-	// produced up to a second after that tick is theirs to deliver.
-	time.Sleep(time.Until(lastTick.Add(time.Second)))
-	stopProducing()
-	total := produced()
-	s.wg.Wait()
-	waitFor(t, "the sink to hold every produced record", 10*time.Second, func() bool { return sink.complete(total) })
+	total := s.finish(w, lastTick, produced, stopProducing)
 
 	// Every call answered in time with an outcome a partition; its runtime
 	// kept no Kafka connection.
@@ -213,9 +172,7 @@ func TestE2E_lambda_partition_groups_under_rie(t *testing.T) {
 		if last := seq[len(seq)-1]; last.End != endReleased || last.To != total[p] {
 			t.Errorf("partition %d: the last run %+v; want released at offset %d", p, last, total[p])
 		}
-		if l, err := leases.load(ctx, leaseKey(group, "src", p)); err != nil || l.State != stateReleased || l.Offset != total[p] {
-			t.Errorf("partition %d lease at the end: %+v, %v; want released at %d", p, l, err, total[p])
-		}
+		w.wantReleased(t, p, total[p])
 		if rep.Missing != 0 || rep.Skips != 0 || rep.Duplicates != 0 {
 			t.Errorf("partition %d: %d records missing, %d out of order, %d duplicates", p, rep.Missing, rep.Skips, rep.Duplicates)
 		}

@@ -57,8 +57,13 @@ func (s *rieScheduler) pick() *rieEmulator {
 // start invokes a picked emulator in the background, once gate (if any)
 // is closed.
 func (s *rieScheduler) start(e *rieEmulator, partition int32, tick time.Time, gate <-chan struct{}) *riePending {
+	return s.send(e, partition, tick, fmt.Sprintf(`{"topic":"src","partition":%d,"tick":%q}`, partition, tick.UTC().Format(time.RFC3339)), gate)
+}
+
+// send invokes e with payload in the background, once gate (if any) is
+// closed.
+func (s *rieScheduler) send(e *rieEmulator, partition int32, tick time.Time, payload string, gate <-chan struct{}) *riePending {
 	p := &riePending{emu: e, done: make(chan struct{})}
-	payload := fmt.Sprintf(`{"topic":"src","partition":%d,"tick":%q}`, partition, tick.UTC().Format(time.RFC3339))
 	s.mu.Lock()
 	s.issued = append(s.issued, p)
 	s.mu.Unlock()
@@ -72,41 +77,35 @@ func (s *rieScheduler) start(e *rieEmulator, partition int32, tick time.Time, ga
 	return p
 }
 
+// finish lets the last tick's invocations read on until their deadline
+// (everything produced up to a second after that tick is theirs to
+// deliver), then waits for every invocation, and for the sink to hold
+// every record produced.
+func (s *rieScheduler) finish(w *e2eWorld, lastTick time.Time, produced func() []int64, stopProducing func()) []int64 {
+	time.Sleep(time.Until(lastTick.Add(time.Second)))
+	stopProducing()
+	total := produced()
+	s.wg.Wait()
+	waitFor(s.t, "the sink to hold every produced record", 10*time.Second, func() bool { return w.sink.complete(total) })
+	return total
+}
+
+// newRIEFleet starts n emulators under timeout and a scheduler over them.
+func newRIEFleet(t *testing.T, w *e2eWorld, n int, timeout time.Duration) ([]*rieEmulator, *rieScheduler) {
+	emus := w.emulators(t, needRIE(t), n, w.rieEnv(t, timeout))
+	return emus, &rieScheduler{t: t, emus: emus, port: w.conns.port, ctx: w.ctx}
+}
+
 func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 	t.Parallel()
-	rie := needRIE(t)
-	storeEnv, leases := e2eLeaseStore(t)
-	bin := e2eBuild(t)
-	cluster, conns := e2eCluster(t, riePartitions)
-	brokers, group := cluster.ListenAddrs(), e2eGroup(t)
-	env := append(rieEnv(t, rieTimeout, brokers, group, storeEnv),
-		"BATON_TTL="+e2eTTL.String(), "BATON_SKEW="+e2eSkew.String(), "BATON_COMMIT_INTERVAL="+e2eCommitEvery.String())
+	needRIE(t)
+	w := newE2EWorld(t, riePartitions, 3*time.Minute)
+	leases, group, conns, sink, ctx := w.leases, w.group, w.conns, w.sink, w.ctx
 	// Two containers a partition, so that a tick's invocation never finds
 	// its partition's previous one still running in the same container; one
 	// spare for the duplicate deliveries.
-	emus, logs := make([]*rieEmulator, 2*riePartitions+1), e2eLogDir(t)
-	for i := range emus {
-		emus[i] = startRIE(t, rie, bin, logs, fmt.Sprintf("rie%d", i), env)
-	}
-	conns.setCandidates(func() []int {
-		var pids []int
-		for _, e := range emus {
-			if pid := e.runtimePID(); pid != 0 {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	})
-	sink := e2eReadSink(t, brokers, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	produced, err := produce(pctx, brokers, "src", riePartitions, e2eProduceEvery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rieScheduler{t: t, emus: emus, port: conns.port, ctx: ctx}
+	emus, s := newRIEFleet(t, w, 2*riePartitions+1, rieTimeout)
+	produced, stopProducing := w.producing(t, riePartitions, e2eProduceEvery)
 	t.Logf("%d emulators (timeout %v), %d partitions, a tick every %v for %d ticks; lease ttl %v, skew %v, commit every %v; store %s",
 		len(emus), rieTimeout, riePartitions, rieEvery, rieTicks, e2eTTL, e2eSkew, e2eCommitEvery, storeName)
 
@@ -139,7 +138,7 @@ func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 		case rieLateDupTick:
 			// Once the first delivery has claimed the tick (asked for the
 			// baton), the same payload arrives in another warm container.
-			e2eWaitLease(t, leases, leaseKey(group, "src", 1), 2*time.Second, "the first delivery to claim its tick",
+			w.lease(t, 1, 2*time.Second, "the first delivery to claim its tick",
 				func(l lease) bool { return l.Tick == tickMs || l.SuccessorTick == tickMs })
 			e := s.pick()
 			lateDup = s.start(e, 1, tick, nil).wait()
@@ -149,9 +148,9 @@ func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 			// a container that dies mid-invocation, with records written
 			// since its last commit.
 			key := leaseKey(group, "src", 0)
-			got, _ := e2eWaitLease(t, leases, key, 2*time.Second, "the invocation to own partition 0",
+			got, _ := w.lease(t, 0, 2*time.Second, "the invocation to own partition 0",
 				func(l lease) bool { return l.Tick == tickMs && l.State == stateRunning })
-			e2eWaitLease(t, leases, key, 2*time.Second, "the invocation to commit",
+			w.lease(t, 0, 2*time.Second, "the invocation to commit",
 				func(l lease) bool { return l.Tick == tickMs && l.Offset > got.Offset })
 			time.Sleep(e2eCommitEvery / 2)
 			killed = byPartition[0]
@@ -160,6 +159,7 @@ func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
+			var err error
 			if killedLease, err = leases.load(ctx, key); err != nil || killedLease.Tick != tickMs {
 				t.Fatalf("lease after the kill: %+v, %v", killedLease, err)
 			}
@@ -167,13 +167,7 @@ func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 				n, killed.emu.name, pid, killedLease.Offset, time.UnixMilli(killedLease.ExpiresAt).Format("15:04:05.000"))
 		}
 	}
-	// The last tick's invocations read on until their deadline: everything
-	// produced up to a second after that tick is theirs to deliver.
-	time.Sleep(time.Until(lastTick.Add(time.Second)))
-	stopProducing()
-	total := produced()
-	s.wg.Wait()
-	waitFor(t, "the sink to hold every produced record", 10*time.Second, func() bool { return sink.complete(total) })
+	total := s.finish(w, lastTick, produced, stopProducing)
 
 	// Every invocation answered: nothing hit the emulator's timeout.
 	var calls []rieCall
@@ -281,9 +275,7 @@ func TestE2E_lambda_rotations_under_rie(t *testing.T) {
 		if last := seq[len(seq)-1]; last.Out.End != endReleased || last.Out.To != total[p] {
 			t.Errorf("partition %d: the last invocation %+v; want released at offset %d", p, last.Out, total[p])
 		}
-		if l, err := leases.load(ctx, leaseKey(group, "src", p)); err != nil || l.State != stateReleased || l.Offset != total[p] {
-			t.Errorf("partition %d lease at the end: %+v, %v; want released at %d", p, l, err, total[p])
-		}
+		w.wantReleased(t, p, total[p])
 		t.Logf("partition %d: produced %d, sink %d records, duplicates %d (rewinds to %v), out of order %d, missing %d",
 			p, total[p], rep.Written, rep.Duplicates, rep.Rewinds, rep.Skips, rep.Missing)
 		if rep.Missing != 0 || rep.Skips != 0 {
@@ -353,25 +345,12 @@ const (
 // owner whose runtime was SIGKILLed takes over once the lease has lapsed.
 func TestE2E_lambda_retry_after_kill_takes_over(t *testing.T) {
 	t.Parallel()
-	rie := needRIE(t)
-	storeEnv, leases := e2eLeaseStore(t)
-	bin := e2eBuild(t)
-	cluster, conns := e2eCluster(t, 1)
-	brokers, group := cluster.ListenAddrs(), e2eGroup(t)
-	const timeout = 8 * time.Second
-	env := append(rieEnv(t, timeout, brokers, group, storeEnv),
-		"BATON_TTL="+e2eTTL.String(), "BATON_SKEW="+e2eSkew.String(), "BATON_COMMIT_INTERVAL="+e2eCommitEvery.String())
-	logs := e2eLogDir(t)
-	first, retry := startRIE(t, rie, bin, logs, "first", env), startRIE(t, rie, bin, logs, "retry", env)
-	sink := e2eReadSink(t, brokers, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	produced, err := produce(pctx, brokers, "src", 1, e2eProduceEvery)
-	if err != nil {
-		t.Fatal(err)
-	}
+	needRIE(t)
+	w := newE2EWorld(t, 1, time.Minute)
+	leases, group, conns, sink, ctx := w.leases, w.group, w.conns, w.sink, w.ctx
+	emus, _ := newRIEFleet(t, w, 2, 8*time.Second)
+	first, retry := emus[0], emus[1]
+	produced, stopProducing := w.producing(t, 1, e2eProduceEvery)
 	tick := time.Now().Truncate(time.Second)
 	payload := fmt.Sprintf(`{"topic":"src","partition":0,"tick":%q}`, tick.UTC().Format(time.RFC3339))
 	key := leaseKey(group, "src", 0)
@@ -379,9 +358,9 @@ func TestE2E_lambda_retry_after_kill_takes_over(t *testing.T) {
 	first.claim()
 	killed := make(chan rieCall, 1)
 	go func() { killed <- first.invoke(ctx, 0, tick, payload, conns.port) }()
-	got, _ := e2eWaitLease(t, leases, key, 5*time.Second, "the first delivery to own the partition",
+	got, _ := w.lease(t, 0, 5*time.Second, "the first delivery to own the partition",
 		func(l lease) bool { return l.State == stateRunning && l.Offset > 0 })
-	e2eWaitLease(t, leases, key, 2*time.Second, "a commit", func(l lease) bool { return l.Offset > got.Offset })
+	w.lease(t, 0, 2*time.Second, "a commit", func(l lease) bool { return l.Offset > got.Offset })
 	time.Sleep(e2eCommitEvery / 2)
 	killAt := time.Now()
 	if err := syscall.Kill(first.runtimePID(), syscall.SIGKILL); err != nil {

@@ -8,7 +8,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,18 +157,6 @@ func e2eLogLines(file string) []map[string]string {
 	return lines
 }
 
-// e2eProcEnv is the whole environment of a baton process.
-func e2eProcEnv(t *testing.T, brokers []string, group string, store []string) []string {
-	home := t.TempDir()
-	return append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home, "AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true",
-		"BATON_BROKERS=" + strings.Join(brokers, ","),
-		"BATON_GROUP=" + group,
-	}, store...)
-}
-
 // e2eSeed is BATON_E2E_SEED, or the time.
 func e2eSeed(t *testing.T) uint64 {
 	if s := os.Getenv("BATON_E2E_SEED"); s != "" {
@@ -189,12 +176,8 @@ func e2eSeed(t *testing.T) uint64 {
 // restarted. The random choices come from a printed seed.
 func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 	t.Parallel()
-	storeEnv, leases := e2eLeaseStore(t)
-	bin := e2eBuild(t)
-	cluster, _ := e2eCluster(t, procPartitions)
-	brokers, group := cluster.ListenAddrs(), e2eGroup(t)
-	env := e2eProcEnv(t, brokers, group, storeEnv)
-	dir := e2eLogDir(t)
+	w := newE2EWorld(t, procPartitions, 2*time.Minute)
+	leases, group, sink, env := w.leases, w.group, w.sink, w.env(t)
 	seed := e2eSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("seed %d (BATON_E2E_SEED=%d replays this schedule); lease ttl %v, skew %v, commit every %v; store %s",
@@ -203,22 +186,8 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 	// The slots' partitions: the four split 2+1+1 in a random way.
 	perm := rng.Perm(procPartitions)
 	slotParts := [][]int{perm[:2], perm[2:3], perm[3:]}
-	flag := func(ps []int) string {
-		s := make([]string, len(ps))
-		for i, p := range ps {
-			s[i] = strconv.Itoa(p)
-		}
-		return strings.Join(s, ",")
-	}
-	sink := e2eReadSink(t, brokers, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	produced, err := produce(pctx, brokers, "src", procPartitions, e2eProduceEvery)
-	if err != nil {
-		t.Fatal(err)
-	}
+	flag := func(ps []int) string { return strings.Join(strings.Fields(strings.Trim(fmt.Sprint(ps), "[]")), ",") }
+	produced, stopProducing := w.producing(t, procPartitions, e2eProduceEvery)
 
 	begin := time.Now()
 	var all []*e2eProc
@@ -228,7 +197,7 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 		t.Logf("%6.2fs "+format, append([]any{time.Since(begin).Seconds()}, a...)...)
 	}
 	start := func(slot int, why string) *e2eProc {
-		p := e2eStartProc(t, bin, dir, fmt.Sprintf("p%d", len(all)+1), flag(slotParts[slot]), env)
+		p := e2eStartProc(t, w.bin, w.logs, fmt.Sprintf("p%d", len(all)+1), flag(slotParts[slot]), env)
 		logf("slot %d: start %s (-partitions %s): %s", slot, p.name, p.parts, why)
 		all = append(all, p)
 		slots[slot] = p
@@ -268,19 +237,16 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 			victim, victimSet = slots[slot], slotParts[slot]
 			// Kill it once it owns its partitions and has committed records.
 			for _, p := range victimSet {
-				key := leaseKey(group, "src", int32(p))
-				got, _ := e2eWaitLease(t, leases, key, 5*time.Second, victim.name+" to own its partitions",
+				got, _ := w.lease(t, int32(p), 5*time.Second, victim.name+" to own its partitions",
 					func(l lease) bool { return strings.HasPrefix(l.Owner, victim.owner()+"/") && l.State == stateRunning })
-				e2eWaitLease(t, leases, key, 5*time.Second, victim.name+" to commit",
+				w.lease(t, int32(p), 5*time.Second, victim.name+" to commit",
 					func(l lease) bool { return l.Owner == got.Owner && l.Offset > got.Offset })
 			}
 			time.Sleep(time.Duration(rng.IntN(int(e2eCommitEvery/time.Millisecond))) * time.Millisecond)
 			killAt = time.Now()
 			victim.signal(t, syscall.SIGKILL)
 			for _, p := range victimSet {
-				if atKill[p], err = leases.load(ctx, leaseKey(group, "src", int32(p))); err != nil {
-					t.Fatal(err)
-				}
+				atKill[p] = mustLoad(t, leases, leaseKey(group, "src", int32(p)))
 			}
 			logf("slot %d: SIGKILL %s owning partitions %v at offsets %v", slot, victim.name, victimSet, e2eOffsets(atKill))
 			// Its supervisor restarts it; the new one must wait out the
@@ -288,7 +254,7 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 			heir := start(slot, "restart after the kill")
 			for _, p := range victimSet {
-				_, takenAt[p] = e2eWaitLease(t, leases, leaseKey(group, "src", int32(p)), e2eTTL+e2eSkew+5*time.Second, heir.name+" to take over",
+				_, takenAt[p] = w.lease(t, int32(p), e2eTTL+e2eSkew+5*time.Second, heir.name+" to take over",
 					func(l lease) bool { o := heir.owner(); return o != "" && strings.HasPrefix(l.Owner, o+"/") })
 				logf("partition %d taken over by %s %s after the SIGKILL", p, heir.name, e2eMs(takenAt[p].Sub(killAt)))
 			}
@@ -393,9 +359,7 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 			logf("partition %d: the heir wrote from offset %d %s after the SIGKILL; sink gap %s, %d duplicates",
 				p, l.Offset, e2eMs(recs[i].At.Sub(killAt)), e2eMs(recs[i].At.Sub(recs[max(i-1, 0)].At)), rep.Duplicates)
 		}
-		if l, err := leases.load(ctx, leaseKey(group, "src", int32(p))); err != nil || l.State != stateReleased || l.Offset != total[p] {
-			t.Errorf("partition %d lease at the end: %+v, %v; want released at %d", p, l, err, total[p])
-		}
+		w.wantReleased(t, int32(p), total[p])
 	}
 	logf("%d processes, up to %d at once; %d cooperative handoffs, gap p50 %s, max %s", len(all), maxUp, len(gaps), e2eMs(percentile(gaps, 50)), e2eMs(percentile(gaps, 100)))
 }
@@ -414,22 +378,14 @@ func e2eOffsets(ls map[int]lease) map[int]int64 {
 // which nobody could take before the lease ends.
 func TestE2E_process_sigterm_while_waiting_leaves_no_lease(t *testing.T) {
 	t.Parallel()
-	storeEnv, leases := e2eLeaseStore(t)
-	bin := e2eBuild(t)
-	cluster, _ := e2eCluster(t, 1)
-	brokers, group := cluster.ListenAddrs(), e2eGroup(t)
-	env, dir := e2eProcEnv(t, brokers, group, storeEnv), e2eLogDir(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := produce(ctx, brokers, "src", 1, e2eProduceEvery); err != nil {
-		t.Fatal(err)
-	}
-	key := leaseKey(group, "src", 0)
-	a := e2eStartProc(t, bin, dir, "a", "0", env)
-	e2eWaitLease(t, leases, key, 5*time.Second, "a to own partition 0",
+	w := newE2EWorld(t, 1, time.Minute)
+	env := w.env(t)
+	w.producing(t, 1, e2eProduceEvery)
+	a := e2eStartProc(t, w.bin, w.logs, "a", "0", env)
+	w.lease(t, 0, 5*time.Second, "a to own partition 0",
 		func(l lease) bool { o := a.owner(); return o != "" && strings.HasPrefix(l.Owner, o+"/") })
-	b := e2eStartProc(t, bin, dir, "b", "0", env)
-	e2eWaitLease(t, leases, key, 5*time.Second, "b to ask for the baton",
+	b := e2eStartProc(t, w.bin, w.logs, "b", "0", env)
+	w.lease(t, 0, 5*time.Second, "b to ask for the baton",
 		func(l lease) bool { o := b.owner(); return o != "" && strings.HasPrefix(l.Successor, o+"/") })
 	b.signal(t, syscall.SIGTERM)
 	select {
@@ -440,10 +396,7 @@ func TestE2E_process_sigterm_while_waiting_leaves_no_lease(t *testing.T) {
 	gone := time.Now()
 	// a sees an ask at its next commit: two intervals are plenty.
 	time.Sleep(2*e2eCommitEvery + 200*time.Millisecond)
-	l, err := leases.load(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustLoad(t, w.leases, leaseKey(w.group, "src", 0))
 	if strings.HasPrefix(l.Owner, b.owner()+"/") && l.State == stateRunning {
 		t.Errorf("b exited (%v) while it waited for the baton, and %v later the lease is running in its name (a exited: %v): "+
 			"nobody reads partition 0 until that lease expires, ttl + skew after the hand-over (32 s with the defaults); "+

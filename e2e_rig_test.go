@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,18 +55,10 @@ func e2eGoTool(t *testing.T) string {
 }
 
 func e2eWithoutEnv(env []string, names ...string) []string {
-	var out []string
-	for _, kv := range env {
+	return slices.DeleteFunc(env, func(kv string) bool {
 		name, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, n := range names {
-			keep = keep && name != n
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	return out
+		return slices.Contains(names, name)
+	})
 }
 
 // needRIE finds aws-lambda-rie on PATH or in $(go env GOPATH)/bin, or skips
@@ -218,27 +211,33 @@ func e2eSocketOwner(lport, rport int, pids []int) int {
 	if inode == "" {
 		return 0
 	}
-	want := "socket:[" + inode + "]"
 	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && l == want {
-				return pid
-			}
+		if slices.Contains(e2eFDs(pid), "socket:["+inode+"]") {
+			return pid
 		}
 	}
 	return 0
 }
 
+// e2eFDs is what pid's file descriptors point to.
+func e2eFDs(pid int) []string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, _ := os.ReadDir(dir)
+	var links []string
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil {
+			links = append(links, l)
+		}
+	}
+	return links
+}
+
 // e2eSocketInode is the inode of the socket from local port lport to remote
 // port rport, or "".
 func e2eSocketInode(lport, rport int) string {
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, e := range e2eTCPEntries(f) {
-			if e.lport == lport && e.rport == rport {
-				return e.inode
-			}
+	for _, e := range e2eTCPEntries() {
+		if e.lport == lport && e.rport == rport {
+			return e.inode
 		}
 	}
 	return ""
@@ -250,19 +249,16 @@ type e2eTCPEntry struct {
 	inode        string
 }
 
-// e2eTCPEntries reads a /proc/net/tcp table.
-func e2eTCPEntries(file string) []e2eTCPEntry {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil
-	}
+// e2eTCPEntries reads /proc/net/tcp and /proc/net/tcp6.
+func e2eTCPEntries() []e2eTCPEntry {
 	var es []e2eTCPEntry
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 10 {
-			continue
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(file)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(line); len(f) >= 10 {
+				es = append(es, e2eTCPEntry{lport: e2eHexPort(f[1]), rport: e2eHexPort(f[2]), state: f[3], inode: f[9]})
+			}
 		}
-		es = append(es, e2eTCPEntry{lport: e2eHexPort(f[1]), rport: e2eHexPort(f[2]), state: f[3], inode: f[9]})
 	}
 	return es
 }
@@ -276,18 +272,14 @@ func e2eHexPort(addr string) int {
 // e2eOpenConns counts the established TCP connections pid holds to rport.
 func e2eOpenConns(pid, rport int) int {
 	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, e := range e2eTCPEntries(f) {
-			if e.rport == rport && e.state == "01" {
-				inodes["socket:["+e.inode+"]"] = true
-			}
+	for _, e := range e2eTCPEntries() {
+		if e.rport == rport && e.state == "01" {
+			inodes["socket:["+e.inode+"]"] = true
 		}
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, _ := os.ReadDir(dir)
 	n := 0
-	for _, fd := range fds {
-		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && inodes[l] {
+	for _, l := range e2eFDs(pid) {
+		if inodes[l] {
 			n++
 		}
 	}
@@ -512,21 +504,117 @@ func e2eSinkScheme(t *testing.T) string {
 	}
 }
 
-// rieEnv is the whole environment of an emulator and its runtime.
-func rieEnv(t *testing.T, timeout time.Duration, brokers []string, group string, store []string) []string {
+// An e2eWorld is what each end-to-end test starts from: the lease store
+// of this build, the binary, kfake with src and out, a lease group of the
+// test's own, a log directory, a reader of the sink topic, and a context
+// that bounds the test.
+type e2eWorld struct {
+	storeEnv []string
+	leases   store
+	bin      string
+	conns    *e2eConns
+	brokers  []string
+	group    string
+	logs     string
+	sink     *e2eSink
+	ctx      context.Context
+}
+
+func newE2EWorld(t *testing.T, partitions int32, limit time.Duration) *e2eWorld {
+	t.Helper()
+	w := &e2eWorld{}
+	w.storeEnv, w.leases = e2eLeaseStore(t)
+	w.bin = e2eBuild(t)
+	cluster, conns := e2eCluster(t, partitions)
+	w.conns, w.brokers, w.group, w.logs = conns, cluster.ListenAddrs(), e2eGroup(t), e2eLogDir(t)
+	w.sink = e2eReadSink(t, w.brokers, "out")
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	t.Cleanup(cancel)
+	w.ctx = ctx
+	return w
+}
+
+// producing produces a record every every to each of src's partitions
+// until stop, or the test's end; produced waits for the producer and
+// gives the counts.
+func (w *e2eWorld) producing(t *testing.T, partitions int32, every time.Duration) (produced func() []int64, stop func()) {
+	t.Helper()
+	pctx, stop := context.WithCancel(w.ctx)
+	t.Cleanup(stop)
+	produced, err := produce(pctx, w.brokers, "src", partitions, every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return produced, stop
+}
+
+// env is the whole environment of the binary, extra added.
+func (w *e2eWorld) env(t *testing.T, extra ...string) []string {
 	home := t.TempDir()
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		// Nothing from the developer's AWS configuration reaches the binary.
 		"HOME=" + home, "AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
 		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=" + strconv.Itoa(int(timeout/time.Second)),
-		"BATON_BROKERS=" + strings.Join(brokers, ","),
-		"BATON_TOPIC=src", // the only topic an event may name
-		"BATON_SINK=" + e2eSinkScheme(t) + "://out",
-		"BATON_GROUP=" + group,
+		"BATON_BROKERS=" + strings.Join(w.brokers, ","),
+		"BATON_GROUP=" + w.group,
 	}
-	return append(env, store...)
+	return append(append(env, extra...), w.storeEnv...)
+}
+
+// rieEnv is the environment of an emulator and its runtime, whose function
+// times out after timeout, with the tests' lease timings.
+func (w *e2eWorld) rieEnv(t *testing.T, timeout time.Duration) []string {
+	return w.env(t, "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(timeout/time.Second)),
+		"BATON_TOPIC=src", // the only topic an event may name
+		"BATON_SINK="+e2eSinkScheme(t)+"://out",
+		"BATON_TTL="+e2eTTL.String(), "BATON_SKEW="+e2eSkew.String(), "BATON_COMMIT_INTERVAL="+e2eCommitEvery.String())
+}
+
+// emulators starts n emulators, rie0 and on, with env, and counts the
+// Kafka connections their runtimes open.
+func (w *e2eWorld) emulators(t *testing.T, rie string, n int, env []string) []*rieEmulator {
+	emus := make([]*rieEmulator, n)
+	for i := range emus {
+		emus[i] = startRIE(t, rie, w.bin, w.logs, fmt.Sprintf("rie%d", i), env)
+	}
+	w.conns.setCandidates(func() []int {
+		var pids []int
+		for _, e := range emus {
+			if pid := e.runtimePID(); pid != 0 {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	})
+	return emus
+}
+
+// lease polls the lease of src/partition until ok holds, and gives it
+// and when it was seen.
+func (w *e2eWorld) lease(t *testing.T, partition int32, limit time.Duration, what string, ok func(lease) bool) (lease, time.Time) {
+	t.Helper()
+	end := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l, err := w.leases.load(ctx, leaseKey(w.group, "src", partition))
+		cancel()
+		if err == nil && ok(l) {
+			return l, time.Now()
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %v; lease %+v, %v", what, limit, l, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wantReleased checks that the lease of src/p ended released at offset.
+func (w *e2eWorld) wantReleased(t *testing.T, p int32, offset int64) {
+	t.Helper()
+	if l, err := w.leases.load(w.ctx, leaseKey(w.group, "src", p)); err != nil || l.State != stateReleased || l.Offset != offset {
+		t.Errorf("partition %d lease at the end: %+v, %v; want released at %d", p, l, err, offset)
+	}
 }
 
 // e2eSink reads the sink topic from its start, as a downstream consumer
@@ -645,25 +733,6 @@ func e2eGapBefore(recs []e2eSinkRecord, r e2eSinkReport, n int64) (time.Duration
 }
 
 func e2eMs(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d.Microseconds())/1000) }
-
-// e2eWaitLease polls the lease of key until ok holds, and returns it and when
-// it was seen.
-func e2eWaitLease(t *testing.T, s store, key string, limit time.Duration, what string, ok func(lease) bool) (lease, time.Time) {
-	t.Helper()
-	end := time.Now().Add(limit)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		l, err := s.load(ctx, key)
-		cancel()
-		if err == nil && ok(l) {
-			return l, time.Now()
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %v; lease %+v, %v", what, limit, l, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // Lease timings of both tests: short, so that a run of seconds shows many
 // renewals and a takeover after a crash. A 4 s lease is about the shortest

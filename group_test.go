@@ -6,12 +6,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"log/slog"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -70,57 +65,44 @@ func groupCommitted(t testing.TB, g groupOffset) int64 {
 // committed to the Kafka group with its last lease commit. What is read
 // again is what the owner read after that commit, not the whole log.
 func TestLease_record_lost_resumes_from_group_offset(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s, lose := losable(t, b)
-			cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			produced, stopProducing := flowing(t, ctx, cfg, 0)
-			d, _ := testDeps(t, s, rec)
-			key := leaseKey(cfg.Group, "src", 0)
-			waitA := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-			var last lease
-			waitFor(t, "A to commit past offset 1000", 20*time.Second, func() bool {
-				l, err := s.load(ctx, key)
-				last = l
-				return err == nil && last.Offset > 1000
-			})
-			lose(key)
-			a, err := waitA()
-			if err != nil || a.End != endLost {
-				t.Fatalf("A after its record was lost: %+v, %v; want ended %s", a, err, endLost)
-			}
-			g := testGroup(t, cfg, 0)
-			committed := groupCommitted(t, g)
-			if committed < last.Offset || committed != a.To {
-				t.Fatalf("group offset %d; want A's last lease commit %d (at least %d, seen before the loss)", committed, a.To, last.Offset)
-			}
-			bctx, stopB := context.WithCancel(ctx)
-			waitB := invoke(bctx, cfg, d, invocation{"src", 0, 2000, "B"}, time.Minute)
-			waitFor(t, "B to write", 10*time.Second, func() bool { return rec.count("B") > 0 })
-			stopProducing()
-			total := produced()
-			waitFor(t, "B to catch up", 15*time.Second, func() bool { return rec.tally(total).Lost == 0 })
-			stopB()
-			bo, err := waitB()
-			if err != nil || bo.End != endReleased || bo.From != committed {
-				t.Fatalf("B: %+v, %v; want released, having started at the group's offset %d", bo, err, committed)
-			}
-			tl := rec.tally(total)
-			afterCommit := rec.count("A") - int(committed) // what A read past its last commit
-			if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated > afterCommit {
-				t.Fatalf("sink: %+v; want nothing lost and at most %d read again (A's writes after its last commit), not the %d before it",
-					tl, afterCommit, committed)
-			}
-			if got := groupCommitted(t, g); got != total[0] {
-				t.Fatalf("group offset after B released at %d: %d", total[0], got)
-			}
-			t.Logf("%s: A committed up to %d, wrote %d; record lost; B started at %d; %d records read again (%d would have been from the start of the log)",
-				b.name, committed, rec.count("A"), bo.From, tl.Duplicated, rec.count("A"))
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, lose := losable(t, b)
+		r := newRig(t, s, 1)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
+		d, _ := testDeps(t, s, r.rec)
+		_, waitA := r.start(d, 1000, "A")
+		var last lease
+		waitFor(t, "A to commit past offset 1000", 20*time.Second, func() bool {
+			l, err := s.load(r.ctx, r.key)
+			last = l
+			return err == nil && last.Offset > 1000
 		})
-	}
+		lose(r.key)
+		a, err := waitA()
+		wantEnd(t, "A after its record was lost", a, err, endLost)
+		g := testGroup(t, r.cfg, 0)
+		committed := groupCommitted(t, g)
+		if committed < last.Offset || committed != a.To {
+			t.Fatalf("group offset %d; want A's last lease commit %d (at least %d, seen before the loss)", committed, a.To, last.Offset)
+		}
+		stopB, waitB := r.start(d, 2000, "B")
+		waitFor(t, "B to write", 10*time.Second, func() bool { return r.rec.count("B") > 0 })
+		total := r.drain(t, produced, stopProducing, 15*time.Second)
+		stopB()
+		bo, err := waitB()
+		if err != nil || bo.End != endReleased || bo.From != committed {
+			t.Fatalf("B: %+v, %v; want released, having started at the group's offset %d", bo, err, committed)
+		}
+		// What A read past its last commit may be read again; the
+		// committed records before it, never.
+		tl := r.rec.tally(total)
+		wantTally(t, tl, r.rec.count("A")-int(committed), -1)
+		if got := groupCommitted(t, g); got != total[0] {
+			t.Fatalf("group offset after B released at %d: %d", total[0], got)
+		}
+		t.Logf("%s: A committed up to %d, wrote %d; record lost; B started at %d; %d records read again (%d would have been from the start of the log)",
+			b.name, committed, r.rec.count("A"), bo.From, tl.Duplicated, r.rec.count("A"))
+	})
 }
 
 // TestLease_record_rolled_back_ends_lost: a failover that lost writes
@@ -129,23 +111,20 @@ func TestLease_record_lost_resumes_from_group_offset(t *testing.T) {
 // (process mode starts it again), not fenced.
 func TestLease_record_rolled_back_ends_lost(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	mustProduce(t, cfg.Brokers, numbered(0, 10)...)
 	s := newMemStore()
-	key := leaseKey(cfg.Group, "src", 0)
-	old := lease{Key: key, Owner: "Z", Tick: 500, Epoch: 1, Offset: 4, State: stateReleased, Seek: noOffset}
+	r := newRig(t, s, 1)
+	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+	old := lease{Key: r.key, Owner: "Z", Tick: 500, Epoch: 1, Offset: 4, State: stateReleased, Seek: noOffset}
 	s.set(old)
 	d, _ := testDeps(t, s, nil)
-	wait := invoke(ctxT(t), cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	_, wait := r.start(d, 1000, "A")
 	waitFor(t, "A to commit offset 10", 10*time.Second, func() bool {
-		l, err := s.load(ctxT(t), key)
+		l, err := s.load(r.ctx, r.key)
 		return err == nil && l.Owner == "A" && l.Offset == 10
 	})
 	s.set(old)
-	if a, err := wait(); err != nil || a.End != endLost {
-		t.Fatalf("A after its record went back to epoch 1: %+v, %v; want ended %s", a, err, endLost)
-	}
+	a, err := wait()
+	wantEnd(t, "A after its record went back to epoch 1", a, err, endLost)
 }
 
 // TestGroup_new_record_starts_from_group_offset: a partition whose Kafka
@@ -153,23 +132,21 @@ func TestLease_record_rolled_back_ends_lost(t *testing.T) {
 // no lease record starts there, and baton's commits move it on.
 func TestGroup_new_record_starts_from_group_offset(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	mustProduce(t, cfg.Brokers, numbered(0, 100)...)
-	g := testGroup(t, cfg, 0)
-	if err := g.commit(ctxT(t), 40); err != nil {
+	r := newRig(t, newMemStore(), 1)
+	mustProduce(t, r.cfg.Brokers, numbered(0, 100)...)
+	g := testGroup(t, r.cfg, 0)
+	if err := g.commit(r.ctx, 40); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := testDeps(t, newMemStore(), rec)
-	ctx, stop := context.WithCancel(ctxT(t))
-	wait := invoke(ctx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
-	waitFor(t, "A to read to the end", 10*time.Second, func() bool { return rec.count("A") >= 60 })
+	d, _ := testDeps(t, r.s, r.rec)
+	stop, wait := r.start(d, 1000, "A")
+	waitFor(t, "A to read to the end", 10*time.Second, func() bool { return r.rec.count("A") >= 60 })
 	stop()
 	a, err := wait()
 	if err != nil || a.End != endReleased || a.From != 40 || a.To != 100 {
 		t.Fatalf("A: %+v, %v; want released at 100, from the group's 40", a, err)
 	}
-	if got := sinkOffsets(rec, 0); got[0] != 40 || len(got) != 60 {
+	if got := sinkOffsets(r.rec, 0); got[0] != 40 || len(got) != 60 {
 		t.Fatalf("sink offsets %v; want 40..99", got)
 	}
 	if got := groupCommitted(t, g); got != 100 {
@@ -182,26 +159,22 @@ func TestGroup_new_record_starts_from_group_offset(t *testing.T) {
 // once: the next owner goes on from there even if nothing arrived.
 func TestGroup_start_latest(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.Start = startLatest
-	mustProduce(t, cfg.Brokers, numbered(0, 30)...)
-	s := newMemStore()
-	d, _ := testDeps(t, s, rec)
-	ctx := ctxT(t)
-	a, err := runInvocation(within(t, ctx, time.Second), cfg, d, invocation{"src", 0, 1000, "A"})
+	r := newRig(t, newMemStore(), 1)
+	r.cfg.Start = startLatest
+	mustProduce(t, r.cfg.Brokers, numbered(0, 30)...)
+	d, _ := testDeps(t, r.s, r.rec)
+	a, err := runInvocation(within(t, r.ctx, time.Second), r.cfg, d, invocation{"src", 0, 1000, "A"})
 	if err != nil || a.From != 30 || a.To != 30 || a.Records != 0 {
 		t.Fatalf("A: %+v, %v; want a start at the end, 30, and nothing read", a, err)
 	}
-	mustProduce(t, cfg.Brokers, numbered(0, 5)...)
-	bctx, stop := context.WithCancel(ctx)
-	wait := invoke(bctx, cfg, d, invocation{"src", 0, 2000, "B"}, time.Minute)
-	waitFor(t, "B to read what came after A", 10*time.Second, func() bool { return rec.count("B") == 5 })
+	mustProduce(t, r.cfg.Brokers, numbered(0, 5)...)
+	stop, wait := r.start(d, 2000, "B")
+	waitFor(t, "B to read what came after A", 10*time.Second, func() bool { return r.rec.count("B") == 5 })
 	stop()
 	if _, err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if got := sinkOffsets(rec, 0); !slices.Equal(got, []int64{30, 31, 32, 33, 34}) {
+	if got := sinkOffsets(r.rec, 0); !slices.Equal(got, []int64{30, 31, 32, 33, 34}) {
 		t.Fatalf("sink offsets %v; want 30..34", got)
 	}
 }
@@ -211,44 +184,20 @@ func TestGroup_start_latest(t *testing.T) {
 // its lease commits unaffected, and says so once, not at every commit.
 func TestGroup_commit_failure_never_fails_the_run(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	refused := cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
-	ctx := ctxT(t)
-	produced, stopProducing := flowing(t, ctx, cfg, 0)
-	logs := &syncBuffer{}
-	d, _ := testDeps(t, newMemStore(), rec)
-	d.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	actx, stop := context.WithCancel(ctx)
-	wait := invoke(actx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	r := newRig(t, newMemStore(), 1)
+	refused := r.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
+	produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
+	d, _ := testDeps(t, r.s, r.rec)
+	logs := captureLog(t, d)
+	stop, wait := r.start(d, 1000, "A")
 	waitFor(t, "several refused group commits", 10*time.Second, func() bool { return refused.Hits() >= 3 })
-	stopProducing()
-	total := produced()
-	waitFor(t, "A to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
+	total := r.drain(t, produced, stopProducing, 10*time.Second)
 	stop()
 	a, err := wait()
 	if err != nil || a.End != endReleased || a.To != total[0] {
 		t.Fatalf("A: %+v, %v; want released at %d", a, err, total[0])
 	}
-	if n := strings.Count(logs.String(), "offset not committed to the Kafka group"); n != 1 {
-		t.Fatalf("%d warnings for %d refused group commits, want 1:\n%s", n, refused.Hits(), logs)
+	if n := logs.count("offset not committed to the Kafka group"); n != 1 {
+		t.Fatalf("%d warnings for %d refused group commits, want 1:\n%s", n, refused.Hits(), logs.lines(""))
 	}
-}
-
-// syncBuffer is a log destination several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 )
 
 // A backend is what the suite needs to know of a store beyond its contract.
@@ -84,6 +85,46 @@ func mustLoad(t *testing.T, s store, key string) lease {
 	return l
 }
 
+// mustAsk asks for key's lease at epoch as c, for a minute.
+func mustAsk(t *testing.T, s store, key string, epoch int64, c claim) {
+	t.Helper()
+	if err := s.ask(ctxT(t), key, epoch, c, in(time.Minute)); err != nil {
+		t.Fatalf("ask %s at epoch %d as %+v: %v", key, epoch, c, err)
+	}
+}
+
+func mustCommit(t *testing.T, s store, l lease, offset, exp int64) lease {
+	t.Helper()
+	got, err := s.commit(ctxT(t), l, offset, exp)
+	if err != nil {
+		t.Fatalf("commit %+v at %d: %v", l, offset, err)
+	}
+	return got
+}
+
+func mustRelease(t *testing.T, s store, l lease, offset int64) {
+	t.Helper()
+	if err := s.release(ctxT(t), l, offset); err != nil {
+		t.Fatalf("release %+v at %d: %v", l, offset, err)
+	}
+}
+
+// wantNamed fails the test unless err is an error naming each of names.
+func wantNamed(t *testing.T, err error, names ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one naming %q", names)
+	}
+	for _, w := range names {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %s", err, w)
+		}
+	}
+}
+
+// errOf is the error of a call that gives a value too.
+func errOf[T any](_ T, err error) error { return err }
+
 func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
@@ -143,19 +184,22 @@ func testDeps(t testing.TB, s store, rec *recorder) (*deps, *countingKafka) {
 	return d, k
 }
 
-// invoke runs one invocation with a deadline life away, in the background;
-// wait gives its outcome.
-func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+// background runs f in a goroutine; wait gives its outcome.
+func background(f func() (outcome, error)) (wait func() (outcome, error)) {
 	var out outcome
 	var err error
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	go func() { defer close(done); out, err = f() }()
+	return func() (outcome, error) { <-done; return out, err }
+}
+
+// invoke runs one invocation with a deadline life away, in the background.
+func invoke(ctx context.Context, cfg *config, d *deps, inv invocation, life time.Duration) (wait func() (outcome, error)) {
+	return background(func() (outcome, error) {
 		ictx, cancel := context.WithTimeout(ctx, life)
 		defer cancel()
-		out, err = runInvocation(ictx, cfg, d, inv)
-	}()
-	return func() (outcome, error) { <-done; return out, err }
+		return runInvocation(ictx, cfg, d, inv)
+	})
 }
 
 // waitFor polls cond until it holds or the time runs out.
@@ -170,63 +214,48 @@ func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	}
 }
 
-// count is how many records owner wrote to the sink.
-func (r *recorder) count(owner string) int {
+// scan calls f on owner's writes to the sink until f returns false.
+func (r *recorder) scan(owner string, f func(w write) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
 	for _, ws := range r.writes {
 		for _, w := range ws {
-			if w.Owner == owner {
-				n++
+			if w.Owner == owner && !f(w) {
+				return
 			}
 		}
 	}
+}
+
+// count is how many records owner wrote to the sink.
+func (r *recorder) count(owner string) (n int) {
+	r.scan(owner, func(write) bool { n++; return true })
 	return n
 }
 
 // first is the offset of owner's first write, or -1.
 func (r *recorder) first(owner string) int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.Offset
-			}
+	o := int64(-1)
+	r.scan(owner, func(w write) bool { o = w.Offset; return false })
+	return o
+}
+
+func (r *recorder) firstAt(owner string) (at time.Time) {
+	r.scan(owner, func(w write) bool { at = w.At; return false })
+	return at
+}
+
+func (r *recorder) lastAt(owner string) (last time.Time) {
+	r.scan(owner, func(w write) bool {
+		if w.At.After(last) {
+			last = w.At
 		}
-	}
-	return -1
+		return true
+	})
+	return last
 }
 
 var errCrashed = fmt.Errorf("injected: process crashed")
-
-func (r *recorder) firstAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner {
-				return w.At
-			}
-		}
-	}
-	return time.Time{}
-}
-
-func (r *recorder) lastAt(owner string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last time.Time
-	for _, ws := range r.writes {
-		for _, w := range ws {
-			if w.Owner == owner && w.At.After(last) {
-				last = w.At
-			}
-		}
-	}
-	return last
-}
 
 // A storeCall is one step a test's store wrapper sees: its name, the key,
 // and the arguments that matter to the tests (the record the writer read,
@@ -368,18 +397,149 @@ func losing(s store, land bool, lose func(storeCall) bool) *hookStore {
 // writes picks every write: all steps but load.
 func writes(call storeCall) bool { return call.op != "load" }
 
-// flowing produces a record a millisecond to src/0 for d (0: until stop, or
-// the test's end); produced waits for the producer and gives the count.
-func flowing(t testing.TB, ctx context.Context, cfg *config, d time.Duration) (produced func() []int64, stop func()) {
+// flowing produces a record a millisecond to each of src's first
+// partitions for d (0: until stop, or the test's end); produced waits for
+// the producer and gives the counts.
+func flowing(t testing.TB, ctx context.Context, cfg *config, partitions int32, d time.Duration) (produced func() []int64, stop func()) {
 	t.Helper()
 	pctx, stop := context.WithCancel(ctx)
 	if d > 0 {
 		pctx, stop = context.WithTimeout(ctx, d)
 	}
 	t.Cleanup(stop)
-	produced, err := produce(pctx, cfg.Brokers, "src", 1, time.Millisecond)
+	produced, err := produce(pctx, cfg.Brokers, "src", partitions, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return produced, stop
+}
+
+// runningProcess runs process mode in the background; its error comes on
+// the channel.
+func runningProcess(ctx context.Context, cfg *config, d *deps) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- runProcess(ctx, cfg, d) }()
+	return done
+}
+
+// waitDone waits up to limit for a process to end, without error.
+func waitDone(t testing.TB, what string, done <-chan error, limit time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(limit):
+		t.Fatalf("%s did not end within %v", what, limit)
+	}
+}
+
+// eachBackend runs f as a subtest for each of backends, in parallel unless
+// the test must own the process (signals, goroutine counts).
+func eachBackend(t *testing.T, parallel bool, f func(t *testing.T, b backend)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			f(t, b)
+		})
+	}
+}
+
+// A rig is one scenario on kfake: the cluster of topic src and the extra
+// topics, the store, the sink's recorder, a test config and the lease key
+// of src/0.
+type rig struct {
+	cluster *kfake.Cluster
+	s       store
+	rec     *recorder
+	cfg     *config
+	ctx     context.Context
+	key     string
+}
+
+func newRig(t testing.TB, s store, partitions int32, topics ...string) *rig {
+	cluster := newCluster(t, partitions, append([]string{"src"}, topics...)...)
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	return &rig{cluster: cluster, s: s, rec: newRecorder(nil), cfg: cfg, ctx: ctxT(t), key: leaseKey(cfg.Group, "src", 0)}
+}
+
+// start invokes owner on src/0 at tick; stop is its shutdown.
+func (r *rig) start(d *deps, tick int64, owner string) (stop func(), wait func() (outcome, error)) {
+	ctx, stop := context.WithCancel(r.ctx)
+	return stop, invoke(ctx, r.cfg, d, invocation{"src", 0, tick, owner}, time.Minute)
+}
+
+// writing starts owner A at tick 1000 and waits until it wrote more than n
+// records.
+func (r *rig) writing(t testing.TB, d *deps, n int) (stop func(), wait func() (outcome, error)) {
+	t.Helper()
+	stop, wait = r.start(d, 1000, "A")
+	waitFor(t, "A to write", 5*time.Second, func() bool { return r.rec.count("A") > n })
+	return stop, wait
+}
+
+// drain stops the producer (if stopProducing is not nil), waits until
+// every record produced reached the sink, and gives the counts produced.
+func (r *rig) drain(t testing.TB, produced func() []int64, stopProducing func(), limit time.Duration) []int64 {
+	t.Helper()
+	if stopProducing != nil {
+		stopProducing()
+	}
+	total := produced()
+	waitFor(t, "the sink to catch up", limit, func() bool { return r.rec.tally(total).Lost == 0 })
+	return total
+}
+
+// waitLease waits until src/0's lease is there and meets cond.
+func (r *rig) waitLease(t testing.TB, what string, cond func(lease) bool) {
+	t.Helper()
+	waitFor(t, what, 15*time.Second, func() bool {
+		l, err := r.s.load(r.ctx, r.key)
+		return err == nil && cond(l)
+	})
+}
+
+// wantEnd fails the test unless the run ended without error as end.
+func wantEnd(t testing.TB, who string, out outcome, err error, end string) {
+	t.Helper()
+	if err != nil || out.End != end {
+		t.Fatalf("%s: %+v, %v; want ended %s", who, out, err, end)
+	}
+}
+
+// wantTally fails the test unless the sink lost and reordered nothing,
+// duplicated at most dups records and saw handoffs handoffs (-1: any).
+func wantTally(t testing.TB, tl tally, dups, handoffs int) {
+	t.Helper()
+	if tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated > dups || handoffs >= 0 && tl.Handoffs != handoffs {
+		t.Fatalf("sink: %+v; want nothing lost or reordered, at most %d duplicates, %d handoffs (-1: any)", tl, dups, handoffs)
+	}
+}
+
+// leakIgnores lets goleak pass what was running before a handler call and
+// what stays between calls by design.
+func leakIgnores() []goleak.Option {
+	return []goleak.Option{goleak.IgnoreCurrent(),
+		// The broker's side of each connection lives in the broker.
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read"),
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).write"),
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read.func1"),
+		// The store's idle connections are kept for the next call.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")}
+}
+
+// runTo runs owner A on src/partition until its lease holds offset, then
+// shuts it down and gives its outcome.
+func runTo(t *testing.T, cfg *config, d *deps, partition int32, offset int64) (outcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: partition, Tick: 1000, Owner: "A"}, time.Minute)
+	waitCommitted(t, cfg, d, "src", partition, offset)
+	cancel()
+	return wait()
 }

@@ -16,12 +16,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, b := range []backend{memBackend(), compiledBackend(t)} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			testStore(t, b)
-		})
-	}
+	eachBackend(t, true, testStore)
 }
 
 var keySeq atomic.Int64
@@ -29,8 +24,7 @@ var keySeq atomic.Int64
 func testStore(t *testing.T, b backend) {
 	t.Run("first_take", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.load(ctxT(t), key)
-		wantErr(t, "load of a new key", err, errNotFound)
+		wantErr(t, "load of a new key", errOf(s.load(ctxT(t), key)), errNotFound)
 		l := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got := mustLoad(t, s, key)
 		if got != l {
@@ -39,16 +33,13 @@ func testStore(t *testing.T, b backend) {
 		if got.Owner != "a" || got.Tick != 100 || got.Epoch != 1 || got.State != stateRunning || got.Offset != noOffset || got.Seek != noOffset || got.Paused {
 			t.Fatalf("after first take: %+v", got)
 		}
-		_, err = s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))
-		wantErr(t, "second take of a new key", err, errTaken)
+		wantErr(t, "second take of a new key", errOf(s.take(ctxT(t), key, lease{}, claim{Owner: "b", Tick: 200}, in(time.Minute))), errTaken)
 	})
 
 	t.Run("take_released", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.release(ctxT(t), a, 42); err != nil {
-			t.Fatal(err)
-		}
+		mustRelease(t, s, a, 42)
 		seen := mustLoad(t, s, key)
 		if !seen.free(time.Now(), 0) || seen.State != stateReleased {
 			t.Fatalf("released lease does not look free: %+v", seen)
@@ -81,15 +72,11 @@ func testStore(t *testing.T, b backend) {
 	t.Run("duplicate_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		_, err := s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))
-		wantErr(t, "take with the owner's tick", err, errDuplicate)
+		wantErr(t, "take with the owner's tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "a2", Tick: 100}, in(time.Minute))), errDuplicate)
 		wantErr(t, "ask with the owner's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "a2", Tick: 100}, in(time.Minute)), errDuplicate)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		wantErr(t, "ask with the successor's tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b2", Tick: 200}, in(time.Minute)), errDuplicate)
-		_, err = s.take(ctxT(t), key, a, claim{Owner: "b2", Tick: 200}, in(time.Minute))
-		wantErr(t, "take with the successor's tick", err, errDuplicate)
+		wantErr(t, "take with the successor's tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "b2", Tick: 200}, in(time.Minute))), errDuplicate)
 		if got := mustLoad(t, s, key); got.Owner != "a" || got.Successor != "b" || got.Epoch != a.Epoch {
 			t.Fatalf("refused duplicates changed the record: %+v", got)
 		}
@@ -108,16 +95,13 @@ func testStore(t *testing.T, b backend) {
 		if err != nil || got.Owner != "a-retry" || got.Epoch != a.Epoch+1 {
 			t.Fatalf("retry against an expired lease: %+v, %v; want taken at epoch %d", got, err, a.Epoch+1)
 		}
-		if err := s.release(ctxT(t), got, 5); err != nil {
-			t.Fatal(err)
-		}
+		mustRelease(t, s, got, 5)
 		again := claimAt("a-retry2", 100, time.Now(), 500*time.Millisecond)
 		if got, err = s.take(ctxT(t), key, mustLoad(t, s, key), again, in(time.Minute)); err != nil || got.Owner != "a-retry2" || got.Offset != 5 {
 			t.Fatalf("retry against a released lease: %+v, %v; want taken at offset 5", got, err)
 		}
 		live := claimAt("a-dup", 100, time.Now(), 500*time.Millisecond)
-		_, err = s.take(ctxT(t), key, got, live, in(time.Minute))
-		wantErr(t, "equal tick against a live owner", err, errDuplicate)
+		wantErr(t, "equal tick against a live owner", errOf(s.take(ctxT(t), key, got, live, in(time.Minute))), errDuplicate)
 	})
 
 	t.Run("dead_ask_is_replaced_and_live_one_extended", func(t *testing.T) {
@@ -154,16 +138,10 @@ func testStore(t *testing.T, b backend) {
 		s, key := b.open(t), testKey(t)
 		future := time.Now().Add(100 * 365 * 24 * time.Hour).UnixMilli()
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: future})
-		if _, err := s.commit(ctxT(t), a, 42, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: future + 1}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		_, err := s.reset(ctxT(t), lease{Key: key, Owner: "a", Epoch: a.Epoch + 1})
-		wantErr(t, "reset at another epoch", err, errFenced)
-		_, err = s.reset(ctxT(t), lease{Key: testKey(t) + "-none", Owner: "a", Epoch: 1})
-		wantErr(t, "reset of no record", err, errNotFound)
+		mustCommit(t, s, a, 42, in(time.Minute))
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: future + 1})
+		wantErr(t, "reset at another epoch", errOf(s.reset(ctxT(t), lease{Key: key, Owner: "a", Epoch: a.Epoch + 1})), errFenced)
+		wantErr(t, "reset of no record", errOf(s.reset(ctxT(t), lease{Key: testKey(t) + "-none", Owner: "a", Epoch: 1})), errNotFound)
 		got, err := s.reset(ctxT(t), mustLoad(t, s, key))
 		if err != nil {
 			t.Fatal(err)
@@ -181,8 +159,7 @@ func testStore(t *testing.T, b backend) {
 	t.Run("older_tick_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		_, err := s.take(ctxT(t), key, a, claim{Owner: "old", Tick: 99}, in(time.Minute))
-		wantErr(t, "take with an older tick", err, errStale)
+		wantErr(t, "take with an older tick", errOf(s.take(ctxT(t), key, a, claim{Owner: "old", Tick: 99}, in(time.Minute))), errStale)
 		wantErr(t, "ask with an older tick", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "old", Tick: 99}, in(time.Minute)), errStale)
 		if got := mustLoad(t, s, key); got != a {
 			t.Fatalf("refused stale tick changed the record: %+v, was %+v", got, a)
@@ -192,17 +169,13 @@ func testStore(t *testing.T, b backend) {
 	t.Run("ask_keeps_epoch_and_yields_only_to_newer", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 300}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 300})
 		got := mustLoad(t, s, key)
 		if got.Epoch != a.Epoch || got.Owner != "a" || got.Successor != "b" || got.SuccessorTick != 300 {
 			t.Fatalf("after ask: %+v", got)
 		}
 		wantErr(t, "ask older than the successor", s.ask(ctxT(t), key, a.Epoch, claim{Owner: "c", Tick: 200}, in(time.Minute)), errStale)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "d", Tick: 400}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "d", Tick: 400})
 		if got := mustLoad(t, s, key); got.Successor != "d" || got.SuccessorTick != 400 || got.Epoch != a.Epoch {
 			t.Fatalf("newer ask did not replace the successor: %+v", got)
 		}
@@ -212,9 +185,7 @@ func testStore(t *testing.T, b backend) {
 	t.Run("hand_over", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		seen := mustLoad(t, s, key)
 		exp := in(time.Minute)
 		got, err := s.handOver(ctxT(t), seen, 77, exp)
@@ -228,24 +199,17 @@ func testStore(t *testing.T, b backend) {
 		if got != want {
 			t.Fatalf("after hand over: got %+v, want %+v", got, want)
 		}
-		_, err = s.commit(ctxT(t), a, 80, in(time.Minute))
-		wantErr(t, "old owner's commit after hand over", err, errFenced)
-		_, err = s.handOver(ctxT(t), seen, 90, in(time.Minute))
-		wantErr(t, "second hand over", err, errFenced)
+		wantErr(t, "old owner's commit after hand over", errOf(s.commit(ctxT(t), a, 80, in(time.Minute))), errFenced)
+		wantErr(t, "second hand over", errOf(s.handOver(ctxT(t), seen, 90, in(time.Minute))), errFenced)
 	})
 
 	t.Run("hand_over_to_replaced_successor_refused", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		seen := mustLoad(t, s, key)
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "c", Tick: 300}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		_, err := s.handOver(ctxT(t), seen, 10, in(time.Minute))
-		wantErr(t, "hand over to a replaced successor", err, errTaken)
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "c", Tick: 300})
+		wantErr(t, "hand over to a replaced successor", errOf(s.handOver(ctxT(t), seen, 10, in(time.Minute))), errTaken)
 	})
 
 	t.Run("stale_epoch_fenced", func(t *testing.T) {
@@ -254,16 +218,12 @@ func testStore(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.commit(ctxT(t), a, 5, in(-time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustCommit(t, s, a, 5, in(-time.Minute))
 		seen := mustLoad(t, s, key)
 		mustTake(t, s, key, seen, claim{Owner: "b", Tick: 200}) // force-take of an expired lease
 		before := mustLoad(t, s, key)
-		_, err = s.commit(ctxT(t), a, 50, in(time.Minute))
-		wantErr(t, "commit with a stale epoch", err, errFenced)
-		_, err = s.commit(ctxT(t), a, a.Offset, in(time.Minute))
-		wantErr(t, "renew with a stale epoch", err, errFenced)
+		wantErr(t, "commit with a stale epoch", errOf(s.commit(ctxT(t), a, 50, in(time.Minute))), errFenced)
+		wantErr(t, "renew with a stale epoch", errOf(s.commit(ctxT(t), a, a.Offset, in(time.Minute))), errFenced)
 		wantErr(t, "release with a stale epoch", s.release(ctxT(t), a, 50), errFenced)
 		if got := mustLoad(t, s, key); got != before {
 			t.Fatalf("fenced writes changed the record: %+v, was %+v", got, before)
@@ -277,21 +237,12 @@ func testStore(t *testing.T, b backend) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		exp := in(2 * time.Minute)
-		got, err := s.commit(ctxT(t), a, 1234, exp)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := mustCommit(t, s, a, 1234, exp)
 		if got.Offset != 1234 || got.ExpiresAt != exp || got.Epoch != a.Epoch || got != mustLoad(t, s, key) {
 			t.Fatalf("after commit: returned %+v, stored %+v", got, mustLoad(t, s, key))
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		got, err = s.commit(ctxT(t), a, 1234, exp+1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Successor != "b" || got.ExpiresAt != exp+1000 {
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
+		if got = mustCommit(t, s, a, 1234, exp+1000); got.Successor != "b" || got.ExpiresAt != exp+1000 {
 			t.Fatalf("renew must return the record with its successor: %+v", got)
 		}
 	})
@@ -299,25 +250,19 @@ func testStore(t *testing.T, b backend) {
 	t.Run("release", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.release(ctxT(t), a, 9); err != nil {
-			t.Fatal(err)
-		}
+		mustRelease(t, s, a, 9)
 		got := mustLoad(t, s, key)
 		if got.State != stateReleased || got.Offset != 9 || got.Epoch != a.Epoch {
 			t.Fatalf("after release: %+v", got)
 		}
-		_, err := s.commit(ctxT(t), a, 10, in(time.Minute))
-		wantErr(t, "commit after release", err, errFenced)
+		wantErr(t, "commit after release", errOf(s.commit(ctxT(t), a, 10, in(time.Minute))), errFenced)
 	})
 
 	t.Run("withdraw_takes_back_only_my_ask", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})
-		wantErr(t, "withdraw on a missing record", err, errNotFound)
+		wantErr(t, "withdraw on a missing record", errOf(s.withdraw(ctxT(t), key, claim{Owner: "b", Tick: 200})), errNotFound)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		got, err := s.withdraw(ctxT(t), key, claim{Owner: "c", Tick: 300})
 		if err != nil || got.Successor != "b" {
 			t.Fatalf("withdraw by a stranger must change nothing: %+v, %v", got, err)
@@ -329,9 +274,7 @@ func testStore(t *testing.T, b backend) {
 		if got != mustLoad(t, s, key) || got != a {
 			t.Fatalf("after ask and withdraw the record must be as before: %+v, was %+v", got, a)
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		b2, err := s.handOver(ctxT(t), mustLoad(t, s, key), 5, in(time.Minute))
 		if err != nil {
 			t.Fatal(err)
@@ -344,8 +287,7 @@ func testStore(t *testing.T, b backend) {
 
 	t.Run("control_fenced_kept_and_obeyed", func(t *testing.T) {
 		s, key := b.open(t), testKey(t)
-		_, err := s.control(ctxT(t), lease{Key: key}, 5, false)
-		wantErr(t, "control of a missing record", err, errNotFound)
+		wantErr(t, "control of a missing record", errOf(s.control(ctxT(t), lease{Key: key}, 5, false)), errNotFound)
 		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
 		got, err := s.control(ctxT(t), a, 500, false)
 		if err != nil || got.Seek != 500 || got.Paused || got.Epoch != a.Epoch || got.Owner != "a" {
@@ -361,8 +303,7 @@ func testStore(t *testing.T, b backend) {
 		if _, err := s.control(ctxT(t), seen, 700, false); err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.commit(ctxT(t), seen, 500, in(time.Minute))
-		wantErr(t, "commit applying a seek that a newer one replaced", err, errTaken)
+		wantErr(t, "commit applying a seek that a newer one replaced", errOf(s.commit(ctxT(t), seen, 500, in(time.Minute))), errTaken)
 		seen = mustLoad(t, s, key)
 		got, err = s.commit(ctxT(t), seen, 700, in(time.Minute))
 		if err != nil || got.Seek != noOffset || got.Offset != 700 {
@@ -372,18 +313,13 @@ func testStore(t *testing.T, b backend) {
 		if err != nil || !got.Paused || got.Seek != noOffset {
 			t.Fatalf("pause: %+v, %v", got, err)
 		}
-		if err := s.ask(ctxT(t), key, a.Epoch, claim{Owner: "b", Tick: 200}, in(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
 		got, err = s.handOver(ctxT(t), mustLoad(t, s, key), 700, in(time.Minute))
 		if err != nil || !got.Paused {
 			t.Fatalf("hand over must keep the pause: %+v, %v", got, err)
 		}
-		_, err = s.control(ctxT(t), a, noOffset, false)
-		wantErr(t, "control under an old epoch", err, errFenced)
-		if err := s.release(ctxT(t), got, 700); err != nil {
-			t.Fatal(err)
-		}
+		wantErr(t, "control under an old epoch", errOf(s.control(ctxT(t), a, noOffset, false)), errFenced)
+		mustRelease(t, s, got, 700)
 		got, err = s.control(ctxT(t), mustLoad(t, s, key), 3, true)
 		if err != nil || got.Seek != 3 || got.State != stateReleased {
 			t.Fatalf("control of a released lease: %+v, %v", got, err)
@@ -428,9 +364,7 @@ func testStore(t *testing.T, b backend) {
 			if winner.Epoch != seen.Epoch+1 {
 				t.Fatalf("round %d: winner epoch %d after %d", r, winner.Epoch, seen.Epoch)
 			}
-			if err := s.release(ctxT(t), winner, int64(r)); err != nil {
-				t.Fatal(err)
-			}
+			mustRelease(t, s, winner, int64(r))
 		}
 	})
 

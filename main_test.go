@@ -226,22 +226,10 @@ func TestConfig_payloads(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config{Topic: tt.topic, Topics: []string{"t", "src"}, Partitions: tt.partitions, SinkTopic: "out", DLQ: "dlq"}
 			got, err := parseEvent([]byte(tt.payload), cfg, now)
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got != tt.want {
-					t.Errorf("got %+v, want %+v", got, tt.want)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("no error, got %+v; want an error naming %q", got, tt.wantErr)
-			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %s", err, w)
-				}
+			if tt.wantErr != nil {
+				wantNamed(t, err, tt.wantErr...)
+			} else if err != nil || got != tt.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
 	}
@@ -288,15 +276,8 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s, before, h := start(t, tt.topic, tt.partition)
-			out, err := h(ctxT(t), []byte(tt.payload))
-			if err == nil {
-				t.Fatalf("no error, outcome %+v; want an error naming %q", out, tt.wantErr)
-			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %s", err, w)
-				}
-			}
+			_, err := h(ctxT(t), []byte(tt.payload))
+			wantNamed(t, err, tt.wantErr...)
 			if got, want := mustLoad(t, s, before.Key), before; got != want {
 				t.Errorf("lease changed:\ngot  %+v\nwant %+v", got, want)
 			}
@@ -311,17 +292,10 @@ func TestConfig_bad_payload_leaves_lease_untouched(t *testing.T) {
 		s, before, h := start(t, "src", 1)
 		ctx, cancel := context.WithTimeout(ctxT(t), 2500*time.Millisecond)
 		defer cancel()
-		type result struct {
-			out outcome
-			err error
-		}
-		done := make(chan result, 1)
-		go func() { out, err := h(ctx, []byte(`{"topic":"src","partition":1}`)); done <- result{out, err} }()
+		wait := background(func() (outcome, error) { return h(ctx, []byte(`{"topic":"src","partition":1}`)) })
 		waitFor(t, "the ask", 2*time.Second, func() bool { return mustLoad(t, s, before.Key).Successor != "" })
-		r := <-done
-		if r.err != nil || r.out.End != endGaveUp {
-			t.Fatalf("%+v, %v; want gave up waiting for the running owner", r.out, r.err)
-		}
+		out, err := wait()
+		wantEnd(t, "giving up waiting for the running owner", out, err, endGaveUp)
 		if got := mustLoad(t, s, before.Key); got != before {
 			t.Errorf("lease after giving up:\ngot  %+v\nwant %+v (the ask withdrawn)", got, before)
 		}

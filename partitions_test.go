@@ -5,11 +5,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,25 +71,15 @@ func TestConfig_partitions_payloads(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config{Topic: tt.topic, Topics: []string{"t", "src"}, Partitions: []int32{99}, SinkTopic: "out", DLQ: "dlq"}
 			got, list, err := parseEvents([]byte(tt.payload), cfg, now)
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !reflect.DeepEqual(got, tt.want) || list != tt.wantList {
-					t.Errorf("got %+v (a list: %v), want %+v (%v)", got, list, tt.want, tt.wantList)
-				}
-				if !reflect.DeepEqual(cfg.Partitions, []int32{99}) {
-					t.Errorf("parseEvents changed the config's -partitions to %v", cfg.Partitions)
-				}
+			if tt.wantErr != nil {
+				wantNamed(t, err, tt.wantErr...)
 				return
 			}
-			if err == nil {
-				t.Fatalf("no error, got %+v; want an error naming %q", got, tt.wantErr)
+			if err != nil || !reflect.DeepEqual(got, tt.want) || list != tt.wantList {
+				t.Errorf("got %+v (a list: %v), %v; want %+v (%v)", got, list, err, tt.want, tt.wantList)
 			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %s", err, w)
-				}
+			if !reflect.DeepEqual(cfg.Partitions, []int32{99}) {
+				t.Errorf("parseEvents changed the config's -partitions to %v", cfg.Partitions)
 			}
 		})
 	}
@@ -98,30 +88,23 @@ func TestConfig_partitions_payloads(t *testing.T) {
 // countPrefix is how many records owners whose id starts with prefix wrote
 // to partition p's sink.
 func (r *recorder) countPrefix(p int32, prefix string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, w := range r.writes[p] {
-		if strings.HasPrefix(w.Owner, prefix) {
-			n++
-		}
-	}
-	return n
+	return len(slices.DeleteFunc(r.on(p), func(w write) bool { return !strings.HasPrefix(w.Owner, prefix) }))
+}
+
+// wrote says whether owners whose id starts with prefix wrote more than n
+// records to each of partitions ps.
+func (r *recorder) wrote(prefix string, n int, ps ...int32) bool {
+	return !slices.ContainsFunc(ps, func(p int32) bool { return r.countPrefix(p, prefix) <= n })
 }
 
 // groupCall is one handler call as Lambda makes it: the request id in the
 // context, a deadline life away; wait gives its answer.
 func groupCall(ctx context.Context, h func(context.Context, json.RawMessage) (outcome, error), id, payload string, life time.Duration) (wait func() (outcome, error)) {
-	var out outcome
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return background(func() (outcome, error) {
 		cctx, cancel := context.WithTimeout(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: id}), life)
 		defer cancel()
-		out, err = h(cctx, json.RawMessage(payload))
-	}()
-	return func() (outcome, error) { <-done; return out, err }
+		return h(cctx, json.RawMessage(payload))
+	})
 }
 
 // groupPayload is a scheduler's event for partitions at tick.
@@ -153,122 +136,101 @@ func wantEnds(t *testing.T, who string, out outcome, err error, id string, ps []
 // the sink once, in order per partition, and every call leaves nothing
 // running when it returns.
 func TestHandler_partitions_group(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			s, cluster, rec := b.open(t), newCluster(t, 4, "src"), newRecorder(nil)
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			ignore := []goleak.Option{goleak.IgnoreCurrent(),
-				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read"),
-				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).write"),
-				goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*clientConn).read.func1"),
-				goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-				goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")}
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 4, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all := []int32{0, 1, 2, 3}
-			d, kafka := testDeps(t, s, rec)
-			h := handler(cfg, d)
-			base := time.Now().Add(-time.Minute).Truncate(time.Second)
-			t1, t2, tLate, t3 := base, base.Add(10*time.Second), base.Add(15*time.Second), base.Add(20*time.Second)
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 4)
+		s, rec, cfg, ctx := r.s, r.rec, r.cfg, r.ctx
+		ignore := leakIgnores()
+		produced, stopProducing := flowing(t, ctx, cfg, 4, 0)
+		all := []int32{0, 1, 2, 3}
+		d, kafka := testDeps(t, s, rec)
+		h := handler(cfg, d)
+		base := time.Now().Add(-time.Minute).Truncate(time.Second)
+		t1, t2, tLate, t3 := base, base.Add(10*time.Second), base.Add(15*time.Second), base.Add(20*time.Second)
 
-			waitA := groupCall(ctx, h, "A", groupPayload(t1, all...), time.Minute)
-			waitFor(t, "A to write to every partition", 5*time.Second, func() bool {
-				return rec.countPrefix(0, "A-") > 100 && rec.countPrefix(1, "A-") > 100 && rec.countPrefix(2, "A-") > 100 && rec.countPrefix(3, "A-") > 100
-			})
-			bctx, stopB := context.WithCancel(ctx)
-			defer stopB()
-			waitB := groupCall(bctx, h, "B", groupPayload(t2, all...), time.Minute)
-			a, err := waitA()
-			wantEnds(t, "A", a, err, "A", all, endHanded, endHanded, endHanded, endHanded)
-			waitFor(t, "B to write to every partition", 5*time.Second, func() bool {
-				return rec.countPrefix(0, "B-") > 200 && rec.countPrefix(1, "B-") > 200 && rec.countPrefix(2, "B-") > 200 && rec.countPrefix(3, "B-") > 200
-			})
-			if n := kafka.n.Load(); n != 8 {
-				t.Errorf("%d Kafka clients once B owns every partition, want 8 (one a partition of A and of B)", n)
-			}
-			wantStatusOwners(t, ctx, cfg, s, all, "B-")
+		waitA := groupCall(ctx, h, "A", groupPayload(t1, all...), time.Minute)
+		waitFor(t, "A to write to every partition", 5*time.Second, func() bool { return rec.wrote("A-", 100, all...) })
+		bctx, stopB := context.WithCancel(ctx)
+		defer stopB()
+		waitB := groupCall(bctx, h, "B", groupPayload(t2, all...), time.Minute)
+		a, err := waitA()
+		wantEnds(t, "A", a, err, "A", all, endHanded, endHanded, endHanded, endHanded)
+		waitFor(t, "B to write to every partition", 5*time.Second, func() bool { return rec.wrote("B-", 200, all...) })
+		if n := kafka.n.Load(); n != 8 {
+			t.Errorf("%d Kafka clients once B owns every partition, want 8 (one a partition of A and of B)", n)
+		}
+		wantStatusOwners(t, ctx, cfg, s, all, "B-")
 
-			// A second delivery of B's tick: every partition is a
-			// duplicate, judged before any Kafka connection, at once.
-			dd, dk := testDeps(t, s, rec)
-			start := time.Now()
-			raw, err := lambdaHandler(handler(cfg, dd)).Invoke(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "B-again"}),
-				[]byte(groupPayload(t2, all...)))
-			took := time.Since(start)
-			var dup map[string][]outcome
-			if err != nil || json.Unmarshal(raw, &dup) != nil || len(dup) != 1 || len(dup["partitions"]) != 4 {
-				t.Fatalf("duplicate of B's tick: %s, %v; want {\"partitions\":[4 outcomes]}", raw, err)
-			}
-			wantEnds(t, "B's duplicate", outcome{Partitions: dup["partitions"]}, nil, "B-again", all, endDuplicate, endDuplicate, endDuplicate, endDuplicate)
-			if n := dk.n.Load(); n != 0 || took > time.Second {
-				t.Errorf("duplicate of B's tick: %d Kafka clients, answered in %v; want none, at once", n, took)
-			}
+		// A second delivery of B's tick: every partition is a
+		// duplicate, judged before any Kafka connection, at once.
+		dd, dk := testDeps(t, s, rec)
+		start := time.Now()
+		raw, err := lambdaHandler(handler(cfg, dd)).Invoke(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: "B-again"}),
+			[]byte(groupPayload(t2, all...)))
+		took := time.Since(start)
+		var dup map[string][]outcome
+		if err != nil || json.Unmarshal(raw, &dup) != nil || len(dup) != 1 || len(dup["partitions"]) != 4 {
+			t.Fatalf("duplicate of B's tick: %s, %v; want {\"partitions\":[4 outcomes]}", raw, err)
+		}
+		wantEnds(t, "B's duplicate", outcome{Partitions: dup["partitions"]}, nil, "B-again", all, endDuplicate, endDuplicate, endDuplicate, endDuplicate)
+		if n := dk.n.Load(); n != 0 || took > time.Second {
+			t.Errorf("duplicate of B's tick: %d Kafka clients, answered in %v; want none, at once", n, took)
+		}
 
-			// A regrouping: partitions 2 and 3 get a schedule of their own,
-			// whose tick t3 comes first; then a late group call at tLate,
-			// between B's tick and t3, may own only 0 and 1.
-			cctx, stopC := context.WithCancel(ctx)
-			defer stopC()
-			waitC := groupCall(cctx, h, "C", groupPayload(t3, 2, 3), time.Minute)
-			waitFor(t, "C to write to 2 and 3", 5*time.Second, func() bool { return rec.countPrefix(2, "C-") > 200 && rec.countPrefix(3, "C-") > 200 })
-			dl, lk := testDeps(t, s, rec)
-			lctx, stopLate := context.WithCancel(ctx)
-			defer stopLate()
-			waitLate := groupCall(lctx, handler(cfg, dl), "L", groupPayload(tLate, all...), time.Minute)
-			bo, err := waitB()
-			wantEnds(t, "B", bo, err, "B", all, endHanded, endHanded, endHanded, endHanded)
-			waitFor(t, "L to write to 0 and 1", 5*time.Second, func() bool { return rec.countPrefix(0, "L-") > 200 && rec.countPrefix(1, "L-") > 200 })
-			if n := lk.n.Load(); n != 2 {
-				t.Errorf("the late group call made %d Kafka clients, want 2 (partitions 0 and 1 only)", n)
-			}
+		// A regrouping: partitions 2 and 3 get a schedule of their own,
+		// whose tick t3 comes first; then a late group call at tLate,
+		// between B's tick and t3, may own only 0 and 1.
+		cctx, stopC := context.WithCancel(ctx)
+		defer stopC()
+		waitC := groupCall(cctx, h, "C", groupPayload(t3, 2, 3), time.Minute)
+		waitFor(t, "C to write to 2 and 3", 5*time.Second, func() bool { return rec.wrote("C-", 200, 2, 3) })
+		dl, lk := testDeps(t, s, rec)
+		lctx, stopLate := context.WithCancel(ctx)
+		defer stopLate()
+		waitLate := groupCall(lctx, handler(cfg, dl), "L", groupPayload(tLate, all...), time.Minute)
+		bo, err := waitB()
+		wantEnds(t, "B", bo, err, "B", all, endHanded, endHanded, endHanded, endHanded)
+		waitFor(t, "L to write to 0 and 1", 5*time.Second, func() bool { return rec.wrote("L-", 200, 0, 1) })
+		if n := lk.n.Load(); n != 2 {
+			t.Errorf("the late group call made %d Kafka clients, want 2 (partitions 0 and 1 only)", n)
+		}
 
-			stopProducing()
-			total := produced()
-			waitFor(t, "C and L to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
-			stopC()
-			stopLate()
-			co, err := waitC()
-			wantEnds(t, "C", co, err, "C", []int32{2, 3}, endReleased, endReleased)
-			lo, err := waitLate()
-			wantEnds(t, "L", lo, err, "L", all, endReleased, endReleased, endStale, endStale)
-			if rec.countPrefix(2, "L-")+rec.countPrefix(3, "L-") != 0 {
-				t.Errorf("L wrote to partitions it may not own")
-			}
-			if err := goleak.Find(ignore...); err != nil {
-				t.Fatalf("goroutines left after every call returned: %v", err)
-			}
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stopC()
+		stopLate()
+		co, err := waitC()
+		wantEnds(t, "C", co, err, "C", []int32{2, 3}, endReleased, endReleased)
+		lo, err := waitLate()
+		wantEnds(t, "L", lo, err, "L", all, endReleased, endReleased, endStale, endStale)
+		if rec.countPrefix(2, "L-")+rec.countPrefix(3, "L-") != 0 {
+			t.Errorf("L wrote to partitions it may not own")
+		}
+		if err := goleak.Find(ignore...); err != nil {
+			t.Fatalf("goroutines left after every call returned: %v", err)
+		}
 
-			// Each partition's owners follow on, each from where the one
-			// before handed over; the last released at the end.
-			chains := map[int32][]outcome{
-				0: {a.Partitions[0], bo.Partitions[0], lo.Partitions[0]},
-				1: {a.Partitions[1], bo.Partitions[1], lo.Partitions[1]},
-				2: {a.Partitions[2], bo.Partitions[2], co.Partitions[0]},
-				3: {a.Partitions[3], bo.Partitions[3], co.Partitions[1]},
-			}
-			for p, chain := range chains {
-				for i := 1; i < len(chain); i++ {
-					if chain[i].From != chain[i-1].To || chain[i].Epoch <= chain[i-1].Epoch {
-						t.Errorf("partition %d: %s started at %d (epoch %d), %s handed over at %d (epoch %d)",
-							p, chain[i].Owner, chain[i].From, chain[i].Epoch, chain[i-1].Owner, chain[i-1].To, chain[i-1].Epoch)
-					}
-				}
-				if last := chain[len(chain)-1]; last.To != total[p] {
-					t.Errorf("partition %d: the last owner released at %d, want %d", p, last.To, total[p])
+		// Each partition's owners follow on, each from where the one
+		// before handed over; the last released at the end.
+		chains := map[int32][]outcome{
+			0: {a.Partitions[0], bo.Partitions[0], lo.Partitions[0]},
+			1: {a.Partitions[1], bo.Partitions[1], lo.Partitions[1]},
+			2: {a.Partitions[2], bo.Partitions[2], co.Partitions[0]},
+			3: {a.Partitions[3], bo.Partitions[3], co.Partitions[1]},
+		}
+		for p, chain := range chains {
+			for i := 1; i < len(chain); i++ {
+				if chain[i].From != chain[i-1].To || chain[i].Epoch <= chain[i-1].Epoch {
+					t.Errorf("partition %d: %s started at %d (epoch %d), %s handed over at %d (epoch %d)",
+						p, chain[i].Owner, chain[i].From, chain[i].Epoch, chain[i-1].Owner, chain[i-1].To, chain[i-1].Epoch)
 				}
 			}
-			tl := rec.tally(total)
-			if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 8 {
-				t.Fatalf("sink: %+v; want every record once, in order, and two handoffs a partition", tl)
+			if last := chain[len(chain)-1]; last.To != total[p] {
+				t.Errorf("partition %d: the last owner released at %d, want %d", p, last.To, total[p])
 			}
-			t.Logf("%s: %d records over 4 partitions, 8 handoffs, largest gap %v", b.name, tl.Produced, tl.MaxGap)
-		})
-	}
+		}
+		tl := rec.tally(total)
+		wantTally(t, tl, 0, 8)
+		t.Logf("%s: %d records over 4 partitions, 8 handoffs, largest gap %v", b.name, tl.Produced, tl.MaxGap)
+	})
 }
 
 // A partition of a group that fails (here: past the topic's end) fails the
@@ -296,16 +258,9 @@ func TestHandler_partitions_one_fails(t *testing.T) {
 func wantStatusOwners(t *testing.T, ctx context.Context, cfg *config, s store, ps []int32, prefix string) {
 	t.Helper()
 	d, _ := testDeps(t, s, nil)
-	a, _, err := parseCtl([]string{"status"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := runCtl(ctx, cfg, d, a, &out); err != nil {
-		t.Fatalf("ctl status: %v", err)
-	}
+	out := runCtlT(t, ctx, cfg, d, "status")
 	invocation := ""
-	for _, line := range strings.Split(out.String(), "\n")[1:] {
+	for _, line := range strings.Split(out, "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
@@ -315,10 +270,10 @@ func wantStatusOwners(t *testing.T, ctx context.Context, cfg *config, s store, p
 			invocation = inv
 		}
 		if !strings.HasPrefix(inv, prefix) || inv != invocation || p != f[0] {
-			t.Errorf("ctl status: partition %s owned by %q; want %s…/%s, one invocation for all:\n%s", f[0], f[1], prefix, f[0], out.String())
+			t.Errorf("ctl status: partition %s owned by %q; want %s…/%s, one invocation for all:\n%s", f[0], f[1], prefix, f[0], out)
 		}
 	}
-	if n := strings.Count(out.String(), invocation+"/"); n != len(ps) {
-		t.Errorf("ctl status shows %d partitions owned by %s, want %d:\n%s", n, invocation, len(ps), out.String())
+	if n := strings.Count(out, invocation+"/"); n != len(ps) {
+		t.Errorf("ctl status shows %d partitions owned by %s, want %d:\n%s", n, invocation, len(ps), out)
 	}
 }

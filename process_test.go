@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,98 +20,56 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func processConfig(t testing.TB, brokers []string, topic string) *config {
-	c := testConfig(t, brokers, topic)
-	c.Mode = "process"
-	return c
+// newProcessRig is a rig whose config runs process mode.
+func newProcessRig(t testing.TB, s store, partitions int32) *rig {
+	r := newRig(t, s, partitions)
+	r.cfg.Mode = "process"
+	return r
 }
 
 func TestProcess_sigterm_releases(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			s, cluster, rec := b.open(t), newCluster(t, 3, "src"), newRecorder(nil)
-			cfg := processConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			produced, err := produce(pctx, cfg.Brokers, "src", 3, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, _ := testDeps(t, s, rec)
-			sctx, stopSignals := signalContext()
-			defer stopSignals()
-			done := make(chan error, 1)
-			go func() { done <- runProcess(sctx, cfg, d) }()
-			waitFor(t, "every partition to be read", 5*time.Second, func() bool {
-				w := rec.writesPer()
-				return len(w) == 3 && w[0] > 100 && w[1] > 100 && w[2] > 100
-			})
-			stopProducing()
-			total := produced()
-			waitFor(t, "the process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
-			if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("process after SIGTERM: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("process did not end within 10s of SIGTERM")
-			}
-			for p := range int32(3) {
-				l, err := s.load(ctx, leaseKey(cfg.Group, "src", p))
-				if err != nil || l.State != stateReleased || l.Offset != total[p] {
-					t.Errorf("partition %d after SIGTERM: %+v, %v; want released at offset %d", p, l, err, total[p])
-				}
-			}
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 3)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 3, 0)
+		d, _ := testDeps(t, r.s, r.rec)
+		sctx, stopSignals := signalContext()
+		defer stopSignals()
+		done := runningProcess(sctx, r.cfg, d)
+		waitFor(t, "every partition to be read", 5*time.Second, func() bool {
+			w := r.rec.writesPer()
+			return len(w) == 3 && w[0] > 100 && w[1] > 100 && w[2] > 100
 		})
-	}
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitDone(t, "process after SIGTERM", done, 10*time.Second)
+		for p := range int32(3) {
+			l, err := r.s.load(r.ctx, leaseKey(r.cfg.Group, "src", p))
+			if err != nil || l.State != stateReleased || l.Offset != total[p] {
+				t.Errorf("partition %d after SIGTERM: %+v, %v; want released at offset %d", p, l, err, total[p])
+			}
+		}
+	})
 }
 
 func TestProcess_rolling_takeover(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s, cluster, rec := b.open(t), newCluster(t, 4, "src"), newRecorder(nil)
-			cfg := processConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			produced, err := produce(pctx, cfg.Brokers, "src", 4, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d1, _ := testDeps(t, s, rec)
-			old := make(chan error, 1)
-			go func() { old <- runProcess(ctx, cfg, d1) }()
-			waitFor(t, "the old process to read every partition", 5*time.Second, func() bool { return len(rec.writesPer()) == 4 })
-			time.Sleep(2 * time.Millisecond) // a later start is a newer tick
-			d2, _ := testDeps(t, s, rec)
-			nctx, stopNew := context.WithCancel(ctx)
-			fresh := make(chan error, 1)
-			go func() { fresh <- runProcess(nctx, cfg, d2) }()
-			select {
-			case err := <-old:
-				if err != nil {
-					t.Fatalf("old process: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("old process did not hand every partition over within 10s")
-			}
-			stopProducing()
-			total := produced()
-			waitFor(t, "the new process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
-			stopNew()
-			if err := <-fresh; err != nil {
-				t.Fatal(err)
-			}
-			tl := rec.tally(total)
-			if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 || tl.Handoffs != 4 {
-				t.Fatalf("sink: %+v; want every record once, in order, and one handoff a partition", tl)
-			}
-		})
-	}
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 4)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 4, 0)
+		d1, _ := testDeps(t, r.s, r.rec)
+		old := runningProcess(r.ctx, r.cfg, d1)
+		waitFor(t, "the old process to read every partition", 5*time.Second, func() bool { return len(r.rec.writesPer()) == 4 })
+		time.Sleep(2 * time.Millisecond) // a later start is a newer tick
+		d2, _ := testDeps(t, r.s, r.rec)
+		nctx, stopNew := context.WithCancel(r.ctx)
+		fresh := runningProcess(nctx, r.cfg, d2)
+		waitDone(t, "old process, handing every partition over,", old, 10*time.Second)
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stopNew()
+		waitDone(t, "new process", fresh, 10*time.Second)
+		wantTally(t, r.rec.tally(total), 0, 4)
+	})
 }
 
 // writesPer counts the writes of each partition.
@@ -128,26 +85,20 @@ func (r *recorder) writesPer() map[int32]int {
 
 func TestProcess_metrics_endpoint(t *testing.T) {
 	t.Parallel()
-	s, cluster, rec := newMemStore(), newCluster(t, 2, "src"), newRecorder(nil)
-	cfg := processConfig(t, cluster.ListenAddrs(), "src")
+	r := newProcessRig(t, newMemStore(), 2)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MetricsAddr = ln.Addr().String()
+	r.cfg.MetricsAddr = ln.Addr().String()
 	ln.Close()
-	ctx, stop := context.WithCancel(ctxT(t))
-	pctx, stopProducing := context.WithCancel(ctx)
-	defer stopProducing()
-	if _, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := testDeps(t, s, rec)
-	done := make(chan error, 1)
-	go func() { done <- runProcess(ctx, cfg, d) }()
+	flowing(t, r.ctx, r.cfg, 2, 0)
+	d, _ := testDeps(t, r.s, r.rec)
+	ctx, stop := context.WithCancel(r.ctx)
+	done := runningProcess(ctx, r.cfg, d)
 	var body string
 	waitFor(t, "/metrics to count records of both partitions", 5*time.Second, func() bool {
-		resp, err := http.Get("http://" + cfg.MetricsAddr + "/metrics")
+		resp, err := http.Get("http://" + r.cfg.MetricsAddr + "/metrics")
 		if err != nil {
 			return false
 		}
@@ -168,10 +119,8 @@ func TestProcess_metrics_endpoint(t *testing.T) {
 		}
 	}
 	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if _, err := http.Get("http://" + cfg.MetricsAddr + "/metrics"); err == nil {
+	waitDone(t, "process", done, 10*time.Second)
+	if _, err := http.Get("http://" + r.cfg.MetricsAddr + "/metrics"); err == nil {
 		t.Fatal("/metrics still served after the process ended")
 	}
 }
@@ -183,40 +132,25 @@ func TestProcess_metrics_endpoint(t *testing.T) {
 // without a restart.
 func TestProcess_failed_partition_starts_again(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := processConfig(t, cluster.ListenAddrs(), "src")
-	var rs []*kgo.Record
-	for i := range 10 {
-		rs = append(rs, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)})
-	}
-	mustProduce(t, cfg.Brokers, rs...)
-	d, _ := testDeps(t, newMemStore(), rec)
+	r := newProcessRig(t, newMemStore(), 1)
+	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+	d, _ := testDeps(t, r.s, r.rec)
 	var fixed atomic.Bool
-	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
-		if r.Offset == 3 && !fixed.Load() {
+	d.action = func(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		if rec.Offset == 3 && !fixed.Load() {
 			return nil, errors.New("cannot handle record 3")
 		}
-		return append(out, r), nil
+		return append(out, rec), nil
 	}
-	ctx, stop := context.WithCancel(ctxT(t))
+	ctx, stop := context.WithCancel(r.ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- runProcess(ctx, cfg, d) }()
-	key := leaseKey(cfg.Group, "src", 0)
-	waitFor(t, "the run to fail at record 3", 5*time.Second, func() bool {
-		l, err := d.store.load(ctx, key)
-		return err == nil && l.State == stateReleased && l.Offset == 3
-	})
+	done := runningProcess(ctx, r.cfg, d)
+	r.waitLease(t, "the run to fail at record 3", func(l lease) bool { return l.State == stateReleased && l.Offset == 3 })
 	fixed.Store(true)
-	waitFor(t, "a new run to read past record 3", 5*time.Second, func() bool {
-		l, err := d.store.load(ctx, key)
-		return err == nil && l.Offset == 10
-	})
+	r.waitLease(t, "a new run to read past record 3", func(l lease) bool { return l.Offset == 10 })
 	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("process: %v; want nil after the partition was started again and shut down", err)
-	}
-	if got := sinkOffsets(rec, 0); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+	waitDone(t, "process, after the partition was started again and shut down,", done, 10*time.Second)
+	if got := sinkOffsets(r.rec, 0); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
 		t.Fatalf("sink offsets %v; want 0..9 once each", got)
 	}
 }
@@ -227,53 +161,25 @@ func TestProcess_failed_partition_starts_again(t *testing.T) {
 // so it leaves the partition to it instead of taking it back.
 func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src")
-	cfg := processConfig(t, cluster.ListenAddrs(), "src")
-	var rs []*kgo.Record
-	for i := range 10 {
-		rs = append(rs, &kgo.Record{Topic: "src", Value: fmt.Appendf(nil, "%d", i)})
-	}
-	mustProduce(t, cfg.Brokers, rs...)
-	s := newMemStore()
-	dA, _ := testDeps(t, s, nil)
-	dA.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
-		if r.Offset == 3 {
-			return nil, errors.New("cannot handle record 3")
-		}
-		return append(out, r), nil
-	}
-	dB, _ := testDeps(t, s, nil)
-	ctx, stop := context.WithCancel(ctxT(t))
+	r := newProcessRig(t, newMemStore(), 1)
+	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+	dA, _ := testDeps(t, r.s, nil)
+	dA.action = failOn("3", errBadValue)
+	dB, _ := testDeps(t, r.s, nil)
+	ctx, stop := context.WithCancel(r.ctx)
 	defer stop()
-	doneA, doneB := make(chan error, 1), make(chan error, 1)
-	go func() { doneA <- runProcess(ctx, cfg, dA) }()
-	key := leaseKey(cfg.Group, "src", 0)
-	waitFor(t, "A's run to fail at record 3", 5*time.Second, func() bool {
-		l, err := s.load(ctx, key)
-		return err == nil && l.State == stateReleased && l.Offset == 3
-	})
+	doneA := runningProcess(ctx, r.cfg, dA)
+	r.waitLease(t, "A's run to fail at record 3", func(l lease) bool { return l.State == stateReleased && l.Offset == 3 })
 	time.Sleep(10 * time.Millisecond) // B's tick is later than A's
-	go func() { doneB <- runProcess(ctx, cfg, dB) }()
-	waitFor(t, "B to read past record 3", 5*time.Second, func() bool {
-		l, err := s.load(ctx, key)
-		return err == nil && l.Offset == 10
-	})
-	select {
-	case err := <-doneA:
-		if err != nil {
-			t.Fatalf("A: %v; want nil once it left the partition to B", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("A did not end within 5 s of B taking its partition")
-	}
-	l, err := s.load(ctx, key)
+	doneB := runningProcess(ctx, r.cfg, dB)
+	r.waitLease(t, "B to read past record 3", func(l lease) bool { return l.Offset == 10 })
+	waitDone(t, "A, once it left the partition to B,", doneA, 5*time.Second)
+	l, err := r.s.load(ctx, r.key)
 	if err != nil || l.State != stateRunning || !strings.HasPrefix(l.Owner, "process") || strings.Contains(l.Owner, "#") {
 		t.Fatalf("lease %+v, %v; want B's first run still owning it", l, err)
 	}
 	stop()
-	if err := <-doneB; err != nil {
-		t.Fatalf("B: %v", err)
-	}
+	waitDone(t, "B", doneB, 10*time.Second)
 }
 
 // TestProcess_record_lost_keeps_reading: the lease record of a partition
@@ -282,55 +188,37 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 // leaving the partition unowned and exiting once none is left, the process
 // starts it again, from the offset committed to the Kafka group.
 func TestProcess_record_lost_keeps_reading(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			s, lose := losable(t, b)
-			cluster, rec := newCluster(t, 2, "src"), newRecorder(nil)
-			cfg := processConfig(t, cluster.ListenAddrs(), "src")
-			ctx := ctxT(t)
-			pctx, stopProducing := context.WithCancel(ctx)
-			defer stopProducing()
-			produced, err := produce(pctx, cfg.Brokers, "src", 2, time.Millisecond)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, _ := testDeps(t, s, rec)
-			runCtx, stop := context.WithCancel(ctx)
-			defer stop()
-			done := make(chan error, 1)
-			go func() { done <- runProcess(runCtx, cfg, d) }()
-			key := leaseKey(cfg.Group, "src", 0)
-			var before [2]int64 // FLUSHDB loses both partitions' records
-			waitFor(t, "both partitions to commit past offset 300", 10*time.Second, func() bool {
-				for p := range int32(2) {
-					l, err := s.load(ctx, leaseKey(cfg.Group, "src", p))
-					if before[p] = l.Offset; err != nil || l.Offset <= 300 {
-						return false
-					}
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, lose := losable(t, b)
+		r := newProcessRig(t, s, 2)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 2, 0)
+		d, _ := testDeps(t, s, r.rec)
+		runCtx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		done := runningProcess(runCtx, r.cfg, d)
+		var before [2]int64 // FLUSHDB loses both partitions' records
+		waitFor(t, "both partitions to commit past offset 300", 10*time.Second, func() bool {
+			for p := range int32(2) {
+				l, err := s.load(r.ctx, leaseKey(r.cfg.Group, "src", p))
+				if before[p] = l.Offset; err != nil || l.Offset <= 300 {
+					return false
 				}
-				return true
-			})
-			lose(key)
-			waitFor(t, "the process to own partition 0 again and read on", 15*time.Second, func() bool {
-				l, err := s.load(ctx, key)
-				return err == nil && strings.HasSuffix(l.Owner, "/0#1") && l.Offset > before[0]
-			})
-			select {
-			case err := <-done:
-				t.Fatalf("process ended after a lease record was lost: %v", err)
-			default:
 			}
-			stopProducing()
-			total := produced()
-			waitFor(t, "the process to catch up", 10*time.Second, func() bool { return rec.tally(total).Lost == 0 })
-			stop()
-			if err := <-done; err != nil {
-				t.Fatalf("process: %v", err)
-			}
-			if tl := rec.tally(total); tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated >= int(before[0]+before[1]) {
-				t.Fatalf("sink: %+v; want nothing lost, and fewer read again than the %v committed before the loss", tl, before)
-			}
+			return true
 		})
-	}
+		lose(r.key)
+		r.waitLease(t, "the process to own partition 0 again and read on", func(l lease) bool {
+			return strings.HasSuffix(l.Owner, "/0#1") && l.Offset > before[0]
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("process ended after a lease record was lost: %v", err)
+		default:
+		}
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stop()
+		waitDone(t, "process", done, 10*time.Second)
+		// Fewer read again than the records committed before the loss.
+		wantTally(t, r.rec.tally(total), int(before[0]+before[1])-1, -1)
+	})
 }

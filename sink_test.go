@@ -53,17 +53,11 @@ func TestSink_parse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			scheme, topic, err := parseSink(tt.in)
-			if got, want := err != nil, tt.wantErr; got != want {
-				t.Fatalf("parseSink(%q) error %v, want error: %v", tt.in, err, want)
+			if (err != nil) != tt.wantErr || scheme != tt.scheme || topic != tt.topic {
+				t.Fatalf("parseSink(%q) = %q, %q, %v; want %q, %q, an error: %v", tt.in, scheme, topic, err, tt.scheme, tt.topic, tt.wantErr)
 			}
 			if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
 				t.Errorf("error %q does not show the value", err)
-			}
-			if got, want := scheme, tt.scheme; got != want {
-				t.Errorf("parseSink(%q) scheme %q, want %q", tt.in, got, want)
-			}
-			if got, want := topic, tt.topic; got != want {
-				t.Errorf("parseSink(%q) topic %q, want %q", tt.in, got, want)
 			}
 		})
 	}
@@ -111,7 +105,6 @@ func stdoutLines(t *testing.T, out []byte) []stdoutLine {
 
 func TestSink_stdout_json_lines(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
 	at := time.UnixMilli(1767366240123)
 	binary := []byte{0xff, 0x00, 0xfe, 'x'}
 	tests := []struct {
@@ -132,15 +125,11 @@ func TestSink_stdout_json_lines(t *testing.T) {
 			stdoutLine{Topic: "src", Partition: 1, Offset: 9, Timestamp: at.UnixMilli(), Key: new(""), Value: new("")}},
 	}
 	var buf bytes.Buffer
-	s := newStdoutSink(&buf)
+	var rs []*kgo.Record
 	for _, tt := range tests {
-		if err := s.write(ctx, tt.rec); err != nil {
-			t.Fatal(err)
-		}
+		rs = append(rs, tt.rec)
 	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, newStdoutSink(&buf), rs...)
 	if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
 		t.Errorf("output does not end in a newline: %q", buf.String())
 	}
@@ -248,17 +237,25 @@ func showLine(l stdoutLine) string {
 	return string(b)
 }
 
+// writeFlush writes rs to s, then flushes it.
+func writeFlush(t *testing.T, s sink, rs ...*kgo.Record) {
+	t.Helper()
+	for _, r := range rs {
+		if err := s.write(ctxT(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.flush(ctxT(t), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSink_stdout_abort_drops_unflushed(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t)
 	var buf bytes.Buffer
 	s := newStdoutSink(&buf)
-	if err := s.write(ctx, &kgo.Record{Topic: "src", Value: []byte("kept")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, s, &kgo.Record{Topic: "src", Value: []byte("kept")})
 	if err := s.write(ctx, &kgo.Record{Topic: "src", Offset: 1, Value: []byte("dropped")}); err != nil {
 		t.Fatal(err)
 	}
@@ -272,16 +269,9 @@ func TestSink_stdout_abort_drops_unflushed(t *testing.T) {
 
 func TestSink_stdout_binary_key_kept(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
 	key := []byte{0xff, 0x01}
 	var buf bytes.Buffer
-	s := newStdoutSink(&buf)
-	if err := s.write(ctx, &kgo.Record{Topic: "src", Key: key, Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, newStdoutSink(&buf), &kgo.Record{Topic: "src", Key: key, Value: []byte("v")})
 	var line struct {
 		Key    *string `json:"key"`
 		KeyB64 []byte  `json:"key_b64"`
@@ -368,13 +358,18 @@ func waitCommitted(t *testing.T, cfg *config, d *deps, topic string, partition i
 	})
 }
 
+// on is a copy of the writes to partition p's sink, in order.
+func (r *recorder) on(p int32) []write {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.writes[p])
+}
+
 // sinkOffsets is the offsets of partition's records that reached the sink,
 // in order.
 func sinkOffsets(r *recorder, partition int32) []int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var offs []int64
-	for _, w := range r.writes[partition] {
+	for _, w := range r.on(partition) {
 		offs = append(offs, w.Offset)
 	}
 	return offs
@@ -391,11 +386,9 @@ func headerMap(r *kgo.Record) map[string]string {
 
 func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 3, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg := newRig(t, nil, 3, "out").cfg
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
-
 	var sent []*kgo.Record
 	for i := range 5 {
 		r := &kgo.Record{Topic: "src", Partition: 2, Value: fmt.Appendf(nil, "v%d", i),
@@ -406,16 +399,8 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 		sent = append(sent, r)
 	}
 	mustProduce(t, cfg.Brokers, sent...)
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 2, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 2, int64(len(sent)))
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 2, int64(len(sent)))
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	if got, want := out.Written, len(sent); got != want {
 		t.Errorf("outcome says %d written, want %d", got, want)
 	}
@@ -426,21 +411,26 @@ func TestSink_kafka_keeps_keys_headers_and_partition(t *testing.T) {
 	}
 	for i, r := range got {
 		w := sent[i]
-		if r.Partition != 2 {
-			t.Errorf("record %d on partition %d, want 2", i, r.Partition)
-		}
-		if (r.Key == nil) != (w.Key == nil) || !bytes.Equal(r.Key, w.Key) {
-			t.Errorf("record %d key %q, want %q", i, r.Key, w.Key)
-		}
-		if !bytes.Equal(r.Value, w.Value) {
-			t.Errorf("record %d value %q, want %q (order kept?)", i, r.Value, w.Value)
-		}
-		if !slices.EqualFunc(r.Headers, w.Headers, func(a, b kgo.RecordHeader) bool {
-			return a.Key == b.Key && bytes.Equal(a.Value, b.Value)
-		}) {
-			t.Errorf("record %d headers %v, want %v", i, r.Headers, w.Headers)
+		sameHeaders := slices.EqualFunc(r.Headers, w.Headers, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) })
+		if r.Partition != 2 || (r.Key == nil) != (w.Key == nil) || !bytes.Equal(r.Key, w.Key) || !bytes.Equal(r.Value, w.Value) || !sameHeaders {
+			t.Errorf("record %d: partition %d, key %q, value %q, headers %v; want 2, %q, %q (in order), %v",
+				i, r.Partition, r.Key, r.Value, r.Headers, w.Key, w.Value, w.Headers)
 		}
 	}
+}
+
+// wantDeadLetterHeaders checks that dead letter dl kept its record's trace
+// header, t1, and names its source, src/0 offset 1; it gives dl's headers.
+func wantDeadLetterHeaders(t *testing.T, dl *kgo.Record) map[string]string {
+	t.Helper()
+	h := headerMap(dl)
+	for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
+		"baton.source.partition": "0", "baton.source.offset": "1"} {
+		if got := h[k]; got != want {
+			t.Errorf("dead letter header %s = %q, want %q (headers %v)", k, got, want, h)
+		}
+	}
+	return h
 }
 
 // failOn is an action that fails on one value and keeps the others.
@@ -457,50 +447,32 @@ var errBadValue = errors.New("value is bad")
 
 func TestDLQ_failed_record_goes_to_dlq_with_headers(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src", "dlq"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	r := newRig(t, newMemStore(), 1, "dlq")
+	cfg, rec := r.cfg, r.rec
 	cfg.DLQ = "dlq"
-	d, _ := testDeps(t, newMemStore(), rec)
+	d, _ := testDeps(t, r.s, rec)
 	d.action = failOn("bad", errBadValue)
 	mustProduce(t, cfg.Brokers,
 		&kgo.Record{Topic: "src", Value: []byte("good")},
 		&kgo.Record{Topic: "src", Key: []byte("kb"), Value: []byte("bad"), Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}},
 		&kgo.Record{Topic: "src", Value: []byte("good")})
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 0, 3)
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want the run to go on past the bad record and release at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 0, 3)
+	wantEnd(t, "A, going on past the bad record, at shutdown", out, err, endReleased)
 	if out.Records != 3 || out.Written != 2 || out.DeadLettered != 1 {
 		t.Errorf("outcome %+v; want 3 records, 2 written, 1 dead-lettered", out)
 	}
 	if got, want := sinkOffsets(rec, 0), []int64{0, 2}; !slices.Equal(got, want) {
 		t.Errorf("sink got offsets %v, want %v", got, want)
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(3); got != want || l.State != stateReleased {
-		t.Errorf("lease %+v; want released at offset %d", l, want)
+	if l := mustLoad(t, d.store, r.key); l.Offset != 3 || l.State != stateReleased {
+		t.Errorf("lease %+v; want released at offset 3", l)
 	}
 
 	dl := consumeN(t, cfg.Brokers, "dlq", 1)[0]
-	if got, want := string(dl.Value), "bad"; got != want {
-		t.Errorf("dead letter value %q, want %q", got, want)
+	if string(dl.Value) != "bad" || string(dl.Key) != "kb" {
+		t.Errorf("dead letter value %q, key %q; want bad, kb", dl.Value, dl.Key)
 	}
-	if got, want := string(dl.Key), "kb"; got != want {
-		t.Errorf("dead letter key %q, want %q", got, want)
-	}
-	h := headerMap(dl)
-	for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
-		"baton.source.partition": "0", "baton.source.offset": "1"} {
-		if got := h[k]; got != want {
-			t.Errorf("dead letter header %s = %q, want %q (headers %v)", k, got, want, h)
-		}
-	}
+	h := wantDeadLetterHeaders(t, dl)
 	if got := h["baton.error"]; !strings.Contains(got, errBadValue.Error()) {
 		t.Errorf("dead letter header baton.error = %q, want it to hold %q", got, errBadValue)
 	}
@@ -540,33 +512,24 @@ func TestDLQ_without_dlq_stops_and_keeps_offset(t *testing.T) {
 
 func TestAction_match_filters(t *testing.T) {
 	t.Parallel()
-	cluster, rec := newCluster(t, 1, "src"), newRecorder(nil)
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	r := newRig(t, newMemStore(), 1)
+	cfg, rec := r.cfg, r.rec
 	cfg.Match = regexp.MustCompile(`^keep`)
-	d, _ := testDeps(t, newMemStore(), rec)
+	d, _ := testDeps(t, r.s, rec)
 	var rs []*kgo.Record
 	for _, v := range []string{"keep-0", "drop-1", "keep-2", "drop-3", "drop-4 keep"} {
 		rs = append(rs, &kgo.Record{Topic: "src", Value: []byte(v)})
 	}
 	mustProduce(t, cfg.Brokers, rs...)
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 0, int64(len(rs)))
-	cancel()
-	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 0, int64(len(rs)))
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	if got, want := sinkOffsets(rec, 0), []int64{0, 2}; !slices.Equal(got, want) {
 		t.Errorf("sink got offsets %v, want %v", got, want)
 	}
 	if out.Records != len(rs) || out.Written != 2 {
 		t.Errorf("outcome %+v; want %d records read, 2 written", out, len(rs))
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(len(rs)); got != want || l.State != stateReleased {
+	if l, want := mustLoad(t, d.store, r.key), int64(len(rs)); l.Offset != want || l.State != stateReleased {
 		t.Errorf("lease %+v; want released at offset %d, past the records filtered out", l, want)
 	}
 }
@@ -576,12 +539,9 @@ func TestAction_match_filters(t *testing.T) {
 // context is cancelled is delivered, and the lease released past it.
 func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+	r, d, _ := newKafkaSinkRig(t, newMemStore(), 1)
+	cfg, cluster := r.cfg, r.cluster
 	cfg.KafkaOpts = []kgo.Opt{kgo.MetadataMinAge(10 * time.Millisecond)} // retry at once
-	d, _ := testDeps(t, newMemStore(), nil)
-	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Value: []byte("v0")})
 
 	// The sink's first produce request is held until the run is told to
 	// shut down, and then answered with a retriable error.
@@ -593,9 +553,7 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 		return refuseProduce(req.(*kmsg.ProduceRequest), kerr.NotLeaderForPartition.Code), nil, true
 	})
 
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
+	cancel, wait := r.start(d, 1000, "A")
 	select {
 	case <-arrived:
 	case <-time.After(3 * time.Second):
@@ -604,15 +562,12 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 	cancel()
 	close(shutDown)
 	out, err := wait()
-	if err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
+	wantEnd(t, "A at shutdown", out, err, endReleased)
+	if l := mustLoad(t, d.store, r.key); l.Offset != 1 {
+		t.Errorf("lease offset %d, want 1", l.Offset)
 	}
-	l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-	if got, want := l.Offset, int64(1); got != want {
-		t.Errorf("lease offset %d, want %d", got, want)
-	}
-	if got := consumeN(t, cfg.Brokers, "out", 1); string(got[0].Value) != "v0" {
-		t.Errorf("sink topic holds %q, want v0", got[0].Value)
+	if got := consumeN(t, cfg.Brokers, "out", 1); string(got[0].Value) != "0" {
+		t.Errorf("sink topic holds %q, want 0", got[0].Value)
 	}
 }
 
@@ -620,23 +575,15 @@ func TestSink_kafka_shutdown_keeps_records_in_flight(t *testing.T) {
 // (rather than passes on) go to the sink partition of their source too.
 func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 3, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg := newRig(t, nil, 3, "out").cfg
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
 	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		return append(out, &kgo.Record{Key: r.Key, Value: bytes.ToUpper(r.Value)}), nil
 	}
 	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("v")})
-
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 2, Tick: 1000, Owner: "A"}, time.Minute)
-	waitCommitted(t, cfg, d, "src", 2, 1)
-	cancel()
-	if out, err := wait(); err != nil || out.End != endReleased {
-		t.Fatalf("%+v, %v; want released at shutdown", out, err)
-	}
+	out, err := runTo(t, cfg, d, 2, 1)
+	wantEnd(t, "A at shutdown", out, err, endReleased)
 	r := consumeN(t, cfg.Brokers, "out", 1)[0]
 	if got, want := r.Partition, int32(2); got != want || string(r.Value) != "V" {
 		t.Errorf("new record %q on sink partition %d, want \"V\" on %d", r.Value, got, want)
@@ -649,27 +596,11 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 // records since that commit may reach the sink twice (at-least-once).
 func TestSink_kafka_failure_reads_again(t *testing.T) {
 	t.Parallel()
-	cluster := newCluster(t, 1, "src", "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-	var sinkProduces, refused atomic.Int64
-	out := cluster.TopicInfo("out")
-	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		toOut := len(pr.Topics) > 0 && (pr.Topics[0].Topic == "out" || pr.Topics[0].TopicID == out.TopicID)
-		if !toOut || sinkProduces.Add(1) != 3 {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return refuseProduce(pr, kerr.InvalidRecord.Code), nil, true
-	})
-	ctx := ctxT(t)
-	produced, err := produce(within(t, ctx, 1500*time.Millisecond), cfg.Brokers, "src", 1, time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := testDeps(t, newMemStore(), nil)
+	r, d, _ := newKafkaSinkRig(t, newMemStore(), 0)
+	cfg, ctx := r.cfg, r.ctx
+	var sinkProduces atomic.Int64
+	refused := refuseOut(r.cluster, func(*kmsg.ProduceRequest) bool { return sinkProduces.Add(1) == 3 }, kerr.InvalidRecord.Code)
+	produced, _ := flowing(t, ctx, cfg, 1, 1500*time.Millisecond)
 	var emf bytes.Buffer
 	d.emf = &emf
 	a, err := runInvocation(within(t, ctx, 3*time.Second), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"})

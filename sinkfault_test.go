@@ -192,52 +192,44 @@ func values(rs []*kgo.Record) []string {
 }
 
 func TestSink_stdout_write_error_loses_nothing(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			cluster := newCluster(t, 1, "src")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			cfg.SinkScheme = "stdout"
-			// The first write stops mid-line on a full disk; the next, which
-			// would finish that line, fails outright; then the disk recovers.
-			w := &flakyWriter{fail: map[int]error{1: syscall.ENOSPC, 2: syscall.EIO}}
-			s := newWatchedStore(b.open(t), w.writtenBefore)
-			d, _ := testDeps(t, s, nil)
-			d.stdout = w
-			log := captureLog(t, d)
-			mustProduce(t, cfg.Brokers, numbered(0, 30)...)
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		cfg := r.cfg
+		cfg.SinkScheme = "stdout"
+		// The first write stops mid-line on a full disk; the next, which
+		// would finish that line, fails outright; then the disk recovers.
+		w := &flakyWriter{fail: map[int]error{1: syscall.ENOSPC, 2: syscall.EIO}}
+		s := newWatchedStore(r.s, w.writtenBefore)
+		d, _ := testDeps(t, s, nil)
+		d.stdout = w
+		log := captureLog(t, d)
+		mustProduce(t, cfg.Brokers, numbered(0, 30)...)
 
-			ctx, cancel := context.WithCancel(ctxT(t))
-			defer cancel()
-			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-			waitFor(t, "the writes to fail and then succeed", 5*time.Second, func() bool { return w.calls() >= 4 })
-			mustProduce(t, cfg.Brokers, numbered(30, 30)...)
-			waitCommitted(t, cfg, d, "src", 0, 60)
-			cancel()
-			out, err := wait()
-			if err != nil || out.End != endReleased {
-				t.Fatalf("%+v, %v; want released at shutdown", out, err)
-			}
-			if got, want := out.Rewinds, 2; got != want {
-				t.Errorf("%d rewinds, want %d (one a failed write)", got, want)
-			}
-			if v := s.violations(); len(v) > 0 {
-				t.Errorf("the lease passed records not on the output: %v", v)
-			}
-			var got []string
-			for _, l := range stdoutLines(t, w.bytes()) { // every line whole
-				got = append(got, *l.Value)
-			}
-			want := values(numbered(0, 60))
-			wantInOrder(t, "stdout", got, want)
-			if got, want := log.count("sink failed; reading again"), 2; got != want {
-				t.Errorf("%d rewind lines, want %d", got, want)
-			}
-			if n := log.count("level=ERROR"); n != 0 {
-				t.Errorf("%d ERROR lines, want none: %v", n, log.lines("level=ERROR"))
-			}
-		})
-	}
+		cancel, wait := r.start(d, 1000, "A")
+		waitFor(t, "the writes to fail and then succeed", 5*time.Second, func() bool { return w.calls() >= 4 })
+		mustProduce(t, cfg.Brokers, numbered(30, 30)...)
+		waitCommitted(t, cfg, d, "src", 0, 60)
+		cancel()
+		out, err := wait()
+		wantEnd(t, "A at shutdown", out, err, endReleased)
+		if got, want := out.Rewinds, 2; got != want {
+			t.Errorf("%d rewinds, want %d (one a failed write)", got, want)
+		}
+		if v := s.violations(); len(v) > 0 {
+			t.Errorf("the lease passed records not on the output: %v", v)
+		}
+		var got []string
+		for _, l := range stdoutLines(t, w.bytes()) { // every line whole
+			got = append(got, *l.Value)
+		}
+		wantInOrder(t, "stdout", got, values(numbered(0, 60)))
+		if got, want := log.count("sink failed; reading again"), 2; got != want {
+			t.Errorf("%d rewind lines, want %d", got, want)
+		}
+		if n := log.count("level=ERROR"); n != 0 {
+			t.Errorf("%d ERROR lines, want none: %v", n, log.lines("level=ERROR"))
+		}
+	})
 }
 
 // TestSink_stdout_cut_line_finished_first: a write cut short mid-line is
@@ -259,19 +251,9 @@ func TestSink_stdout_cut_line_finished_first(t *testing.T) {
 	if err := p0.write(ctx, &kgo.Record{Topic: "src", Offset: 3, Value: []byte("p0")}); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write after a failed flush: %v; want the failure until abort", err)
 	}
-	if err := p1.write(ctx, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p1.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, p1, &kgo.Record{Topic: "src", Partition: 1, Value: []byte("p1")})
 	p0.abort(ctx)
-	if err := p0.write(ctx, &kgo.Record{Topic: "src", Value: []byte("p0")}); err != nil {
-		t.Fatalf("write after abort: %v", err)
-	}
-	if err := p0.flush(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	writeFlush(t, p0, &kgo.Record{Topic: "src", Value: []byte("p0")}) // after abort
 	var got []string
 	for _, l := range stdoutLines(t, w.bytes()) {
 		got = append(got, fmt.Sprintf("%d/%d", l.Partition, l.Offset))
@@ -280,6 +262,18 @@ func TestSink_stdout_cut_line_finished_first(t *testing.T) {
 	if want := []string{"0/0", "0/1", "1/0", "0/0"}; !slices.Equal(got, want) {
 		t.Errorf("lines %v, want %v", got, want)
 	}
+}
+
+// newKafkaSinkRig is a rig whose sink is topic out, with the other topics,
+// and n numbered records on src/0; d runs on its store, its log captured.
+func newKafkaSinkRig(t *testing.T, s store, n int, topics ...string) (*rig, *deps, *logBuffer) {
+	r := newRig(t, s, 1, append([]string{"out"}, topics...)...)
+	r.cfg.SinkScheme, r.cfg.SinkTopic = "kafka", "out"
+	d, _ := testDeps(t, r.s, nil)
+	if n > 0 {
+		mustProduce(t, r.cfg.Brokers, numbered(0, n)...)
+	}
+	return r, d, captureLog(t, d)
 }
 
 // refuseOut makes the broker answer produce requests to topic out with
@@ -305,86 +299,67 @@ func refuseOut(cluster *kfake.Cluster, refuse func(*kmsg.ProduceRequest) bool, c
 // commit's flush. The owner reads again from its last commit, writes the
 // records again and goes on committing and renewing, in the same run.
 func TestSink_refused_produce_on_idle_partition_recovers(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			cluster := newCluster(t, 1, "src", "out")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-			var once atomic.Bool
-			refused := refuseOut(cluster, func(*kmsg.ProduceRequest) bool { return once.CompareAndSwap(false, true) },
-				kerr.PolicyViolation.Code)
-			d, _ := testDeps(t, b.open(t), nil)
-			log := captureLog(t, d)
-			mustProduce(t, cfg.Brokers, numbered(0, 5)...)
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r, d, log := newKafkaSinkRig(t, b.open(t), 5)
+		cfg := r.cfg
+		var once atomic.Bool
+		refused := refuseOut(r.cluster, func(*kmsg.ProduceRequest) bool { return once.CompareAndSwap(false, true) },
+			kerr.PolicyViolation.Code)
 
-			ctx, cancel := context.WithCancel(ctxT(t))
-			defer cancel()
-			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-			waitCommitted(t, cfg, d, "src", 0, 5)
-			key := leaseKey(cfg.Group, "src", 0)
-			before := mustLoad(t, d.store, key)
-			lines := len(log.lines(""))
-			time.Sleep(5 * cfg.CommitEvery)
-			after := mustLoad(t, d.store, key)
-			if after.Owner != "A" || after.State != stateRunning || after.ExpiresAt <= before.ExpiresAt {
-				t.Errorf("lease %+v then %+v; want A's, running and renewed", before, after)
-			}
-			if n := len(log.lines("")) - lines; n > 5 {
-				t.Errorf("%d log lines in %v of an idle partition, want a few at most: %v", n, 5*cfg.CommitEvery, log.lines(""))
-			}
-			cancel()
-			out, err := wait()
-			if err != nil || out.End != endReleased || out.To != 5 {
-				t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
-			}
-			if got, want := refused.Load(), int64(1); got != want || out.Rewinds != 1 {
-				t.Errorf("%d produces refused, %d rewinds; want %d and 1", got, out.Rewinds, want)
-			}
-			wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 5)), values(numbered(0, 5)))
-			if n := log.count("will retry"); n != 0 {
-				t.Errorf("%d retry lines, want none: a refused produce is not a lease store failure", n)
-			}
-		})
-	}
+		cancel, wait := r.start(d, 1000, "A")
+		waitCommitted(t, cfg, d, "src", 0, 5)
+		before := mustLoad(t, d.store, r.key)
+		lines := len(log.lines(""))
+		time.Sleep(5 * cfg.CommitEvery)
+		after := mustLoad(t, d.store, r.key)
+		if after.Owner != "A" || after.State != stateRunning || after.ExpiresAt <= before.ExpiresAt {
+			t.Errorf("lease %+v then %+v; want A's, running and renewed", before, after)
+		}
+		if n := len(log.lines("")) - lines; n > 5 {
+			t.Errorf("%d log lines in %v of an idle partition, want a few at most: %v", n, 5*cfg.CommitEvery, log.lines(""))
+		}
+		cancel()
+		out, err := wait()
+		if err != nil || out.End != endReleased || out.To != 5 {
+			t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
+		}
+		if got, want := refused.Load(), int64(1); got != want || out.Rewinds != 1 {
+			t.Errorf("%d produces refused, %d rewinds; want %d and 1", got, out.Rewinds, want)
+		}
+		wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 5)), values(numbered(0, 5)))
+		if n := log.count("will retry"); n != 0 {
+			t.Errorf("%d retry lines, want none: a refused produce is not a lease store failure", n)
+		}
+	})
 }
 
 // TestSink_refused_produce_for_good_releases: a sink that refuses every
 // produce fails the run after maxRewinds rewinds: it releases at its last
 // commit, with one ERROR line saying where and what to do.
 func TestSink_refused_produce_for_good_releases(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			cluster := newCluster(t, 1, "src", "out")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-			var broken atomic.Bool
-			refuseOut(cluster, func(*kmsg.ProduceRequest) bool { return broken.Load() }, kerr.PolicyViolation.Code)
-			d, _ := testDeps(t, b.open(t), nil)
-			log := captureLog(t, d)
-			mustProduce(t, cfg.Brokers, numbered(0, 3)...)
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r, d, log := newKafkaSinkRig(t, b.open(t), 3)
+		cfg := r.cfg
+		var broken atomic.Bool
+		refuseOut(r.cluster, func(*kmsg.ProduceRequest) bool { return broken.Load() }, kerr.PolicyViolation.Code)
 
-			ctx := ctxT(t)
-			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-			waitCommitted(t, cfg, d, "src", 0, 3)
-			broken.Store(true)
-			mustProduce(t, cfg.Brokers, numbered(3, 2)...)
-			out, err := wait()
-			if !errors.Is(err, kerr.PolicyViolation) || out.End != endError || out.To != 3 || out.Rewinds != maxRewinds {
-				t.Fatalf("%+v, %v; want the refusal as the error, %d rewinds, released at offset 3", out, err, maxRewinds)
-			}
-			l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-			if l.Offset != 3 || l.State != stateReleased {
-				t.Errorf("lease %+v; want released at the last commit, offset 3", l)
-			}
-			errs := log.lines("level=ERROR")
-			if len(errs) != 1 || !strings.Contains(errs[0], "partition=0") || !strings.Contains(errs[0], "offset=3") || !strings.Contains(errs[0], "baton ctl seek") {
-				t.Errorf("ERROR lines %q; want one naming partition 0, offset 3 and baton ctl seek", errs)
-			}
-			wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), values(numbered(0, 3)))
-		})
-	}
+		_, wait := r.start(d, 1000, "A")
+		waitCommitted(t, cfg, d, "src", 0, 3)
+		broken.Store(true)
+		mustProduce(t, cfg.Brokers, numbered(3, 2)...)
+		out, err := wait()
+		if !errors.Is(err, kerr.PolicyViolation) || out.End != endError || out.To != 3 || out.Rewinds != maxRewinds {
+			t.Fatalf("%+v, %v; want the refusal as the error, %d rewinds, released at offset 3", out, err, maxRewinds)
+		}
+		if l := mustLoad(t, d.store, r.key); l.Offset != 3 || l.State != stateReleased {
+			t.Errorf("lease %+v; want released at the last commit, offset 3", l)
+		}
+		errs := log.lines("level=ERROR")
+		if len(errs) != 1 || !strings.Contains(errs[0], "partition=0") || !strings.Contains(errs[0], "offset=3") || !strings.Contains(errs[0], "baton ctl seek") {
+			t.Errorf("ERROR lines %q; want one naming partition 0, offset 3 and baton ctl seek", errs)
+		}
+		wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), values(numbered(0, 3)))
+	})
 }
 
 // bigValue is a record value larger than the sink's producer takes in
@@ -401,9 +376,9 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 		for _, b := range backends(t) {
 			t.Run(refuser+"/"+b.name, func(t *testing.T) {
 				t.Parallel()
-				cluster := newCluster(t, 1, "src", "out", "dlq")
-				cfg := testConfig(t, cluster.ListenAddrs(), "src")
-				cfg.SinkScheme, cfg.SinkTopic, cfg.DLQ = "kafka", "out", "dlq"
+				r, d, log := newKafkaSinkRig(t, b.open(t), 0, "dlq")
+				cfg := r.cfg
+				cfg.DLQ = "dlq"
 				limit := 16 << 10
 				if refuser == "producer" {
 					cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(int32(limit))}
@@ -412,22 +387,14 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 					// with whatever else came in it.
 					limit = 1000012
 					cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}
-					refuseOut(cluster, func(pr *kmsg.ProduceRequest) bool {
+					refuseOut(r.cluster, func(pr *kmsg.ProduceRequest) bool {
 						return len(pr.Topics[0].Partitions[0].Records) > len(bigValue)
 					}, kerr.MessageTooLarge.Code)
 				}
-				d, _ := testDeps(t, b.open(t), nil)
-				log := captureLog(t, d)
 				rs := numbered(0, 4)
 				rs[1].Value, rs[1].Headers = bigValue, []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}
 				mustProduce(t, cfg.Brokers, rs...)
-
-				ctx, cancel := context.WithCancel(ctxT(t))
-				defer cancel()
-				wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-				waitCommitted(t, cfg, d, "src", 0, 4)
-				cancel()
-				out, err := wait()
+				out, err := runTo(t, cfg, d, 0, 4)
 				// One rewind, even when the broker refused a batch whole: what
 				// it held is read again one record at a time.
 				if err != nil || out.End != endReleased || out.DeadLettered != 1 || out.Rewinds != 1 {
@@ -436,13 +403,7 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 				wantInOrder(t, "sink topic", values(consumeN(t, cfg.Brokers, "out", 3)), []string{"0", "2", "3"})
 
 				dl := consumeN(t, cfg.Brokers, "dlq", 1)[0]
-				h := headerMap(dl)
-				for k, want := range map[string]string{"trace": "t1", "baton.source.topic": "src",
-					"baton.source.partition": "0", "baton.source.offset": "1"} {
-					if got := h[k]; got != want {
-						t.Errorf("dead letter header %s = %q, want %q", k, got, want)
-					}
-				}
+				h := wantDeadLetterHeaders(t, dl)
 				if got := h["baton.error"]; !strings.Contains(got, "MESSAGE_TOO_LARGE") {
 					t.Errorf("dead letter header baton.error = %q, want it to name MESSAGE_TOO_LARGE", got)
 				}
@@ -468,42 +429,31 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 // sink can never take ends the run at it, as an action's error does: the
 // lease is released there and the error says how to get past it.
 func TestSink_oversized_record_without_dlq_stops(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			cluster := newCluster(t, 1, "src", "out")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-			cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(16 << 10)}
-			d, _ := testDeps(t, b.open(t), nil)
-			log := captureLog(t, d)
-			rs := numbered(0, 3)
-			rs[1].Value = bigValue
-			mustProduce(t, cfg.Brokers, rs...)
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r, d, log := newKafkaSinkRig(t, b.open(t), 0)
+		cfg := r.cfg
+		cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(16 << 10)}
+		rs := numbered(0, 3)
+		rs[1].Value = bigValue
+		mustProduce(t, cfg.Brokers, rs...)
 
-			out, err := invoke(ctxT(t), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)()
-			if !errors.Is(err, kerr.MessageTooLarge) || out.End != endError || out.To != 1 {
-				t.Fatalf("%+v, %v; want the refusal as the error, the run ended at offset 1", out, err)
-			}
-			for _, s := range []string{"src/0 offset 1", "baton ctl seek", "-dlq"} {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not say %q", err, s)
-				}
-			}
-			l := mustLoad(t, d.store, leaseKey(cfg.Group, "src", 0))
-			if l.Offset != 1 || l.State != stateReleased {
-				t.Errorf("lease %+v; want released at the refused record, offset 1", l)
-			}
-			if errs := log.lines("level=ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "offset=1") {
-				t.Errorf("ERROR lines %q; want one, at offset 1", errs)
-			}
-			// Records after the refused one may have been sent before its
-			// refusal came back: the next run writes them again.
-			if got := values(consumeN(t, cfg.Brokers, "out", 1)); got[0] != "0" || slices.Contains(got, string(bigValue)) {
-				t.Errorf("sink topic: %.40q; want 0 first, and never the refused record", got)
-			}
-		})
-	}
+		out, err := invoke(ctxT(t), cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)()
+		if !errors.Is(err, kerr.MessageTooLarge) || out.End != endError || out.To != 1 {
+			t.Fatalf("%+v, %v; want the refusal as the error, the run ended at offset 1", out, err)
+		}
+		wantNamed(t, err, "src/0 offset 1", "baton ctl seek", "-dlq")
+		if l := mustLoad(t, d.store, r.key); l.Offset != 1 || l.State != stateReleased {
+			t.Errorf("lease %+v; want released at the refused record, offset 1", l)
+		}
+		if errs := log.lines("level=ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "offset=1") {
+			t.Errorf("ERROR lines %q; want one, at offset 1", errs)
+		}
+		// Records after the refused one may have been sent before its
+		// refusal came back: the next run writes them again.
+		if got := values(consumeN(t, cfg.Brokers, "out", 1)); got[0] != "0" || slices.Contains(got, string(bigValue)) {
+			t.Errorf("sink topic: %.40q; want 0 first, and never the refused record", got)
+		}
+	})
 }
 
 // TestHandoff_store_down_commit_backs_off: while the lease store fails, the
@@ -511,51 +461,45 @@ func TestSink_oversized_record_without_dlq_stops(t *testing.T) {
 // (even once its lease is too old to write), says so once, and renews at
 // the first commit that succeeds.
 func TestHandoff_store_down_commit_backs_off(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			cluster := newCluster(t, 1, "src")
-			cfg := testConfig(t, cluster.ListenAddrs(), "src")
-			fa := newFaultStore(b.open(t))
-			cs := newCountingStore(fa) // counts commits: the only writes here
-			d, _ := testDeps(t, cs, nil)
-			log := captureLog(t, d)
-			mustProduce(t, cfg.Brokers, numbered(0, 5)...)
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		cfg := r.cfg
+		fa := newFaultStore(r.s)
+		cs := newCountingStore(fa) // counts commits: the only writes here
+		d, _ := testDeps(t, cs, nil)
+		log := captureLog(t, d)
+		mustProduce(t, cfg.Brokers, numbered(0, 5)...)
 
-			ctx, cancel := context.WithCancel(ctxT(t))
-			defer cancel()
-			wait := invoke(ctx, cfg, d, invocation{Topic: "src", Partition: 0, Tick: 1000, Owner: "A"}, time.Minute)
-			waitCommitted(t, cfg, d, "src", 0, 5)
-			// Down for longer than the lease may go unrenewed before writes
-			// pause, and less than the lease.
-			outage := cfg.TTL - cfg.RenewMargin + 200*time.Millisecond
-			fa.down.Store(true)
-			before := cs.writes.Load()
-			time.Sleep(outage)
-			tries := cs.writes.Load() - before
-			fa.down.Store(false)
-			back := time.Now()
-			key := leaseKey(cfg.Group, "src", 0)
-			waitFor(t, "a commit to renew the lease", 2*time.Second, func() bool {
-				l, err := d.store.load(ctx, key)
-				return err == nil && time.UnixMilli(l.ExpiresAt).After(back.Add(cfg.TTL/2))
-			})
-			if max := int64(outage/minBackoff) + 1; tries > max || tries < 2 {
-				t.Errorf("%d commits tried in %v of outage; want 2 to %d", tries, outage, max)
-			}
-			if n := log.count("will retry"); n != 1 {
-				t.Errorf("%d retry lines, want 1: %v", n, log.lines("will retry"))
-			}
-			if log.count("commit succeeded again") != 1 || log.count("sink writes paused") != 1 {
-				t.Errorf("want one line as commits fail, one as writes pause (the outage outlasts the renewal margin), one as commits succeed again: %v", log.lines(""))
-			}
-			if l := mustLoad(t, d.store, key); l.Owner != "A" || l.State != stateRunning {
-				t.Errorf("lease %+v; want A's and running", l)
-			}
-			cancel()
-			if out, err := wait(); err != nil || out.End != endReleased || out.To != 5 {
-				t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
-			}
+		cancel, wait := r.start(d, 1000, "A")
+		waitCommitted(t, cfg, d, "src", 0, 5)
+		// Down for longer than the lease may go unrenewed before writes
+		// pause, and less than the lease.
+		outage := cfg.TTL - cfg.RenewMargin + 200*time.Millisecond
+		fa.down.Store(true)
+		before := cs.writes.Load()
+		time.Sleep(outage)
+		tries := cs.writes.Load() - before
+		fa.down.Store(false)
+		back := time.Now()
+		waitFor(t, "a commit to renew the lease", 2*time.Second, func() bool {
+			l, err := d.store.load(r.ctx, r.key)
+			return err == nil && time.UnixMilli(l.ExpiresAt).After(back.Add(cfg.TTL/2))
 		})
-	}
+		if max := int64(outage/minBackoff) + 1; tries > max || tries < 2 {
+			t.Errorf("%d commits tried in %v of outage; want 2 to %d", tries, outage, max)
+		}
+		if n := log.count("will retry"); n != 1 {
+			t.Errorf("%d retry lines, want 1: %v", n, log.lines("will retry"))
+		}
+		if log.count("commit succeeded again") != 1 || log.count("sink writes paused") != 1 {
+			t.Errorf("want one line as commits fail, one as writes pause (the outage outlasts the renewal margin), one as commits succeed again: %v", log.lines(""))
+		}
+		if l := mustLoad(t, d.store, r.key); l.Owner != "A" || l.State != stateRunning {
+			t.Errorf("lease %+v; want A's and running", l)
+		}
+		cancel()
+		if out, err := wait(); err != nil || out.End != endReleased || out.To != 5 {
+			t.Fatalf("%+v, %v; want released at offset 5 at shutdown", out, err)
+		}
+	})
 }
