@@ -771,10 +771,14 @@ func (b *bench) printGaps(store string, gs []time.Duration) {
 // rankName says which value from the top the nearest-rank p of n is.
 func rankName(n int, p float64) string {
 	from := n - int(math.Ceil(p/100*float64(n))) + 1
-	if from == 1 {
+	suffix := map[int]string{1: "st", 2: "nd", 3: "rd"}[from%10]
+	switch {
+	case from == 1:
 		return "largest"
+	case from%100 >= 11 && from%100 <= 13 || suffix == "":
+		suffix = "th"
 	}
-	return fmt.Sprintf("%d. largest", from)
+	return fmt.Sprintf("%d%s largest", from, suffix)
 }
 
 // handoffNote says how the chains ran.
