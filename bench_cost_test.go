@@ -183,6 +183,6 @@ func (b *bench) cost(t *testing.T, bin string) {
 	}
 	b.note("cost: one function owns k partitions of a topic of k, each getting %d records/s of %d B (discard sink, no cgroup), for %v; its memory is peak RSS (VmHWM) × %.1f rounded up to %d MB, at least %d MB: %s",
 		costRate, costSize, d, memHeadroom, memStep, memMin, strings.Join(rows, "; "))
-	b.note("cost: per partition = (the function's GB-s all month + its invocations, one every %v) / k + the store calls of one partition (its own lease, so they do not change with k): $%.3f at the Lambda default lease (ttl %v, commit %v: %.1f reads %.1f writes a minute, measured); _ttl10s: $%.3f at the process-mode lease (ttl %v, commit %v: the measured owner writes scaled by %v/%v, %.1f writes a minute)",
-		lambdaEvery, storeUSD, lambdaTTL, lambdaCommitEvery, b.reads, b.writes, shortUSD, defaultTTL, defaultCommitEvery, lambdaCommitEvery, defaultCommitEvery, b.processWrites)
+	b.note("cost: per partition = (the function's GB-s all month + its invocations, one every %v) / k + the store calls of one partition (its own lease, so they do not change with k): $%.3f at the Lambda default lease (ttl %v, commit %v: %.1f reads %.1f writes a minute); _ttl10s: $%.3f at the process-mode lease (ttl %v, commit %v: %.1f writes a minute); the store note says which lease was measured and which scaled",
+		lambdaEvery, storeUSD, lambdaTTL, lambdaCommitEvery, b.reads, b.writes, shortUSD, defaultTTL, defaultCommitEvery, b.processWrites)
 }

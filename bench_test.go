@@ -1010,7 +1010,7 @@ func nextCommit(commits chan time.Time) (time.Time, error) {
 	select {
 	case at := <-commits:
 		return at, nil
-	case <-time.After(3 * lambdaCommitEvery):
+	case <-time.After(3 * lambdaCommitEvery): // the longest commit interval measured
 		return time.Time{}, errors.New("no commit within three commit intervals")
 	}
 }
@@ -1020,11 +1020,16 @@ func nextCommit(commits chan time.Time) (time.Time, error) {
 // the deadline, owning inside the near-handoff window, and one handoff; and
 // prints the per-minute averages over a cycle and the month's cost.
 func (b *bench) storeOps(t *testing.T, s store) {
-	far, near := pick(b, lambdaCommitEvery, time.Minute), pick(b, lambdaCommitEvery, 30*time.Second)
+	// -quick measures at process mode's shorter lease, whose commits come
+	// three times as often, and scales the owner's writes like the full
+	// run scales them the other way: a smoke run, not a measurement.
+	ttl := pick(b, defaultTTL, lambdaTTL)
+	every := ttl / commitsPerTTL
+	far, near := pick(b, every, time.Minute), pick(b, every, 30*time.Second)
 	cluster := newCluster(t, 2, "ops")
 	brokers := cluster.ListenAddrs()
 	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic=ops", "-sink=discard",
-		"-group="+strings.ReplaceAll(testKey(t), "/", "."))
+		"-group="+strings.ReplaceAll(testKey(t), "/", "."), "-ttl="+ttl.String())
 	pctx, stopProducing := context.WithCancel(b.ctx)
 	defer stopProducing()
 	rec := newRecorder(nil)
@@ -1081,21 +1086,23 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	// waiting for nobody, then the handoff.
 	nearSpan := (defaultNearHandoff - (lambdaTimeout - lambdaEvery)).Minutes()
 	cycle := lambdaEvery.Minutes()
+	// The owner writes once a commit interval, so its writes owning and
+	// near the deadline scale with the interval; reads (around a handoff
+	// only) and the handoff's calls stay.
+	writesAt := func(commitEvery time.Duration) float64 {
+		scale := float64(every) / float64(commitEvery)
+		return (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
+	}
 	reads := (farR*(cycle-nearSpan) + nearR*nearSpan + hoR) / cycle
-	writes := (farW*(cycle-nearSpan) + nearW*nearSpan + hoW) / cycle
-	b.note("store: measured with Lambda's defaults (ttl %v, commit %v), from a commit to a commit: owning %.1f reads %.1f writes a minute; near the deadline %.1f reads %.1f writes a minute; a handoff %.0f reads %.0f writes (windows of at least %v and %v)",
-		lambdaTTL, lambdaCommitEvery, farR, farW, nearR, nearW, hoR, hoW, far, near)
+	writes := writesAt(lambdaCommitEvery)
+	b.note("store: measured at ttl %v, commit %v%s, from a commit to a commit: owning %.1f reads %.1f writes a minute; near the deadline %.1f reads %.1f writes a minute; a handoff %.0f reads %.0f writes (windows of at least %v and %v)",
+		ttl, every, pick(b, " (-quick; the writes are scaled to Lambda's default lease)", " (Lambda's defaults)"), farR, farW, nearR, nearW, hoR, hoW, far, near)
 	b.note("store: a cycle is a %v function started every %v: %.1f min owning far from the deadline, %.1f min in the near-handoff window, one handoff; process mode is the first part only",
 		lambdaTimeout, lambdaEvery, cycle-nearSpan, nearSpan)
 	b.figure("store_reads_per_min", "%.1f", reads)
 	b.figure("store_writes_per_min", "%.1f", writes)
 
-	// At process mode's shorter lease the owner writes once a commit
-	// interval, so its writes owning and near the deadline scale with the
-	// interval; reads (around a handoff only) and the handoff's calls stay.
-	scale := float64(lambdaCommitEvery) / float64(defaultCommitEvery)
-	b.reads, b.writes = reads, writes
-	b.processWrites = (farW*scale*(cycle-nearSpan) + nearW*scale*nearSpan + hoW) / cycle
+	b.reads, b.writes, b.processWrites = reads, writes, writesAt(defaultCommitEvery)
 
 	lambdaUSD, gbSeconds, invocations := lambdaMonthUSD(lambdaMemoryMiB)
 	storeUSD := storeMonthUSD(reads, writes)
