@@ -294,6 +294,12 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	case storeBuild == "dynamodb" && !tableName(c.LeaseTable):
 		bad("lease-table", "want a DynamoDB table name of 3 to 255 characters from A-Z a-z 0-9 _ . -, got %q", c.LeaseTable)
 	}
+	if !set("ttl") {
+		*v["ttl"] = c.defaultTTL().String()
+	}
+	if set("commit-interval") && *v["commit-interval"] == "" {
+		bad("commit-interval", "want a positive duration like 5s, or leave it out for a quarter of -ttl; got \"\"")
+	}
 	errs = append(errs, c.setTimings(v)...)
 	errs = append(errs, parseAuth(c, v, getenv)...)
 	c.setTiming()
@@ -365,10 +371,6 @@ func (c *config) setTimings(v map[string]*string) (errs []error) {
 	bad := func(name, format string, a ...any) { errs = append(errs, optionErr(name, format, a...)) }
 	ok := true
 	for name, dst := range map[string]*time.Duration{"ttl": &c.TTL, "skew": &c.Skew, "commit-interval": &c.CommitEvery} {
-		if name == "ttl" && *v[name] == "" {
-			c.TTL = c.defaultTTL()
-			continue
-		}
 		if name == "commit-interval" && *v[name] == "" {
 			continue // derived from the TTL below
 		}

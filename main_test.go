@@ -151,6 +151,8 @@ func TestConfig_flags(t *testing.T) {
 		{"bad -match regexp", args("-match", "("), nil, []string{"match"}},
 		{"-ttl not a duration", args("-ttl", "x"), nil, []string{"ttl"}},
 		{"-ttl zero", args("-ttl", "0s"), nil, []string{"ttl"}},
+		{"-ttl given empty", args("-ttl="), nil, []string{"ttl"}},
+		{"-commit-interval given empty", args("-commit-interval="), nil, []string{"commit-interval"}},
 		{"-ttl from the environment", args(), map[string]string{"BATON_TTL": "soon"}, []string{"ttl"}},
 		{"commit interval over half the TTL", args("-ttl", "10s", "-skew", "1s", "-commit-interval", "6s"), nil, []string{"commit-interval"}},
 		{"skew leaving the last produces no time", args("-ttl", "10s", "-skew", "1200ms"), nil, []string{"skew"}},
