@@ -473,8 +473,10 @@ func TestHandoff_store_down_commit_backs_off(t *testing.T) {
 		cancel, wait := r.start(d, 1000, "A")
 		waitCommitted(t, cfg, d, "src", 0, 5)
 		// Down for longer than the lease may go unrenewed before writes
-		// pause, and less than the lease.
-		outage := cfg.TTL - cfg.RenewMargin + 200*time.Millisecond
+		// pause, and less than the lease: two commit intervals past the
+		// pause, so the owner, idle between retries, sees it even on a
+		// loaded machine.
+		outage := cfg.TTL - cfg.RenewMargin + 2*cfg.CommitEvery
 		fa.down.Store(true)
 		before := cs.writes.Load()
 		time.Sleep(outage)
