@@ -45,17 +45,23 @@ var hotSinks = []hotSink{
 	{"discard", func(testing.TB) (sink, func()) { return discardSink{}, func() {} }},
 	{"stdout", func(testing.TB) (sink, func()) { return newStdoutSink(io.Discard), func() {} }},
 	{"kafka", func(t testing.TB) (sink, func()) {
-		cluster := newCluster(t, 1, "out")
-		cfg := testConfig(t, cluster.ListenAddrs(), "src")
-		cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-		// The options connect gives the client that the sink produces with.
-		cl, err := kgo.NewClient(append(sinkOpts(cfg, invocation{Topic: "src"}),
-			kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(samePartition))...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cl := sinkClient(t)
 		return newKafkaSink(cl, "out", 10*time.Second), cl.Close
 	}},
+}
+
+// sinkClient is a client to a kfake topic "out" with the options connect
+// gives the client that the Kafka sink produces with.
+func sinkClient(t testing.TB) *kgo.Client {
+	cluster := newCluster(t, 1, "out")
+	cfg := testConfig(t, cluster.ListenAddrs(), "src")
+	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
+	cl, err := kgo.NewClient(append(sinkOpts(cfg, invocation{Topic: "src"}),
+		kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(samePartition))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 // hotRun is an owned run as poll finds it, with nothing due: it hands the
@@ -140,14 +146,7 @@ func TestHotPath_allocs(t *testing.T) {
 // records reused once their promises fired: the same passes as
 // TestHotPath_allocs, with franz-go alone.
 func plainProduceAllocs(t *testing.T, batch []*kgo.Record) float64 {
-	cluster := newCluster(t, 1, "out")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
-	cl, err := kgo.NewClient(append(sinkOpts(cfg, invocation{Topic: "src"}),
-		kgo.SeedBrokers(cfg.Brokers...), kgo.RecordPartitioner(samePartition))...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := sinkClient(t)
 	defer cl.Close()
 	ctx := context.Background()
 	out := make([]*kgo.Record, len(batch))
