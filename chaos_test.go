@@ -325,7 +325,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	}
 	open := func(t testing.TB, b backend) (store, func(string)) { return b.open(t), nil }
 	if len(rp.lose) > 0 {
-		open = losable
+		open = losable // with a hand that deletes records behind the store's back
 	}
 	s, lose := open(t, b)
 	h.obs = newObserver(s)
@@ -375,7 +375,11 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 		}
 		time.Sleep(chaosEvery)
 	}
-	if !h.wait(10 * time.Second) {
+	returned := make(chan struct{})
+	go func() { h.wg.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(chaosLife + 10*time.Second):
 		fail("every-handler-returned", fmt.Sprintf("%d invocations still running 10s after the last deadline", h.running.Load()))
 	}
 	losses.Wait()
@@ -477,9 +481,7 @@ func (h *chaosHarness) tick(ctx context.Context, rng *rand.Rand, p int32, tick t
 	switch r := rng.IntN(100); {
 	case r < 10:
 		h.duplicates.Add(1)
-		dup := inv
-		dup.Owner = owner("-dup")
-		h.start(ctx, dup, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
+		h.start(ctx, invocation{"src", p, inv.Tick, owner("-dup")}, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
 	case r < 15 && n > 0:
 		h.stales.Add(1)
 		late := invocation{"src", p, tick.Add(-chaosEvery).UnixMilli(), owner("-late")}
@@ -525,21 +527,7 @@ func (h *chaosHarness) retry(ctx context.Context, inv invocation, seed uint64) {
 	h.retries.Add(1)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	delay := chaosLife / 15 * time.Duration(1+n+rng.IntN(1+n))
-	again := inv
-	again.Owner = inv.Owner + "-retry"
-	h.start(ctx, again, drawPlan(rng, h.cfg.Skew), time.Now().Add(delay), rng.Uint64())
-}
-
-// wait waits for every invocation, up to limit after the last deadline.
-func (h *chaosHarness) wait(limit time.Duration) bool {
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(chaosLife + limit):
-		return false
-	}
+	h.start(ctx, invocation{inv.Topic, inv.Partition, inv.Tick, inv.Owner + "-retry"}, drawPlan(rng, h.cfg.Skew), time.Now().Add(delay), rng.Uint64())
 }
 
 var errInjected = errors.New("injected: store unavailable")
@@ -1109,12 +1097,8 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 		}
 		return " (" + owner + ")"
 	}
-	type pgen struct {
-		p   int32
-		gen int64
-	}
-	newest := map[pgen]first{}    // per partition and generation
-	top := map[int32]sinkRecord{} // per partition: the first record of the newest generation
+	newest := map[[2]int64]first{} // per partition and generation
+	top := map[int32]sinkRecord{}  // per partition: the first record of the newest generation
 	var problems []string
 	for _, r := range rs {
 		if r.epoch <= 0 {
@@ -1125,12 +1109,13 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 		if r.gen > 0 {
 			gen = fmt.Sprintf(" (lease record generation %d)", r.gen)
 		}
-		switch f, ok := newest[pgen{r.partition, r.gen}]; {
+		pg := [2]int64{int64(r.partition), r.gen}
+		switch f, ok := newest[pg]; {
 		case ok && r.epoch < f.epoch:
 			problems = append(problems, fmt.Sprintf("partition %d %s %d from epoch %d%s, after %s %d from epoch %d%s%s",
 				r.partition, place, r.at, r.epoch, by(r.owner), place, f.at, f.epoch, by(f.owner), gen))
 		case !ok || r.epoch > f.epoch:
-			newest[pgen{r.partition, r.gen}] = first{r.epoch, r.at, r.owner}
+			newest[pg] = first{r.epoch, r.at, r.owner}
 		}
 		switch g, ok := top[r.partition]; {
 		case ok && r.gen < g.gen && strict:
