@@ -924,29 +924,12 @@ func newSinkView(t testing.TB, cfg *config, committed bool, stdout *chaosStdout)
 	if stdout != nil {
 		return &sinkView{stdout: stdout, place: "line"}
 	}
-	topics := []string{cfg.SinkTopic}
+	// The sink topic's reader (txn_test.go's), reading the dead-letter topic too.
+	v := &sinkView{cl: newSinkReader(t, cfg.Brokers, cfg.SinkTopic, committed).cl, dlq: cfg.DLQ, place: "offset"}
 	if cfg.DLQ != "" {
-		topics = append(topics, cfg.DLQ)
+		v.cl.AddConsumeTopics(cfg.DLQ)
 	}
-	return &sinkView{cl: topicReader(t, cfg.Brokers, committed, topics...), dlq: cfg.DLQ, place: "offset"}
-}
-
-// topicReader is a client that reads topics from the start, as a consumer
-// downstream of baton would (newSinkReader's, for several topics).
-func topicReader(t testing.TB, brokers []string, committed bool, topics ...string) *kgo.Client {
-	t.Helper()
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond),
-		kgo.DisableFetchSessions()}
-	if committed {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return v
 }
 
 // read takes in what arrived since the last read, until the topics have
@@ -1188,7 +1171,7 @@ func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 	// (UNKNOWN_SERVER_ERROR: the owner aborts and reads again), and an
 	// offset commit that applies but answers REQUEST_TIMED_OUT (the owner
 	// sends it again).
-	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TopLevel: true, Count: -1,
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TopLevel: true, Err: kerr.UnknownServerError, Count: -1,
 		When: func(kr kmsg.Request) bool { return kr.(*kmsg.EndTxnRequest).Commit && fault() }},
 		kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.RequestTimedOut, Count: -1,
 			When: func(kmsg.Request) bool { return fault() }})
@@ -1239,7 +1222,7 @@ func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a reader of the sink topic sees, checked strictly.
-	v := &sinkView{cl: topicReader(t, cluster.ListenAddrs(), false, "out"), place: "offset"}
+	v := &sinkView{cl: newSinkReader(t, cluster.ListenAddrs(), "out", false).cl, place: "offset"}
 	v.read(ctxT(t), 500*time.Millisecond)
 	if got, _ := epochOrder(v.out, true, v.place); got != "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2" {
 		t.Fatalf("check says %q, want %q", got, "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2")
