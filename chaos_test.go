@@ -1024,7 +1024,8 @@ func (v *sinkView) tally(produced []int64) tally {
 		}
 		for o := range n {
 			if !seen[o] && dead[ackKey{int32(p), o}] == 0 {
-				if t.Lost++; len(v.missing) < 5 {
+				t.Lost++
+				if len(v.missing) < 5 {
 					v.missing = append(v.missing, fmt.Sprintf("p%d offset %d", p, o))
 				}
 			}
