@@ -70,51 +70,42 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 	return c
 }
 
-// chaosStats are the totals a run (or a soak) reports.
+// chaosStats count what a run injected and saw, the harness as it goes;
+// a soak adds its runs up.
 type chaosStats struct {
-	Runs, Invocations, Handoffs, Crashes, Retries, SuccessorsKilled, Freezes, Duplicates, Stales int64
-	StoreFaults, AsksLost, BrokerFaults                                                          int64
-	StdoutFaults, RefusedProduces, Oversized, RecordsDeleted                                     int64
-	Produced, Lost, Reordered, Twice, Overlaps, LostRecordOverlaps, Rewinds                      int64
-	MaxGap                                                                                       time.Duration
+	runs, invocations, handoffs, crashes, retries, successorsKilled, freezes, duplicates, stales atomic.Int64
+	storeFaults, asksLost, brokerFaults, stdoutFaults, refused, oversized, deleted               atomic.Int64
+	produced, lost, reordered, twice, overlaps, lostRecordOverlaps, rewinds                      atomic.Int64
+	maxGap                                                                                       atomic.Int64 // ns, printed apart
 }
 
-func (s *chaosStats) add(o chaosStats) {
-	s.Runs += o.Runs
-	s.Invocations += o.Invocations
-	s.Handoffs += o.Handoffs
-	s.Crashes += o.Crashes
-	s.Retries += o.Retries
-	s.SuccessorsKilled += o.SuccessorsKilled
-	s.Freezes += o.Freezes
-	s.Duplicates += o.Duplicates
-	s.Stales += o.Stales
-	s.StoreFaults += o.StoreFaults
-	s.AsksLost += o.AsksLost
-	s.BrokerFaults += o.BrokerFaults
-	s.StdoutFaults += o.StdoutFaults
-	s.RefusedProduces += o.RefusedProduces
-	s.Oversized += o.Oversized
-	s.RecordsDeleted += o.RecordsDeleted
-	s.Produced += o.Produced
-	s.Lost += o.Lost
-	s.Reordered += o.Reordered
-	s.Twice += o.Twice
-	s.Overlaps += o.Overlaps
-	s.LostRecordOverlaps += o.LostRecordOverlaps
-	s.Rewinds += o.Rewinds
-	s.MaxGap = max(s.MaxGap, o.MaxGap)
+// counts are the stats line's names and counts, in its order.
+func (s *chaosStats) counts() ([]string, []*atomic.Int64) {
+	return strings.Fields(`runs invocations handoffs crashes same_tick_retries successors_killed freezes duplicates_injected
+		stale_injected store_faults asks_lost broker_faults stdout_write_faults refused_produces oversized_records records_deleted
+		produced lost reordered delivered_twice owner_overlap_writes lost_record_overlap_writes sink_rewinds`),
+		[]*atomic.Int64{&s.runs, &s.invocations, &s.handoffs, &s.crashes, &s.retries, &s.successorsKilled, &s.freezes, &s.duplicates,
+			&s.stales, &s.storeFaults, &s.asksLost, &s.brokerFaults, &s.stdoutFaults, &s.refused, &s.oversized, &s.deleted,
+			&s.produced, &s.lost, &s.reordered, &s.twice, &s.overlaps, &s.lostRecordOverlaps, &s.rewinds}
 }
 
-func (s chaosStats) String() string {
-	return fmt.Sprintf("runs=%d invocations=%d handoffs=%d crashes=%d same_tick_retries=%d successors_killed=%d freezes=%d "+
-		"duplicates_injected=%d stale_injected=%d store_faults=%d asks_lost=%d broker_faults=%d "+
-		"stdout_write_faults=%d refused_produces=%d oversized_records=%d records_deleted=%d "+
-		"produced=%d lost=%d reordered=%d delivered_twice=%d owner_overlap_writes=%d lost_record_overlap_writes=%d sink_rewinds=%d max_handoff_gap_ms=%.1f",
-		s.Runs, s.Invocations, s.Handoffs, s.Crashes, s.Retries, s.SuccessorsKilled, s.Freezes,
-		s.Duplicates, s.Stales, s.StoreFaults, s.AsksLost, s.BrokerFaults,
-		s.StdoutFaults, s.RefusedProduces, s.Oversized, s.RecordsDeleted,
-		s.Produced, s.Lost, s.Reordered, s.Twice, s.Overlaps, s.LostRecordOverlaps, s.Rewinds, float64(s.MaxGap.Microseconds())/1000)
+// add is not safe for concurrent use: the gap's maximum is a load and a store.
+func (s *chaosStats) add(o *chaosStats) {
+	_, to := s.counts()
+	_, from := o.counts()
+	for i, n := range from {
+		to[i].Add(n.Load())
+	}
+	s.maxGap.Store(max(s.maxGap.Load(), o.maxGap.Load()))
+}
+
+func (s *chaosStats) String() string {
+	names, ns := s.counts()
+	var b strings.Builder
+	for i, n := range ns {
+		fmt.Fprintf(&b, "%s=%d ", names[i], n.Load())
+	}
+	return fmt.Sprintf("%smax_handoff_gap_ms=%.1f", b.String(), float64(time.Duration(s.maxGap.Load()).Microseconds())/1000)
 }
 
 // TestChaos is the harness with the at-least-once sink (kafka://, or in
@@ -130,41 +121,38 @@ func TestChaosTxn(t *testing.T) { chaosTest(t, true) }
 func chaosTest(t *testing.T, txn bool) {
 	// Not parallel: the goroutine check at the end needs the process to itself.
 	ignore := goleak.IgnoreCurrent()
-	name := map[bool]string{false: "TestChaos", true: "TestChaosTxn"}[txn]
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			var total chaosStats
-			var mu sync.Mutex
-			run := func(t *testing.T, seed uint64) {
+	name := t.Name()
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		var total chaosStats
+		var mu sync.Mutex
+		run := func(t *testing.T, seed uint64, parallel bool) bool {
+			return t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				if parallel {
+					t.Parallel()
+				}
 				st := chaosRun(t, b, seed, txn)
 				mu.Lock()
+				defer mu.Unlock()
 				total.add(st)
-				mu.Unlock()
+			})
+		}
+		switch {
+		case *chaosDuration > 0:
+			end := time.Now().Add(*chaosDuration)
+			for seed := uint64(1000); time.Now().Before(end) && run(t, seed, false); seed++ {
 			}
-			switch {
-			case *chaosDuration > 0:
-				end := time.Now().Add(*chaosDuration)
-				for seed := uint64(1000); time.Now().Before(end); seed++ {
-					if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { run(t, seed) }) {
-						break
-					}
+			fmt.Printf("%s soak %s %v: %s\n", name, b.name, *chaosDuration, &total)
+		case *chaosSeed != 0:
+			run(t, *chaosSeed, false)
+		default:
+			t.Run("seeds", func(t *testing.T) {
+				for seed := uint64(1); seed <= chaosSeeds; seed++ {
+					run(t, seed, true)
 				}
-				fmt.Printf("%s soak %s %v: %s\n", name, b.name, *chaosDuration, total)
-			case *chaosSeed != 0:
-				t.Run(fmt.Sprintf("seed=%d", *chaosSeed), func(t *testing.T) { run(t, *chaosSeed) })
-			default:
-				t.Run("seeds", func(t *testing.T) {
-					for seed := uint64(1); seed <= chaosSeeds; seed++ {
-						t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-							t.Parallel()
-							run(t, seed)
-						})
-					}
-				})
-			}
-			t.Logf("%s: %s", b.name, total)
-		})
-	}
+			})
+		}
+		t.Logf("%s: %s", b.name, &total)
+	})
 	if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")); err != nil {
 		t.Errorf("invariant every-goroutine-ended: %v", err)
@@ -219,15 +207,22 @@ func drawRunPlan(seed uint64, txn bool) *runPlan {
 	return rp
 }
 
+// window is the idle window source partition p is in at since, if any (no
+// two windows share a partition).
+func (rp *runPlan) window(p int32, since time.Duration) *idleWindow {
+	for _, w := range rp.idle {
+		if w.p == p && since >= w.from && since < w.to {
+			return w
+		}
+	}
+	return nil
+}
+
 // idling reports whether the source partition is idle at since; the first
 // call in a window is told no, for the window's one last record.
 func (rp *runPlan) idling(p int32, since time.Duration) bool {
-	for _, w := range rp.idle {
-		if w.p == p && since >= w.from && since < w.to {
-			return w.last.Swap(true)
-		}
-	}
-	return false
+	w := rp.window(p, since)
+	return w != nil && w.last.Swap(true)
 }
 
 // refuse picks, for refuseOut, the first produce to a partition of the
@@ -235,14 +230,10 @@ func (rp *runPlan) idling(p int32, since time.Duration) bool {
 func (rp *runPlan) refuse(start time.Time) func(*kmsg.ProduceRequest) bool {
 	return func(req *kmsg.ProduceRequest) bool {
 		since := time.Since(start)
-		for _, tp := range req.Topics[0].Partitions {
-			for _, w := range rp.idle {
-				if w.p == tp.Partition && since >= w.from && since < w.to && w.refused.CompareAndSwap(false, true) {
-					return true
-				}
-			}
-		}
-		return false
+		return slices.ContainsFunc(req.Topics[0].Partitions, func(tp kmsg.ProduceRequestTopicPartition) bool {
+			w := rp.window(tp.Partition, since)
+			return w != nil && w.refused.CompareAndSwap(false, true)
+		})
 	}
 }
 
@@ -304,66 +295,53 @@ func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.
 
 // chaosRun is one seeded run; it fails the test with the seed on any broken
 // invariant.
-func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
+func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
 	rp := drawRunPlan(seed, txn)
-	name := map[bool]string{false: "TestChaos", true: "TestChaosTxn"}[txn]
-	fail := func(invariant, format string, a ...any) {
+	fail := func(invariant, msg string) {
 		t.Helper()
-		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s/%s' -chaos.seed %d): %s",
-			invariant, seed, name, b.name, seed, fmt.Sprintf(format, a...))
+		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s' -chaos.seed %d): %s",
+			invariant, seed, strings.Join(strings.SplitN(t.Name(), "/", 3)[:2], "/"), seed, msg)
 	}
 	cluster := newCluster(t, chaosPartitions, "src", "out", "dlq")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
+	h := &chaosHarness{cfg: cfg, rec: newRecorder(nil), log: testLogger(t), stdout: io.Discard}
+	scheme := map[bool]string{false: "kafka", true: "kafka+txn"}[txn]
+	cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = scheme+"://out", scheme, "out"
 	var stdout *chaosStdout
-	switch {
-	case rp.stdout:
-		cfg.Sink, cfg.SinkScheme = "stdout", "stdout"
-		stdout = &chaosStdout{rng: rand.New(rand.NewPCG(seed, 6))}
-	case txn:
-		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka+txn://out", "kafka+txn", "out"
-	default:
-		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = "kafka://out", "kafka", "out"
+	if rp.stdout {
+		stdout = &chaosStdout{rng: rand.New(rand.NewPCG(seed, 6)), faults: &h.stdoutFaults}
+		cfg.Sink, cfg.SinkScheme, cfg.SinkTopic, h.stdout = "stdout", "stdout", "", stdout
 	}
 	if len(rp.big) > 0 {
 		cfg.DLQ = "dlq"
 		cfg.KafkaOpts = append(cfg.KafkaOpts, kgo.ProducerBatchMaxBytes(chaosSinkLimit))
 	}
-	st := chaosStats{Runs: 1}
-	var brokerFaults atomic.Int64
-	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &brokerFaults)
+	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &h.brokerFaults)
 	start := time.Now()
 	refused := new(atomic.Int64)
 	if len(rp.idle) > 0 {
 		refused = refuseOut(cluster, rp.refuse(start), kerr.PolicyViolation.Code)
 	}
-
-	s, lose := store(nil), func(string) {}
+	open := func(t testing.TB, b backend) (store, func(string)) { return b.open(t), nil }
 	if len(rp.lose) > 0 {
-		s, lose = losable(t, b)
-	} else {
-		s = b.open(t)
+		open = losable // with a hand that deletes records behind the store's back
 	}
-	obs := newObserver(s)
-	rec := newRecorder(nil)
+	s, lose := open(t, b)
+	h.obs = newObserver(s)
 	ctx := ctxT(t)
 	pctx, stopProducing := context.WithTimeout(ctx, chaosWindow)
 	defer stopProducing()
-	produced, err := chaosSource(pctx, cfg.Brokers, rp, start, rec.acked)
+	produced, err := chaosSource(pctx, cfg.Brokers, rp, start, h.rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &chaosHarness{cfg: cfg, obs: obs, rec: rec, log: testLogger(t), seed: seed, stdout: stdout}
-	// What reached the sink: the sink topic (with kafka+txn as a
-	// read_committed consumer reads it) and the dead-letter topic, or the
-	// lines on stdout.
 	view := newSinkView(t, cfg, txn, stdout)
 	delivered := func(total []int64, quiet time.Duration) tally {
 		view.read(ctx, quiet)
 		return view.tally(total)
 	}
 	var losses sync.WaitGroup
-	var deleted atomic.Int64
 	keys := []string{}
 	for p := range int32(chaosPartitions) {
 		keys = append(keys, leaseKey(cfg.Group, "src", p))
@@ -375,8 +353,8 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 				return
 			case <-time.After(time.Until(start.Add(l.at))):
 			}
-			n := obs.lose(ctx, lose, keys[l.p], keys)
-			deleted.Add(int64(n))
+			n := h.obs.lose(ctx, lose, keys[l.p], keys)
+			h.deleted.Add(int64(n))
 			h.log.Info("chaos: lease record deleted", "key", keys[l.p], "records_lost", n)
 		})
 	}
@@ -397,55 +375,62 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) chaosStats {
 		}
 		time.Sleep(chaosEvery)
 	}
-	if !h.wait(10 * time.Second) {
-		fail("every-handler-returned", "%d invocations still running 10s after the last deadline", h.running.Load())
+	returned := make(chan struct{})
+	go func() { h.wg.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(chaosLife + 10*time.Second):
+		fail("every-handler-returned", fmt.Sprintf("%d invocations still running 10s after the last deadline", h.running.Load()))
 	}
 	losses.Wait()
 	tl := delivered(total, time.Second)
-	if tl.Lost > 0 {
-		fail("nothing-lost", "%d of %d produced records never reached the sink (nor the dead-letter topic): %s", tl.Lost, tl.Produced, view.lost(total))
-	}
-	if tl.Reordered > 0 {
-		fail("order-kept", "%d records reached the sink out of order (duplicates removed)", tl.Reordered)
-	}
-	if txn && tl.Duplicated > 0 {
-		fail("exactly-once", "a read_committed consumer of the sink read %d records twice", tl.Duplicated)
-	}
-	if len(view.broken) > 0 {
-		fail("stdout-lines-whole", "%d lines are not one JSON object each, first %s", len(view.broken), view.broken[0])
-	}
-	if msg := view.deadLetters(big, txn); msg != "" {
-		fail("oversized-dead-lettered", "%s", msg)
-	}
-	if msg := obs.check(); msg != "" {
-		fail("epoch-fencing", "%s", msg)
-	}
 	// With kafka+txn the broker fences an owner whose lease record was lost
 	// too (the next owner's InitProducerID); otherwise it is fenced at its
 	// next commit, and may write until then.
-	msg, cross := epochOrder(view.out, txn, view.place())
-	if msg != "" {
-		fail("sink-epochs-in-order", "%s", msg)
+	order, cross := epochOrder(view.out, txn, view.place)
+	for _, c := range [][2]string{
+		{"nothing-lost", brokenIf(tl.Lost > 0, "%d of %d produced records never reached the sink (nor the dead-letter topic): %s",
+			tl.Lost, tl.Produced, strings.Join(view.missing, ", "))},
+		{"order-kept", brokenIf(tl.Reordered > 0, "%d records reached the sink out of order (duplicates removed)", tl.Reordered)},
+		{"exactly-once", brokenIf(txn && tl.Duplicated > 0, "a read_committed consumer of the sink read %d records twice", tl.Duplicated)},
+		{"stdout-lines-whole", brokenIf(len(view.broken) > 0, "%d lines are not one JSON object each, first %s",
+			len(view.broken), strings.Join(view.broken[:min(1, len(view.broken))], ""))},
+		{"oversized-dead-lettered", view.deadLetters(big, txn)},
+		{"epoch-fencing", h.obs.check()},
+		{"sink-epochs-in-order", order},
+	} {
+		if c[1] != "" {
+			fail(c[0], c[1])
+		}
 	}
-	st.Invocations, st.Crashes, st.Freezes = h.invocations.Load(), h.crashes.Load(), h.freezes.Load()
-	st.Retries, st.SuccessorsKilled, st.AsksLost = h.retries.Load(), h.successorsKilled.Load(), h.asksLost.Load()
-	st.Duplicates, st.Stales, st.StoreFaults = h.duplicates.Load(), h.stales.Load(), h.storeFaults.Load()
-	st.BrokerFaults, st.RefusedProduces = brokerFaults.Load(), refused.Load()
-	if stdout != nil {
-		st.StdoutFaults = stdout.faults.Load()
+	writes := h.rec.tally(total) // handoffs are seen at the sink's writes
+	for n, v := range map[*atomic.Int64]int{&h.runs: 1, &h.oversized: len(big), &h.produced: tl.Produced, &h.lost: tl.Lost,
+		&h.reordered: tl.Reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.overlaps: h.rec.overlaps(),
+		&h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load())} {
+		n.Store(int64(v))
 	}
-	st.Oversized, st.RecordsDeleted = int64(len(big)), deleted.Load()
-	st.Produced, st.Lost, st.Reordered, st.Twice = int64(tl.Produced), int64(tl.Lost), int64(tl.Reordered), int64(tl.Duplicated)
-	writes := rec.tally(total) // handoffs are seen at the sink's writes
-	st.Handoffs, st.MaxGap, st.Overlaps = int64(writes.Handoffs), writes.MaxGap, int64(rec.overlaps())
-	st.LostRecordOverlaps = int64(cross)
-	st.Rewinds = h.rewinds.Load()
-	for _, hd := range rec.handoffs {
+	for _, hd := range h.rec.handoffs {
 		if hd.Gap > 3*cfg.TTL {
 			t.Logf("seed %d: long handoff gap %v on p%d from %s to %s at offset %d", seed, hd.Gap, hd.Partition, hd.From, hd.To, hd.Offset)
 		}
 	}
-	return st
+	return &h.chaosStats
+}
+
+// brokenIf is the message an invariant check gives: "" when it holds.
+func brokenIf(broken bool, format string, a ...any) string {
+	if !broken {
+		return ""
+	}
+	return fmt.Sprintf(format, a...)
+}
+
+// few joins the first three problems, and says how many more there are.
+func few(problems []string) string {
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
+	}
+	return strings.Join(problems, "; ")
 }
 
 // A plan is what goes wrong in one invocation, drawn from the seed.
@@ -477,20 +462,14 @@ func drawPlan(rng *rand.Rand, skew time.Duration) plan {
 
 // chaosHarness starts invocations and counts what it injected.
 type chaosHarness struct {
-	cfg    *config
-	obs    *observer
-	rec    *recorder
-	log    *slog.Logger
-	seed   uint64
-	stdout *chaosStdout // the invocations' stdout, with the stdout sink
-
-	wg                                                             sync.WaitGroup
-	running                                                        atomic.Int64
-	invocations, crashes, freezes, duplicates, stales, storeFaults atomic.Int64
-	successorsKilled                                               atomic.Int64 // crashed while waiting for the baton, its ask in the record
-	asksLost                                                       atomic.Int64 // an ask that landed, its answer lost
-	rewinds                                                        atomic.Int64 // the sink failed; read again in the run
-	retries                                                        atomic.Int64 // a crashed invocation's event delivered again
+	chaosStats
+	cfg     *config
+	obs     *observer
+	rec     *recorder
+	log     *slog.Logger
+	stdout  io.Writer // the invocations' stdout: the run's chaosStdout with the stdout sink
+	wg      sync.WaitGroup
+	running atomic.Int64
 }
 
 // tick delivers one schedule tick for a partition: once, twice (a duplicate
@@ -502,9 +481,7 @@ func (h *chaosHarness) tick(ctx context.Context, rng *rand.Rand, p int32, tick t
 	switch r := rng.IntN(100); {
 	case r < 10:
 		h.duplicates.Add(1)
-		dup := inv
-		dup.Owner = owner("-dup")
-		h.start(ctx, dup, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
+		h.start(ctx, invocation{"src", p, inv.Tick, owner("-dup")}, drawPlan(rng, h.cfg.Skew), tick, rng.Uint64())
 	case r < 15 && n > 0:
 		h.stales.Add(1)
 		late := invocation{"src", p, tick.Add(-chaosEvery).UnixMilli(), owner("-late")}
@@ -524,11 +501,7 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		defer cancel()
 		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel}
 		tag := &ownerTag{owner: inv.Owner}
-		var stdout io.Writer = io.Discard
-		if h.stdout != nil {
-			stdout = h.stdout
-		}
-		d := &deps{store: epochTap(settled{cs}, inv.Owner, tag, h.obs), kafka: kgo.NewClient, log: h.log, stdout: stdout,
+		d := &deps{store: epochTap(settled{cs}, inv.Owner, tag, h.obs), kafka: kgo.NewClient, log: h.log, stdout: h.stdout,
 			now: func() time.Time { return time.Now().Add(pl.skew) },
 			wrapSink: func(inv invocation, s sink) sink {
 				return h.rec.wrap(inv, chaosSink{epochSink{s, tag}, cs})
@@ -554,21 +527,7 @@ func (h *chaosHarness) retry(ctx context.Context, inv invocation, seed uint64) {
 	h.retries.Add(1)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	delay := chaosLife / 15 * time.Duration(1+n+rng.IntN(1+n))
-	again := inv
-	again.Owner = inv.Owner + "-retry"
-	h.start(ctx, again, drawPlan(rng, h.cfg.Skew), time.Now().Add(delay), rng.Uint64())
-}
-
-// wait waits for every invocation, up to limit.
-func (h *chaosHarness) wait(limit time.Duration) bool {
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(chaosLife + limit):
-		return false
-	}
+	h.start(ctx, invocation{inv.Topic, inv.Partition, inv.Tick, inv.Owner + "-retry"}, drawPlan(rng, h.cfg.Skew), time.Now().Add(delay), rng.Uint64())
 }
 
 var errInjected = errors.New("injected: store unavailable")
@@ -582,75 +541,73 @@ type chaosStore struct {
 	h     *chaosHarness
 	crash context.CancelFunc
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	calls   map[string]int
-	commits int
-	down    atomic.Bool
+	mu    sync.Mutex
+	rng   *rand.Rand
+	calls map[string]int
+	down  atomic.Bool
 }
 
-// do runs one store step through the plan; write performs it.
-func (c *chaosStore) do(ctx context.Context, op string, write func() error) error {
-	if c.down.Load() {
-		return errCrashed
-	}
+// nth counts a call of op (a store step, or "batch" for a sink write) and
+// draws the roll a store step's faults go by.
+func (c *chaosStore) nth(op string) (n, roll int) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.calls == nil {
 		c.calls = map[string]int{}
 	}
 	c.calls[op]++
-	n, roll := c.calls[op], c.rng.IntN(100)
-	if op == "commit" {
-		c.commits++
+	if op != "batch" {
+		roll = c.rng.IntN(100)
 	}
-	freeze := op == "commit" && c.commits == c.plan.freezeAt
-	c.mu.Unlock()
-	if freeze {
+	return c.calls[op], roll
+}
+
+// do runs one store step through the plan.
+func (c *chaosStore) do(ctx context.Context, op string, step func() (lease, error)) (lease, error) {
+	if c.down.Load() {
+		return lease{}, errCrashed
+	}
+	n, roll := c.nth(op)
+	if op == "commit" && n == c.plan.freezeAt {
 		// Frozen like a paused process: the clock runs, nothing else does.
 		c.h.freezes.Add(1)
 		time.Sleep(c.h.cfg.TTL + c.h.cfg.Skew + 300*time.Millisecond)
 	}
-	if op == c.plan.crashAt && n == c.plan.crashN {
-		landed := false
-		if c.plan.afterLand {
-			landed = write() == nil
+	// lost lands the step and then loses its answer.
+	lost := func(ask bool) (lease, error) {
+		got, err := step()
+		if err != nil {
+			return got, err
 		}
+		if ask {
+			c.h.asksLost.Add(1)
+		}
+		return got, errLost
+	}
+	switch {
+	case op == c.plan.crashAt && n == c.plan.crashN:
+		landed := c.plan.afterLand && errOf(step()) == nil
 		if op == "ask" && (landed || n > 1) {
 			// Its ask is in the record (a renewal of it at least): a
 			// successor dies while it waits, and its ask must lapse.
 			c.h.successorsKilled.Add(1)
 		}
 		c.die()
-		return errCrashed
+		return lease{}, errCrashed
+	case op == "ask" && n == 1 && c.plan.loseAsk:
+		return lost(true)
+	case !c.plan.faults || op == "load" || roll >= 10:
+		return step()
 	}
-	if op == "ask" && n == 1 && c.plan.loseAsk {
-		if err := write(); err != nil {
-			return err
-		}
-		c.h.asksLost.Add(1)
-		return errLost
+	c.h.storeFaults.Add(1)
+	switch {
+	case roll < 4:
+		return lease{}, errInjected
+	case roll < 6:
+		<-ctx.Done()
+		return lease{}, ctx.Err()
 	}
-	if c.plan.faults && op != "load" {
-		switch {
-		case roll < 4:
-			c.h.storeFaults.Add(1)
-			return errInjected
-		case roll < 6:
-			c.h.storeFaults.Add(1)
-			<-ctx.Done()
-			return ctx.Err()
-		case roll < 10:
-			c.h.storeFaults.Add(1)
-			if err := write(); err != nil {
-				return err
-			}
-			if op == "ask" {
-				c.h.asksLost.Add(1)
-			}
-			return errLost
-		}
-	}
-	return write()
+	return lost(op == "ask")
 }
 
 func (c *chaosStore) die() {
@@ -660,32 +617,41 @@ func (c *chaosStore) die() {
 	}
 }
 
-func (c *chaosStore) load(ctx context.Context, key string) (l lease, err error) {
-	err = c.do(ctx, "load", func() error { l, err = c.inner.load(ctx, key); return err })
-	return l, err
+func (c *chaosStore) load(ctx context.Context, key string) (lease, error) {
+	return c.do(ctx, "load", func() (lease, error) { return c.inner.load(ctx, key) })
 }
 
-func (c *chaosStore) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (l lease, err error) {
-	err = c.do(ctx, "take", func() error { l, err = c.inner.take(ctx, key, seen, cl, exp); return err })
-	return l, err
+func (c *chaosStore) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (lease, error) {
+	return c.do(ctx, "take", func() (lease, error) { return c.inner.take(ctx, key, seen, cl, exp) })
 }
 
 func (c *chaosStore) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
-	return c.do(ctx, "ask", func() error { return c.inner.ask(ctx, key, epoch, cl, until) })
+	return errOf(c.do(ctx, "ask", func() (lease, error) { return lease{}, c.inner.ask(ctx, key, epoch, cl, until) }))
 }
 
-func (c *chaosStore) handOver(ctx context.Context, x lease, offset, exp int64) (l lease, err error) {
-	err = c.do(ctx, "handOver", func() error { l, err = c.inner.handOver(ctx, x, offset, exp); return err })
-	return l, err
+func (c *chaosStore) handOver(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	return c.do(ctx, "handOver", func() (lease, error) { return c.inner.handOver(ctx, x, offset, exp) })
 }
 
-func (c *chaosStore) commit(ctx context.Context, x lease, offset, exp int64) (l lease, err error) {
-	err = c.do(ctx, "commit", func() error { l, err = c.inner.commit(ctx, x, offset, exp); return err })
-	return l, err
+func (c *chaosStore) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
+	return c.do(ctx, "commit", func() (lease, error) { return c.inner.commit(ctx, x, offset, exp) })
 }
 
 func (c *chaosStore) release(ctx context.Context, x lease, offset int64) error {
-	return c.do(ctx, "release", func() error { return c.inner.release(ctx, x, offset) })
+	return errOf(c.do(ctx, "release", func() (lease, error) { return lease{}, c.inner.release(ctx, x, offset) }))
+}
+
+func (c *chaosStore) withdraw(ctx context.Context, key string, cl claim) (lease, error) {
+	return c.do(ctx, "withdraw", func() (lease, error) { return c.inner.withdraw(ctx, key, cl) })
+}
+
+// control and reset are the operator's, not the invocation's: they pass through.
+func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
+	return c.inner.control(ctx, l, seek, paused)
+}
+
+func (c *chaosStore) reset(ctx context.Context, l lease) (lease, error) {
+	return c.inner.reset(ctx, l)
 }
 
 // chaosSink crashes its invocation mid-batch when the plan says so, and
@@ -700,11 +666,7 @@ func (s chaosSink) write(ctx context.Context, r *kgo.Record) error {
 		return errCrashed
 	}
 	if s.c.plan.crashAt == "batch" {
-		s.c.mu.Lock()
-		s.c.calls["batch"]++
-		n := s.c.calls["batch"]
-		s.c.mu.Unlock()
-		if n == s.c.plan.crashN {
+		if n, _ := s.c.nth("batch"); n == s.c.plan.crashN {
 			s.c.die()
 			return errCrashed
 		}
@@ -719,7 +681,7 @@ type chaosStdout struct {
 	flakyWriter
 	mu     sync.Mutex // the draw and the write together
 	rng    *rand.Rand
-	faults atomic.Int64
+	faults *atomic.Int64
 }
 
 func (w *chaosStdout) Write(p []byte) (int, error) {
@@ -765,10 +727,10 @@ type landed struct {
 	held, made int64
 }
 
-func (o *observer) note(key, op, owner string, start time.Time, held, made int64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.writes = append(o.writes, landed{key, op, owner, start, time.Now(), o.gens[key], held, made})
+func newObserver(s store) *observer {
+	o := &observer{gens: map[string]int64{}, owners: map[[2]string]int64{}}
+	o.hookStore = hookStore{store: s, before: o.before, after: o.after}
+	return o
 }
 
 // owns notes that owner gets key's epoch, if its write lands, in the
@@ -776,9 +738,6 @@ func (o *observer) note(key, op, owner string, start time.Time, held, made int64
 func (o *observer) owns(key, owner string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.owners == nil {
-		o.owners = map[[2]string]int64{}
-	}
 	o.owners[[2]string{key, owner}] = o.gens[key]
 }
 
@@ -804,9 +763,6 @@ func (o *observer) lose(ctx context.Context, drop func(key string), key string, 
 	drop(key)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.gens == nil {
-		o.gens = map[string]int64{}
-	}
 	n := 0
 	for _, k := range keys {
 		if _, err := o.store.load(ctx, k); had[k] && errors.Is(err, errNotFound) {
@@ -815,12 +771,6 @@ func (o *observer) lose(ctx context.Context, drop func(key string), key string, 
 		}
 	}
 	return n
-}
-
-func newObserver(s store) *observer {
-	o := &observer{}
-	o.hookStore = hookStore{store: s, before: o.before, after: o.after}
-	return o
 }
 
 // observed are the writes the observer keeps.
@@ -861,8 +811,35 @@ func (o *observer) after(call storeCall, got lease, err error) error {
 	case "handOver", "commit":
 		made = got.Epoch
 	}
-	o.note(call.key, call.op, owner, call.at, call.l.Epoch, made)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writes = append(o.writes, landed{call.key, call.op, owner, call.at, time.Now(), o.gens[call.key], call.l.Epoch, made})
 	return nil
+}
+
+// check: on each key, no write was accepted under an epoch older than one
+// already written before it began, and the epoch never went down; a lost
+// record starts a generation newer than every epoch before it.
+func (o *observer) check() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	newer := func(g1, e1, g2, e2 int64) bool { return g1 > g2 || g1 == g2 && e1 > e2 }
+	byEnd := slices.Clone(o.writes)
+	slices.SortFunc(byEnd, func(a, b landed) int { return a.end.Compare(b.end) })
+	var problems []string
+	for _, w := range o.writes {
+		for _, v := range byEnd {
+			if !v.end.Before(w.start) {
+				break
+			}
+			if v.key == w.key && (newer(v.gen, v.made, w.gen, w.held) || newer(v.gen, v.made, w.gen, w.made)) {
+				problems = append(problems, fmt.Sprintf("%s by %s under epoch %d (leaving %d, generation %d) accepted after %s by %s had left epoch %d (generation %d)",
+					w.op, w.owner, w.held, w.made, w.gen, v.op, v.owner, v.made, v.gen))
+				break
+			}
+		}
+	}
+	return few(problems)
 }
 
 // epochTap notes the epoch an invocation owns the lease under, and the
@@ -886,7 +863,7 @@ type ownerTag struct {
 }
 
 // Headers the chaos sink wrapper adds: the epoch and the generation of
-// the lease record its owner holds, and the source offset.
+// the lease record its owner holds, the source offset, and the owner.
 const (
 	epochHeader  = "baton.test.epoch"
 	genHeader    = "baton.test.gen"
@@ -935,46 +912,24 @@ type sinkView struct {
 	cl     *kgo.Client
 	dlq    string
 	stdout *chaosStdout
+	place  string // what at counts: "offset", or "line" on stdout
 
-	out    []sinkRecord  // in the order a reader sees them
-	dead   []*kgo.Record // the dead letters
-	broken []string      // stdout lines that are not one JSON object
+	out     []sinkRecord  // in the order a reader sees them
+	dead    []*kgo.Record // the dead letters
+	broken  []string      // stdout lines that are not one JSON object
+	missing []string      // the first few records the last tally found lost
 }
 
 func newSinkView(t testing.TB, cfg *config, committed bool, stdout *chaosStdout) *sinkView {
 	if stdout != nil {
-		return &sinkView{stdout: stdout}
+		return &sinkView{stdout: stdout, place: "line"}
 	}
-	topics := []string{cfg.SinkTopic}
+	// The sink topic's reader (txn_test.go's), reading the dead-letter topic too.
+	v := &sinkView{cl: newSinkReader(t, cfg.Brokers, cfg.SinkTopic, committed).cl, dlq: cfg.DLQ, place: "offset"}
 	if cfg.DLQ != "" {
-		topics = append(topics, cfg.DLQ)
+		v.cl.AddConsumeTopics(cfg.DLQ)
 	}
-	return &sinkView{cl: topicReader(t, cfg.Brokers, committed, topics...), dlq: cfg.DLQ}
-}
-
-// topicReader is a client that reads topics from the start, as a consumer
-// downstream of baton would (newSinkReader's, for several topics).
-func topicReader(t testing.TB, brokers []string, committed bool, topics ...string) *kgo.Client {
-	t.Helper()
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond),
-		kgo.DisableFetchSessions()}
-	if committed {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
-}
-
-func (v *sinkView) place() string {
-	if v.stdout != nil {
-		return "line"
-	}
-	return "offset"
+	return v
 }
 
 // read takes in what arrived since the last read, until the topics have
@@ -1026,15 +981,19 @@ func (v *sinkView) read(ctx context.Context, quiet time.Duration) {
 	}
 }
 
+// deadSource is the source partition and offset a dead letter's headers name.
+func deadSource(h map[string]string) (ackKey, bool) {
+	p, perr := strconv.ParseInt(h["baton.source.partition"], 10, 32)
+	o, oerr := strconv.ParseInt(h["baton.source.offset"], 10, 64)
+	return ackKey{int32(p), o}, perr == nil && oerr == nil
+}
+
 // deadOffsets counts the dead letters per source partition and offset.
 func (v *sinkView) deadOffsets() map[ackKey]int {
 	m := map[ackKey]int{}
 	for _, r := range v.dead {
-		h := headerMap(r)
-		p, perr := strconv.ParseInt(h["baton.source.partition"], 10, 32)
-		o, oerr := strconv.ParseInt(h["baton.source.offset"], 10, 64)
-		if perr == nil && oerr == nil {
-			m[ackKey{int32(p), o}]++
+		if k, ok := deadSource(headerMap(r)); ok {
+			m[k]++
 		}
 	}
 	return m
@@ -1045,6 +1004,7 @@ func (v *sinkView) deadOffsets() map[ackKey]int {
 func (v *sinkView) tally(produced []int64) tally {
 	var t tally
 	dead := v.deadOffsets()
+	v.missing = nil
 	for p, n := range produced {
 		t.Produced += int(n)
 		seen := map[int64]bool{}
@@ -1065,31 +1025,14 @@ func (v *sinkView) tally(produced []int64) tally {
 		for o := range n {
 			if !seen[o] && dead[ackKey{int32(p), o}] == 0 {
 				t.Lost++
+				if len(v.missing) < 5 {
+					v.missing = append(v.missing, fmt.Sprintf("p%d offset %d", p, o))
+				}
 			}
 		}
 		t.Delivered += len(seen)
 	}
 	return t
-}
-
-// lost names the first few records missing.
-func (v *sinkView) lost(produced []int64) string {
-	dead := v.deadOffsets()
-	var missing []string
-	for p, n := range produced {
-		seen := map[int64]bool{}
-		for _, r := range v.out {
-			if r.partition == int32(p) {
-				seen[r.source] = true
-			}
-		}
-		for o := range n {
-			if !seen[o] && dead[ackKey{int32(p), o}] == 0 && len(missing) < 5 {
-				missing = append(missing, fmt.Sprintf("p%d offset %d", p, o))
-			}
-		}
-	}
-	return strings.Join(missing, ", ")
 }
 
 // deadLetters checks the dead-letter topic: each oversized record the
@@ -1106,10 +1049,8 @@ func (v *sinkView) deadLetters(big []ackKey, once bool) string {
 	for _, r := range v.dead {
 		h := headerMap(r)
 		at := fmt.Sprintf("dead letter at offset %d (p%s offset %s)", r.Offset, h["baton.source.partition"], h["baton.source.offset"])
-		p, _ := strconv.ParseInt(h["baton.source.partition"], 10, 32)
-		o, _ := strconv.ParseInt(h["baton.source.offset"], 10, 64)
-		switch {
-		case !slices.Contains(big, ackKey{int32(p), o}):
+		switch k, _ := deadSource(h); {
+		case !slices.Contains(big, k):
 			problems = append(problems, at+": not an oversized record")
 		case h["trace"] != "big" || h["baton.source.topic"] != "src" || !strings.Contains(h["baton.error"], "MESSAGE_TOO_LARGE"):
 			problems = append(problems, fmt.Sprintf("%s: headers %v", at, h))
@@ -1118,20 +1059,7 @@ func (v *sinkView) deadLetters(big []ackKey, once bool) string {
 				at, len(r.Value), h["baton.truncated"], len(bigValue), chaosSinkLimit))
 		}
 	}
-	if len(problems) > 3 {
-		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
-	}
-	return strings.Join(problems, "; ")
-}
-
-// sinkEpochOrder reads a sink topic (what a read_committed consumer sees,
-// with kafka+txn) and checks it with epochOrder, strictly.
-func sinkEpochOrder(t *testing.T, ctx context.Context, brokers []string, topic string, committed bool) string {
-	t.Helper()
-	v := &sinkView{cl: topicReader(t, brokers, committed, topic)}
-	v.read(ctx, 500*time.Millisecond)
-	msg, _ := epochOrder(v.out, true, v.place())
-	return msg
+	return few(problems)
 }
 
 // epochOrder checks each partition of the sink: no record from an epoch
@@ -1153,8 +1081,8 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 		}
 		return " (" + owner + ")"
 	}
-	newest := map[int32]map[int64]first{} // per partition and generation
-	top := map[int32]sinkRecord{}         // per partition: the first record of the newest generation
+	newest := map[[2]int64]first{} // per partition and generation
+	top := map[int32]sinkRecord{}  // per partition: the first record of the newest generation
 	var problems []string
 	for _, r := range rs {
 		if r.epoch <= 0 {
@@ -1165,15 +1093,13 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 		if r.gen > 0 {
 			gen = fmt.Sprintf(" (lease record generation %d)", r.gen)
 		}
-		if newest[r.partition] == nil {
-			newest[r.partition] = map[int64]first{}
-		}
-		switch f, ok := newest[r.partition][r.gen]; {
+		pg := [2]int64{int64(r.partition), r.gen}
+		switch f, ok := newest[pg]; {
 		case ok && r.epoch < f.epoch:
 			problems = append(problems, fmt.Sprintf("partition %d %s %d from epoch %d%s, after %s %d from epoch %d%s%s",
 				r.partition, place, r.at, r.epoch, by(r.owner), place, f.at, f.epoch, by(f.owner), gen))
 		case !ok || r.epoch > f.epoch:
-			newest[r.partition][r.gen] = first{r.epoch, r.at, r.owner}
+			newest[pg] = first{r.epoch, r.at, r.owner}
 		}
 		switch g, ok := top[r.partition]; {
 		case ok && r.gen < g.gen && strict:
@@ -1185,38 +1111,7 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 			top[r.partition] = r
 		}
 	}
-	if len(problems) > 3 {
-		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
-	}
-	return strings.Join(problems, "; "), cross
-}
-
-// check: on each key, no write was accepted under an epoch older than one
-// already written before it began, and the epoch never went down; a lost
-// record starts a generation newer than every epoch before it.
-func (o *observer) check() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	newer := func(g1, e1, g2, e2 int64) bool { return g1 > g2 || g1 == g2 && e1 > e2 }
-	byEnd := slices.Clone(o.writes)
-	slices.SortFunc(byEnd, func(a, b landed) int { return a.end.Compare(b.end) })
-	var problems []string
-	for _, w := range o.writes {
-		for _, v := range byEnd {
-			if !v.end.Before(w.start) {
-				break
-			}
-			if v.key == w.key && (newer(v.gen, v.made, w.gen, w.held) || newer(v.gen, v.made, w.gen, w.made)) {
-				problems = append(problems, fmt.Sprintf("%s by %s under epoch %d (leaving %d, generation %d) accepted after %s by %s had left epoch %d (generation %d)",
-					w.op, w.owner, w.held, w.made, w.gen, v.op, v.owner, v.made, v.gen))
-				break
-			}
-		}
-	}
-	if len(problems) > 3 {
-		problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
-	}
-	return strings.Join(problems, "; ")
+	return few(problems), cross
 }
 
 // overlaps counts sink writes by an owner after a newer owner's first write
@@ -1245,17 +1140,20 @@ func (r *recorder) overlaps() int {
 // through them.
 func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 	var mu sync.Mutex
-	roll := func() bool {
+	fault := func() bool { // three requests in a hundred, counted
 		mu.Lock()
 		defer mu.Unlock()
-		return rng.IntN(100) < 3
+		if rng.IntN(100) >= 3 {
+			return false
+		}
+		count.Add(1)
+		return true
 	}
 	c.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		if !roll() {
+		if !fault() {
 			return nil, nil, false
 		}
-		count.Add(1)
 		req := kr.(*kmsg.FetchRequest)
 		resp := req.ResponseKind().(*kmsg.FetchResponse)
 		for _, rt := range req.Topics {
@@ -1271,33 +1169,18 @@ func injectBrokerFaults(c *kfake.Cluster, rng *rand.Rand, count *atomic.Int64) {
 		return resp, nil, true
 	})
 	// Transactions (kafka+txn only): a commit refused before it applies
-	// (the owner aborts and reads again), and an offset commit that applies
-	// but answers REQUEST_TIMED_OUT (the owner sends it again).
-	c.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kr.(*kmsg.EndTxnRequest)
-		if !req.Commit || !roll() {
-			return nil, nil, false
-		}
-		count.Add(1)
-		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
-	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.RequestTimedOut, Count: -1,
-		When: func(kmsg.Request) bool {
-			if !roll() {
-				return false
-			}
-			count.Add(1)
-			return true
-		}})
+	// (UNKNOWN_SERVER_ERROR: the owner aborts and reads again), and an
+	// offset commit that applies but answers REQUEST_TIMED_OUT (the owner
+	// sends it again).
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TopLevel: true, Err: kerr.UnknownServerError, Count: -1,
+		When: func(kr kmsg.Request) bool { return kr.(*kmsg.EndTxnRequest).Commit && fault() }},
+		kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.RequestTimedOut, Count: -1,
+			When: func(kmsg.Request) bool { return fault() }})
 	c.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		if !roll() {
+		if !fault() {
 			return nil, nil, false
 		}
-		count.Add(1)
 		code := kerr.NotLeaderForPartition.Code
 		if count.Load()%2 == 0 {
 			code = kerr.RequestTimedOut.Code
@@ -1322,20 +1205,6 @@ func refuseProduce(req *kmsg.ProduceRequest, code int16) *kmsg.ProduceResponse {
 	return resp
 }
 
-// control is the operator's, not the invocation's: it passes through.
-func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
-	return c.inner.control(ctx, l, seek, paused)
-}
-
-func (c *chaosStore) reset(ctx context.Context, l lease) (lease, error) {
-	return c.inner.reset(ctx, l)
-}
-
-func (c *chaosStore) withdraw(ctx context.Context, key string, cl claim) (l lease, err error) {
-	err = c.do(ctx, "withdraw", func() error { l, err = c.inner.withdraw(ctx, key, cl); return err })
-	return l, err
-}
-
 // TestChaos_sink_epoch_check_sees_a_late_record: the check flags a record
 // of an epoch that lands after a newer epoch's first, and nothing else.
 func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
@@ -1353,8 +1222,10 @@ func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
 		tagged(1, "1"), tagged(1, "2"), tagged(1, "1"), tagged(1, "2")).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	got := sinkEpochOrder(t, ctxT(t), cluster.ListenAddrs(), "out", false)
-	if want := "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2"; got != want {
-		t.Fatalf("check says %q, want %q", got, want)
+	// What a reader of the sink topic sees, checked strictly.
+	v := &sinkView{cl: newSinkReader(t, cluster.ListenAddrs(), "out", false).cl, place: "offset"}
+	v.read(ctxT(t), 500*time.Millisecond)
+	if got, _ := epochOrder(v.out, true, v.place); got != "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2" {
+		t.Fatalf("check says %q, want %q", got, "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2")
 	}
 }
