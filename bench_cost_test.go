@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -105,15 +104,7 @@ func (b *bench) groupRSS(t *testing.T, bin string, k int, d time.Duration) (int6
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	defer stopProcess(cmd, exited)
 	select {
 	case err := <-exited:
 		exited <- err

@@ -253,6 +253,13 @@ func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, to
 	} else {
 		r.rps = float64(last.Offset-first.Offset) / span.Seconds()
 	}
+	stopProcess(cmd, exited)
+	return r
+}
+
+// stopProcess sends cmd SIGTERM and waits for it to exit (exited gets
+// cmd.Wait's result), killing it after 10 s.
+func stopProcess(cmd *exec.Cmd, exited <-chan error) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
@@ -260,7 +267,6 @@ func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, to
 		cmd.Process.Kill()
 		<-exited
 	}
-	return r
 }
 
 // lastLine is the last line of a log, for an error.
