@@ -1006,31 +1006,17 @@ func (v *sinkView) tally(produced []int64) tally {
 	dead := v.deadOffsets()
 	v.missing = nil
 	for p, n := range produced {
-		t.Produced += int(n)
-		seen := map[int64]bool{}
-		last := int64(-1)
+		var offsets []int64
 		for _, r := range v.out {
-			if r.partition != int32(p) {
-				continue
-			}
-			switch {
-			case seen[r.source]:
-				t.Duplicated++
-			case r.source < last:
-				t.Reordered++
-			}
-			seen[r.source] = true
-			last = max(last, r.source)
-		}
-		for o := range n {
-			if !seen[o] && dead[ackKey{int32(p), o}] == 0 {
-				t.Lost++
-				if len(v.missing) < 5 {
-					v.missing = append(v.missing, fmt.Sprintf("p%d offset %d", p, o))
-				}
+			if r.partition == int32(p) {
+				offsets = append(offsets, r.source)
 			}
 		}
-		t.Delivered += len(seen)
+		for _, o := range t.add(offsets, n, func(o int64) bool { return dead[ackKey{int32(p), o}] > 0 }) {
+			if len(v.missing) < 5 {
+				v.missing = append(v.missing, fmt.Sprintf("p%d offset %d", p, o))
+			}
+		}
 	}
 	return t
 }

@@ -162,31 +162,44 @@ type tally struct {
 	MaxGap                                                     time.Duration
 }
 
+// add counts one partition's delivered source offsets, in the order they
+// arrived, against n records produced at offsets 0..n-1, and returns the
+// missing ones that gone (nil: none) does not account for.
+func (t *tally) add(offsets []int64, n int64, gone func(int64) bool) (missing []int64) {
+	t.Produced += int(n)
+	seen := map[int64]bool{}
+	last := int64(-1)
+	for _, o := range offsets {
+		switch {
+		case seen[o]:
+			t.Duplicated++
+		case o < last:
+			t.Reordered++
+		}
+		seen[o] = true
+		last = max(last, o)
+	}
+	for o := range n {
+		if !seen[o] && (gone == nil || !gone(o)) {
+			t.Lost++
+			missing = append(missing, o)
+		}
+	}
+	t.Delivered += len(seen)
+	return missing
+}
+
 // tally counts against produced[p] records at offsets 0.. of each partition.
 func (r *recorder) tally(produced []int64) tally {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var t tally
 	for p, n := range produced {
-		t.Produced += int(n)
-		seen := map[int64]bool{}
-		last := int64(-1)
+		var offsets []int64
 		for _, w := range r.writes[int32(p)] {
-			switch {
-			case seen[w.Offset]:
-				t.Duplicated++
-			case w.Offset < last:
-				t.Reordered++
-			}
-			seen[w.Offset] = true
-			last = max(last, w.Offset)
+			offsets = append(offsets, w.Offset)
 		}
-		for o := range n {
-			if !seen[o] {
-				t.Lost++
-			}
-		}
-		t.Delivered += len(seen)
+		t.add(offsets, n, nil)
 	}
 	for _, h := range r.handoffs {
 		t.MaxGap = max(t.MaxGap, h.Gap)
