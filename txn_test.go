@@ -222,6 +222,35 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	}
 }
 
+// TestTxn_commit_turned_abort: a commit that ends as an abort while the
+// client is told it succeeded, as franz-go does with a transaction in which
+// it saw no produce succeed (it does not know of the offset baton adds by
+// hand). The owner reads the group's offset back, finds the commit did not
+// land, and writes those records again: nothing lost, nothing twice.
+func TestTxn_commit_turned_abort(t *testing.T) {
+	var commits, turned atomic.Int64
+	r := newTxnRig(t, newMemStore(), 2*time.Second, func(cluster *kfake.Cluster, cfg *config) {
+		cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			if req := kr.(*kmsg.EndTxnRequest); req.Commit && commits.Add(1) == 2 {
+				turned.Add(1)
+				req.Commit = false // the broker aborts; the answer is a success all the same
+			}
+			return nil, nil, false
+		})
+	})
+	r.stopA()
+	out, err := r.waitA()
+	tl := newSinkReader(t, r.cfg.Brokers, "out", true).tally(r.ctx, []int64{r.total}, time.Second)
+	t.Logf("%+v %v; read_committed %+v", out, err, tl)
+	if turned.Load() != 1 || out.Rewinds < 1 {
+		t.Fatalf("%d commits turned into aborts, A rewound %d times; want one turned, and A to read those records again", turned.Load(), out.Rewinds)
+	}
+	if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
+		t.Fatalf("read_committed: %+v; want every record once, in order", tl)
+	}
+}
+
 // txnRig is an owner A reading some seconds' worth of records into
 // kafka+txn, everything committed, and the operator's ctl beside it.
 type txnRig struct {
