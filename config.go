@@ -426,33 +426,39 @@ const (
 	startLatest   = "latest"
 )
 
-// minDelivery is franz-go's least record delivery timeout; minProduceBudget
+// minDelivery is franz-go's least record delivery timeout, and minRequest
+// its least produce request timeout and request overhead; minProduceBudget
 // is the least time produceLimits can split.
 const (
 	minDelivery      = time.Second
-	minProduceBudget = minDelivery * 10 / 9
+	minRequest       = 100 * time.Millisecond
+	minProduceBudget = minDelivery + 3*minRequest
 )
 
-// produceLimits bounds how late an owner's produce can be acknowledged. An
-// owner writes nothing after validUntil = expiresAt − RenewMargin, and its
-// lease may pass on at expiresAt + Skew on another clock, expiresAt − Skew
-// on its own at worst; one Skew more is kept in hand. In franz-go (v1.22.3,
-// sink.go) a record is never sent in a request after its delivery timeout
-// (checked before every write, of a retry too, once
-// AllowIdempotentProduceCancellation lets it fail records whose fate is
-// unknown), and the broker answers a written request within the produce
-// request timeout: the two together fit in RenewMargin − 2·Skew.
+// produceLimits bounds how late an owner's produce can be acknowledged or
+// failed. An owner writes nothing after validUntil = expiresAt −
+// RenewMargin, and its lease may pass on at expiresAt + Skew on another
+// clock, expiresAt − Skew on its own at worst; one Skew more is kept in
+// hand. In franz-go (v1.22.3, sink.go) a record is never sent in a request
+// after its delivery timeout (checked before every write, of a retry too,
+// once AllowIdempotentProduceCancellation lets it fail records whose fate
+// is unknown). A request written then waits at most request three times:
+// for the write (the client's request timeout overhead), at the broker (the
+// produce request timeout), and for the read past that (the overhead
+// again). All of it fits in RenewMargin − 2·Skew.
 func (c *config) produceLimits() (delivery, request time.Duration) {
 	budget := c.RenewMargin - 2*c.Skew
-	request = max(100*time.Millisecond, budget/10) // franz-go refuses less than 100ms
-	return max(minDelivery, budget-request), request
+	// A tenth of the budget, or less where that would leave the delivery
+	// timeout under its least.
+	request = max(minRequest, min(budget/10, (budget-minDelivery)/3))
+	return max(minDelivery, budget-3*request), request
 }
 
 // producesSettle reports whether produceLimits keep their promise: a lease
 // too short for the skew allowance leaves them no time.
 func (c *config) producesSettle() bool {
 	delivery, request := c.produceLimits()
-	return delivery+request <= c.RenewMargin-2*c.Skew
+	return delivery+3*request <= c.RenewMargin-2*c.Skew
 }
 
 func parsePartitions(s string) ([]int32, error) {

@@ -83,11 +83,11 @@ func newSink(cfg *config, cl *kgo.Client, stdout io.Writer, inv invocation, grou
 	return withDLQ{out, newKafkaSink(cl, cfg.DLQ, cfg.KafkaTimeout), maxRecord(cl, cfg.DLQ)}
 }
 
-// sinkOpts are the client options the sink needs: its produce limits, and
-// for kafka+txn a transactional client. A kafka+txn owner needs no
-// such bound (the next owner's InitProducerID fences its producer at the
-// broker, and franz-go forbids failing records of unknown fate in a
-// transaction); only the delivery timeout applies to it.
+// sinkOpts are the client options the sink needs: its produce limits
+// (produceLimits), and for kafka+txn a transactional client. A kafka+txn
+// owner needs no such bound (the next owner's InitProducerID fences its
+// producer at the broker, and franz-go forbids failing records of unknown
+// fate in a transaction); only the delivery timeout applies to it.
 func sinkOpts(cfg *config, inv invocation) []kgo.Opt {
 	delivery, request := cfg.produceLimits()
 	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(delivery)}
@@ -95,8 +95,12 @@ func sinkOpts(cfg *config, inv invocation) []kgo.Opt {
 		return append(opts, txnOpts(cfg, inv)...)
 	}
 	// Duplicates are already possible (at least once); a record whose
-	// fate is unknown is failed, the owner reads it again.
-	return append(opts, kgo.AllowIdempotentProduceCancellation(), kgo.ProduceRequestTimeout(request))
+	// fate is unknown is failed, the owner reads it again. The overhead
+	// bounds the client's wait for every request, not only a produce: the
+	// one client consumes too, so a fetch or a metadata request that does
+	// not answer within it is cut off (and retried) as well.
+	return append(opts, kgo.AllowIdempotentProduceCancellation(),
+		kgo.ProduceRequestTimeout(request), kgo.RequestTimeoutOverhead(request))
 }
 
 // sinkTimings checks the timings a sink puts bounds on.
