@@ -105,6 +105,13 @@ type run struct {
 	storeFails    int           // commits the lease store failed in a row
 	groupAt       int64         // the offset last committed to the Kafka group (group.go); noOffset: none yet
 	groupFailing  bool          // the last commit to the Kafka group failed
+
+	// Set by timers, so the per-record path reads no clock (arm): due when
+	// the next step is (a commit, a lease read, the stop time, the lease's
+	// end), lapsed once validUntil passed.
+	due, lapsed          atomic.Bool
+	dueTimer, lapseTimer *time.Timer
+	dueAt, lapseAt       time.Time // what the timers are set for
 }
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
@@ -128,6 +135,7 @@ func (p *run) outcome(end string) outcome {
 // own reads the partition until the run ends: a successor shows up, the
 // deadline nears, the context ends (process shutdown), or it is fenced.
 func (p *run) own(ctx context.Context) (out outcome, err error) {
+	defer p.disarm()
 	defer func() {
 		if r := recover(); r != nil {
 			// The sink may hold part of a batch: release at the last commit,
@@ -497,22 +505,24 @@ func (p *run) poll(ctx context.Context) error {
 	if p.nearHandoff(p.d.now()) {
 		until = earliest(until, p.nextRead)
 	}
+	p.arm(until)
 	if len(p.pending) == 0 {
 		p.pending = p.fetch(ctx, until)
 	}
-	// Records read again one at a time (alone) cost two flushes each: the
-	// clock is looked at before every one of them.
-	slow := p.alone[0] != noOffset
 	for i, r := range p.pending {
-		if (slow || i%clockEvery == clockEvery-1) && i > 0 && p.d.now().After(until) {
+		if p.due.Load() {
 			p.pending = p.pending[i:]
 			return nil
 		}
 		handle := p.process // a record never seen, read at the usual pace
-		if slow || r.Offset < p.next {
+		if r.Offset < p.next || p.alone[0] != noOffset {
 			handle = p.handle
 		}
 		if err := handle(ctx, r); err != nil {
+			if errors.Is(err, errLapsed) {
+				p.pending = p.pending[i:] // written once the lease is renewed
+				return nil
+			}
 			p.pending = nil
 			return err
 		}
@@ -521,8 +531,41 @@ func (p *run) poll(ctx context.Context) error {
 	return nil
 }
 
-// clockEvery is how many records pass between looks at the clock.
-const clockEvery = 64
+// errLapsed: the lease reached validUntil while a record was in hand, which
+// is left for after a renewal, unwritten (process).
+var errLapsed = errors.New("lease not renewed in time: no sink write")
+
+// arm sets due and lapsed as the clock has them now, and the timers that
+// set them later: at until, and at validUntil. It runs once a poll, not a
+// record, so a timer that fired for a time since moved on (a renewal) only
+// costs the poll it cuts short.
+func (p *run) arm(until time.Time) {
+	now := p.d.now()
+	p.lapsed.Store(!now.Before(p.validUntil))
+	p.due.Store(!now.Before(until))
+	p.dueTimer, p.dueAt = p.alarm(p.dueTimer, p.dueAt, until, &p.due)
+	p.lapseTimer, p.lapseAt = p.alarm(p.lapseTimer, p.lapseAt, p.validUntil, &p.lapsed)
+}
+
+// alarm sets t, which was set for was, to set flag at at.
+func (p *run) alarm(t *time.Timer, was, at time.Time, flag *atomic.Bool) (*time.Timer, time.Time) {
+	switch {
+	case t == nil:
+		t = time.AfterFunc(at.Sub(p.d.now()), func() { flag.Store(true) })
+	case !at.Equal(was):
+		t.Reset(at.Sub(p.d.now()))
+	}
+	return t, at
+}
+
+// disarm stops the timers when the run ends: nothing of it outlives it.
+func (p *run) disarm() {
+	for _, t := range []*time.Timer{p.dueTimer, p.lapseTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
 
 func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	pctx, cancel := context.WithDeadline(ctx, until)
@@ -550,9 +593,12 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 // process sends a record through the action to the sink, or to the
 // dead-letter topic.
 func (p *run) process(ctx context.Context, r *kgo.Record) error {
-	p.records++
 	out, err := p.act(r, p.out[:0])
 	p.out = out[:0]
+	if p.lapsed.Load() {
+		return errLapsed // the action outlasted the lease
+	}
+	p.records++
 	if err != nil {
 		switch derr := p.k.sink.deadLetter(ctx, r, err); {
 		case errors.Is(derr, errNoDLQ):
@@ -565,7 +611,12 @@ func (p *run) process(ctx context.Context, r *kgo.Record) error {
 	if len(out) > 0 && p.written == 0 && !p.handedAt.IsZero() {
 		p.gap = p.d.now().Sub(p.handedAt)
 	}
-	for _, o := range out {
+	for i, o := range out {
+		if i > 0 && p.lapsed.Load() {
+			// Lapsed while the sink took the record's first outputs: it is
+			// handled again whole, and those are written twice.
+			return errLapsed
+		}
 		// The partition keeps order per source partition at the sink; the
 		// offset names the source of a record the sink refuses.
 		o.Partition, o.Offset = r.Partition, r.Offset
@@ -597,6 +648,9 @@ func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
 		p.next, p.written = r.Offset, written
 		if _, err := p.reset(ctx); err != nil {
 			return err
+		}
+		if p.lapsed.Load() {
+			return errLapsed
 		}
 		switch derr := p.k.sink.deadLetter(ctx, r, refused); {
 		case derr == nil:

@@ -291,3 +291,78 @@ func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 		wantTally(t, r.rec.tally(total), 0, -1)
 	})
 }
+
+// A slow action: the owner reads no clock between records, yet writes
+// nothing once its lease lapses unrenewed (validUntil), not even what an
+// action running at that moment returns. When the store comes back the
+// owner renews and goes on from the record in hand; when it does not, a
+// successor takes the lease after it ended, and the two owners' writes
+// never overlap.
+func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		const total = 300
+		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+		fa := newFaultStore(r.s)
+		var expires atomic.Int64 // the expiry A last wrote
+		fa.after = func(call storeCall, got lease, err error) error {
+			if err == nil && (call.op == "take" || call.op == "commit") {
+				expires.Store(got.ExpiresAt)
+			}
+			return err
+		}
+		da, _ := testDeps(t, fa, r.rec)
+		da.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+			time.Sleep(200 * time.Millisecond)
+			return append(out, r), nil
+		}
+		// lapse is A's validUntil once the store is down: its last expiry
+		// (ms, so up to 1 ms early) less the renew margin. A timer sets the
+		// flag A checks, a little late on a loaded machine.
+		const late = 50 * time.Millisecond
+		lapse := func() time.Time { return time.UnixMilli(expires.Load()).Add(-r.cfg.RenewMargin) }
+		wroteBetween := func(from, to time.Time) (offsets []int64) {
+			r.rec.scan("A", func(w write) bool {
+				if w.At.After(from) && w.At.Before(to) {
+					offsets = append(offsets, w.Offset)
+				}
+				return true
+			})
+			return offsets
+		}
+		_, waitA := r.writing(t, da, 2)
+
+		// A commit under way when the store goes down may still land: the
+		// lapse is looked at again until it passed.
+		fa.down.Store(true)
+		waitFor(t, "A's lease to lapse", 5*time.Second, func() bool { return time.Since(lapse()) > 300*time.Millisecond })
+		lapsed, up, before := lapse(), time.Now(), r.rec.count("A")
+		fa.down.Store(false)
+		waitFor(t, "A to renew and write again", 5*time.Second, func() bool { return r.rec.count("A") > before })
+		if got := wroteBetween(lapsed.Add(late), up); len(got) > 0 {
+			t.Fatalf("A wrote offsets %v after its lease lapsed at %v, before the store came back at %v", got, lapsed, up)
+		}
+
+		fa.down.Store(true)
+		db, _ := testDeps(t, r.s, r.rec)
+		stopB, waitB := r.start(db, 2000, "B")
+		waitFor(t, "B to take the lease and write", 10*time.Second, func() bool { return r.rec.count("B") > 0 })
+		fa.down.Store(false) // A comes back and finds itself fenced
+		a, err := waitA()
+		wantEnd(t, "A", a, err, endFenced)
+		lapsed = lapse() // fenced, A commits nothing more
+		if got := wroteBetween(lapsed.Add(late), time.Now()); len(got) > 0 {
+			t.Fatalf("A wrote offsets %v after its lease lapsed at %v (last write %v)", got, lapsed, r.rec.lastAt("A"))
+		}
+		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
+			t.Fatalf("A wrote at %v, after B's first write at %v", last, first)
+		}
+		waitFor(t, "B to write the rest", 10*time.Second, func() bool { return r.rec.tally([]int64{total}).Lost == 0 })
+		stopB()
+		bo, err := waitB()
+		wantEnd(t, "B", bo, err, endReleased)
+		wantTally(t, r.rec.tally([]int64{total}), r.rec.count("A")-int(bo.From), -1)
+		t.Logf("%s: A wrote %d records, the last %v before its lease lapsed; B took over at offset %d, %v after", b.name, r.rec.count("A"),
+			lapsed.Sub(r.rec.lastAt("A")).Round(time.Millisecond), bo.From, r.rec.firstAt("B").Sub(lapsed).Round(time.Millisecond))
+	})
+}
