@@ -158,12 +158,15 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 		return p.release(ctx, p.committed, err)
 	}
 	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: start}})
+	if p.unsaved() {
+		p.nextCommit = p.d.now() // the first step commits it
+	}
 	for {
 		if done, out, err := p.step(ctx); done {
 			return out, err
 		}
-		if p.paused {
-			p.idle(ctx)
+		if p.paused || p.unsaved() {
+			p.idle(ctx) // an unsaved start waits for a commit that lands
 			continue
 		}
 		if p.d.now().After(p.validUntil) {
@@ -738,8 +741,9 @@ func (p *run) leaveGroup(ctx context.Context, end string) {
 // startOffset is where the run starts reading: the lease's offset; when the
 // record has none (a new partition, or a record that was lost), the Kafka
 // group's; when the group has none either, -start: the log's start
-// (earliest) or its end (latest, resolved to an offset now, so the next
-// owner goes on from there even if nothing arrives meanwhile).
+// (earliest) or its end (latest, resolved to an offset now and committed
+// before anything is read, so the next owner goes on from there even if
+// nothing arrives meanwhile: unsaved).
 func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
 	// A sink that keeps the offset has already said where to resume.
 	if p.next < 0 && !p.k.sink.keepsOffset() {
@@ -766,6 +770,16 @@ func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
 		return kgo.NewOffset().AtStart(), nil
 	}
 	return kgo.NewOffset().At(p.next), nil
+}
+
+// unsaved reports whether the run starts at an offset it resolved itself
+// (the Kafka group's, or -start latest's log end) that the lease record does
+// not hold yet. Nothing is read until a commit records it: an owner that
+// crashed before would leave the next one to resolve latest again, past
+// what was produced meanwhile. (-start earliest needs no commit: the next
+// owner finds the same start, unless retention removed those records.)
+func (p *run) unsaved() bool {
+	return p.l.Offset == noOffset && p.from != noOffset
 }
 
 // startFrom makes at the run's first offset and the one it falls back to:
