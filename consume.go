@@ -99,7 +99,6 @@ type run struct {
 	stalled       bool          // sink writes paused: the lease was not renewed in time
 	rewinds       int           // sink failures since the last commit that moved the offset
 	rewound       int           // times read again from a commit, in all
-	seeked        int64         // the operator's seek applied and not yet committed; noOffset: none
 	alone         [2]int64      // offsets [from, to) read again one record at a time, after a sink refused one for good
 	backoff       time.Duration // the wait before retrying a commit the lease store failed; zero if none failed
 	storeFails    int           // commits the lease store failed in a row
@@ -117,7 +116,7 @@ type run struct {
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
 	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
-		next: l.Offset, committed: l.Offset, from: l.Offset, seeked: noOffset, started: now, groupAt: noOffset,
+		next: l.Offset, committed: l.Offset, from: l.Offset, started: now, groupAt: noOffset,
 		alone:      [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
 		nextCommit: now.Add(cfg.CommitEvery), nextRead: now.Add(cfg.ReadEvery)}
@@ -254,35 +253,15 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 }
 
 // obey applies what an operator wrote in the record (baton ctl): a seek
-// moves the reading position and is cleared by the commit that records it;
-// a pause flushes, commits, and stops reading until a resume.
+// (seek); a pause flushes, commits, and stops reading until a resume.
 func (p *run) obey(ctx context.Context) error {
 	if p.backingOff(p.d.now()) {
 		return nil
 	}
 	if p.l.Seek != noOffset {
-		from, to := p.next, p.l.Seek
-		// Applied once: if the commit recording it fails, what was read
-		// since is not read a third time when it is retried.
-		if p.seeked != to {
-			if err := p.flush(ctx); err != nil {
-				return flushError{err}
-			}
-			if err := p.k.sink.seek(ctx, to); err != nil {
-				return err
-			}
-			// SetOffsets drops what the client fetched from the old position.
-			p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
-			p.next, p.pending, p.seeked, p.alone = to, nil, to, [2]int64{noOffset, noOffset}
-		}
-		switch err := p.commit(ctx); {
-		case errors.Is(err, errTaken):
-			p.reread(ctx) // a newer seek: the next step applies it
-			return nil
-		case err != nil:
+		if err := p.seek(ctx); err != nil {
 			return err
 		}
-		p.log.Info("operator seek applied", "from", from, "to", to)
 	}
 	if p.l.Paused != p.paused {
 		p.paused = p.l.Paused
@@ -292,6 +271,40 @@ func (p *run) obey(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// seek applies the operator's seek once: it flushes what was read, tells
+// the sink, and then one commit records offset = the seek and clears it;
+// only then does reading move there. Until that commit lands nothing is
+// applied: the seek stays in the record, for the next step or the next
+// owner, and nothing was read from it. The sink hears first because
+// kafka+txn sets its group's offset there, and the next owner starts at the
+// greater of that and the lease's: told after the commit, a crash between
+// the two would lose a seek backwards.
+func (p *run) seek(ctx context.Context) error {
+	to := p.l.Seek
+	if err := p.flush(ctx); err != nil {
+		return flushError{err}
+	}
+	if err := p.k.sink.seek(ctx, to); err != nil {
+		return err
+	}
+	err := p.commitAt(ctx, to, to) // and adopt moves the reading
+	if errors.Is(err, errTaken) {
+		p.reread(ctx) // a newer seek: the next step applies it
+		return nil
+	}
+	return err
+}
+
+// moveTo makes the reading go on at offset, dropping what was fetched. It
+// removes the partition and adds it again: SetOffsets skips a partition the
+// client does not consume yet, as when the first step, right after the run
+// added it, applies a seek that waited for a new owner.
+func (p *run) moveTo(offset int64) {
+	p.k.cl.RemoveConsumePartitions(map[string][]int32{p.inv.Topic: {p.inv.Partition}})
+	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: kgo.NewOffset().At(offset)}})
+	p.next, p.pending, p.alone = offset, nil, [2]int64{noOffset, noOffset}
 }
 
 // idle waits, reading nothing, until the next commit or lease read is due.
@@ -332,9 +345,7 @@ func (p *run) reread(ctx context.Context) {
 		}
 		return
 	}
-	if l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
-		p.l = l
-	}
+	p.adopt(l)
 }
 
 // flushError is a commit that failed at the flush: the sink failed, not
@@ -346,6 +357,13 @@ func (e flushError) Unwrap() error { return e.error }
 // commit flushes the sink and then records the offset and a new expiry in
 // one conditional write, which also renews the lease and shows a successor.
 func (p *run) commit(ctx context.Context) error {
+	return p.commitAt(ctx, p.next, noOffset)
+}
+
+// commitAt is commit recording offset; with seek set (the seek the owner
+// saw in the record, applied at offset) it also clears the seek, and fails
+// with errTaken if a newer one came.
+func (p *run) commitAt(ctx context.Context, offset, seek int64) error {
 	start := p.d.now()
 	p.nextCommit = start.Add(p.cfg.CommitEvery)
 	// A failed flush or commit counts towards the deadline margin too.
@@ -359,13 +377,9 @@ func (p *run) commit(ctx context.Context) error {
 	defer cancel()
 	// The expiry counts from before the write, so it never overstates.
 	exp := start.Add(p.cfg.TTL)
-	// The commit clears a seek only once it is applied; one still to apply
-	// stays in the record for obey.
 	l := p.l
-	if l.Seek != p.seeked {
-		l.Seek = noOffset
-	}
-	l, err := p.d.store.commit(sctx, l, p.next, exp.UnixMilli())
+	l.Seek = seek
+	l, err := p.d.store.commit(sctx, l, offset, exp.UnixMilli())
 	if err != nil {
 		if !errors.Is(err, errFenced) && !errors.Is(err, errTaken) {
 			p.backOff("commit", err)
@@ -378,13 +392,11 @@ func (p *run) commit(ctx context.Context) error {
 	}
 	// Only a commit that moves the offset ends a run of sink failures: one
 	// between a rewind and the failure it runs into again must not.
-	if p.next != p.committed {
+	if offset != p.committed {
 		p.rewinds = 0
 	}
-	p.l, p.committed = l, p.next
-	if l.Seek == noOffset {
-		p.seeked = noOffset
-	}
+	p.committed = offset
+	p.adopt(l)
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
 	p.commitGroup(ctx, p.committed)
@@ -394,6 +406,21 @@ func (p *run) commit(ctx context.Context) error {
 		p.emitMetrics()
 	}
 	return nil
+}
+
+// adopt takes l, the record as the store now holds it, when it is still
+// this owner's. Only this owner's seek commit clears a seek, so a seek gone
+// from the record is applied: reading moves there, once. That is the seek
+// commit's own answer, or a later record's when that answer was lost.
+func (p *run) adopt(l lease) {
+	if l.Epoch != p.l.Epoch || l.Owner != p.l.Owner {
+		return
+	}
+	if to := p.l.Seek; to != noOffset && l.Seek == noOffset {
+		p.log.Info("operator seek applied", "from", p.next, "to", to)
+		p.moveTo(to)
+	}
+	p.l = l
 }
 
 // Writes the lease store fails are retried after minBackoff, doubling up
@@ -827,8 +854,8 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 			return out, err
 		}
 	}
-	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil && l.Epoch == p.l.Epoch && l.Owner == p.l.Owner {
-		p.l = l
+	if l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key); err == nil {
+		p.adopt(l)
 	}
 	if p.l.asked(p.d.now(), p.cfg.Skew) {
 		if out, ok, err := p.handOver(ctx); ok {

@@ -70,7 +70,7 @@ func hotRun(s sink) *run {
 	never := time.Unix(1<<40, 0)
 	return &run{cfg: &config{}, d: &deps{now: time.Now}, k: &kafka{sink: s},
 		act: matching(nil, action), alone: [2]int64{noOffset, noOffset},
-		nextCommit: never, validUntil: never, seeked: noOffset}
+		nextCommit: never, validUntil: never}
 }
 
 // hotPass sends batch through the run and flushes the sink, as a commit
