@@ -735,12 +735,13 @@ func e2eGapBefore(recs []e2eSinkRecord, r e2eSinkReport, n int64) (time.Duration
 func e2eMs(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d.Microseconds())/1000) }
 
 // Lease timings of both tests: short, so that a run of seconds shows many
-// renewals and a takeover after a crash. A 5 s lease is about the shortest
-// baton takes with a 100 ms skew: it leaves an owner's last produces the
-// 1.3 s they need to settle (producesSettle).
+// renewals and a takeover after a crash. A 4 s lease is about the shortest
+// baton takes, with a skew of 10 ms (the processes share one clock): it
+// leaves an owner's last produces the 1.3 s they need to settle
+// (producesSettle).
 const (
-	e2eTTL          = 5 * time.Second
-	e2eSkew         = 100 * time.Millisecond
+	e2eTTL          = 4 * time.Second
+	e2eSkew         = 10 * time.Millisecond
 	e2eCommitEvery  = 500 * time.Millisecond
 	e2eProduceEvery = 2 * time.Millisecond // a record a partition
 )
