@@ -540,7 +540,7 @@ func (p *run) poll(ctx context.Context) error {
 		p.pending = p.fetch(ctx, until)
 	}
 	for i, r := range p.pending {
-		if p.due.Load() {
+		if p.due.Load() { // a timer's, not the clock: none is read a record
 			p.pending = p.pending[i:]
 			return nil
 		}
@@ -577,7 +577,8 @@ func (p *run) arm(until time.Time) {
 	p.lapseTimer, p.lapseAt = p.alarm(p.lapseTimer, p.lapseAt, p.validUntil, &p.lapsed)
 }
 
-// alarm sets t, which was set for was, to set flag at at.
+// alarm returns t set to raise flag at at: made at the first call, and
+// moved when at is not was, the time it was set for.
 func (p *run) alarm(t *time.Timer, was, at time.Time, flag *atomic.Bool) (*time.Timer, time.Time) {
 	switch {
 	case t == nil:
