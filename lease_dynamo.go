@@ -177,7 +177,9 @@ func (s *dynamoStore) take(ctx context.Context, key string, seen lease, c claim,
 	if seen.Epoch == 0 {
 		cond = "attribute_not_exists(" + e.name(attrKey) + ")"
 	} else {
-		cond = e.eq(attrEpoch, num(seen.Epoch)) + " AND " + e.tickFree(c)
+		// The expiry as read: a renewal since the read means the owner the
+		// taker judged dead is alive.
+		cond = e.eq(attrEpoch, num(seen.Epoch)) + " AND " + e.eq(attrExpiresAt, num(seen.ExpiresAt)) + " AND " + e.tickFree(c)
 	}
 	offset := e.name(attrOffset)
 	update := e.newOwner(e.eq(attrOwner, str(c.Owner)), e.eq(attrTick, num(c.Tick)), e.eq(attrEpoch, num(seen.Epoch+1)),
@@ -193,10 +195,7 @@ func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim,
 	cond := e.eq(attrEpoch, num(epoch)) + " AND " + e.tickFree(c)
 	update := "SET " + e.eq(attrSuccessor, str(c.Owner)) + ", " + e.eq(attrSuccessorTick, num(c.Tick)) + ", " + e.eq(attrSuccessorTo, num(until))
 	_, err := s.update(ctx, key, "ask", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errTaken
-		}
-		return takeVerdict(cur, exists, lease{Epoch: epoch}, c)
+		return askVerdict(cur, exists, epoch, c)
 	})
 	return err
 }
@@ -252,11 +251,13 @@ func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error 
 	return err
 }
 
-// control sets the operator's seek and pause. No seek is stored as no seek
-// attribute, as on a record written before there were seeks.
+// control sets the operator's seek and pause, if both are still as the
+// operator read them. No seek is stored as no seek attribute, as on a
+// record written before there were seeks; no pause may be no attribute too.
 func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
 	e := newExpr()
-	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+	cond := e.held(l) + " AND " + e.asRead(attrSeek, num(l.Seek), l.Seek == noOffset) +
+		" AND " + e.asRead(attrPaused, &types.AttributeValueMemberBOOL{Value: l.Paused}, !l.Paused)
 	update := "SET " + e.eq(attrPaused, &types.AttributeValueMemberBOOL{Value: paused})
 	if seek == noOffset {
 		update += " REMOVE " + e.name(attrSeek)
@@ -264,23 +265,30 @@ func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused b
 		update += ", " + e.eq(attrSeek, num(seek))
 	}
 	return s.update(ctx, l.Key, "control", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errNotFound
-		}
-		return errFenced
+		return controlVerdict(cur, exists, l)
 	})
 }
 
 func (s *dynamoStore) reset(ctx context.Context, l lease) (lease, error) {
 	e := newExpr()
-	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
-	update := e.newOwner(e.eq(attrState, str(stateReleased)), e.eq(attrTick, num(0)))
-	return s.update(ctx, l.Key, "reset", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errNotFound
-		}
-		return errFenced
+	update := e.newOwner(e.eq(attrTick, num(0)))
+	return s.update(ctx, l.Key, "reset", e, e.held(l), update, func(cur lease, exists bool) error {
+		return heldVerdict(cur, exists, l)
 	})
+}
+
+// held is "the record exists and l.Owner holds l.Epoch".
+func (e *expr) held(l lease) string {
+	return "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+}
+
+// asRead is an optional attribute as it was read, v; when v is its
+// "none" (no seek, not paused), an absent attribute reads as v too.
+func (e *expr) asRead(attr string, v types.AttributeValue, none bool) string {
+	if !none {
+		return e.eq(attr, v)
+	}
+	return "(attribute_not_exists(" + e.name(attr) + ") OR " + e.eq(attr, v) + ")"
 }
 
 // withdraw takes back c's ask in one write. A failed condition is no

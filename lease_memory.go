@@ -57,7 +57,10 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 }
 
 // takeVerdict is take's condition, spelled out once in Go for the memory
-// store; the other backends say the same in their own languages.
+// store; the other backends say the same in their own languages. Besides
+// ask's condition, the record must be as the taker judged it: a renewal
+// that landed after its read moved the expiry, and the owner it judged
+// dead is alive.
 func takeVerdict(cur lease, exists bool, seen lease, c claim) error {
 	if !exists {
 		if seen.Epoch != 0 {
@@ -65,11 +68,52 @@ func takeVerdict(cur lease, exists bool, seen lease, c claim) error {
 		}
 		return nil
 	}
+	if err := askVerdict(cur, exists, seen.Epoch, c); err != nil {
+		return err
+	}
+	if cur.ExpiresAt != seen.ExpiresAt {
+		return fmt.Errorf("renewed since it was read: %w", errTaken)
+	}
+	return nil
+}
+
+// askVerdict is ask's condition: the record is still at epoch and c passes
+// tickVerdict. An ask grants nothing by itself (the baton moves only by the
+// owner's hand-over, or by a take), so a renewal since the read may stand.
+func askVerdict(cur lease, exists bool, epoch int64, c claim) error {
+	if !exists {
+		return errTaken
+	}
 	if err := cur.tickVerdict(c); err != nil {
 		return err
 	}
-	if cur.Epoch != seen.Epoch {
+	if cur.Epoch != epoch {
 		return errTaken
+	}
+	return nil
+}
+
+// controlVerdict is control's condition: the record still has the owner
+// and epoch the operator read (errFenced), and the seek and pause it read
+// (errTaken), so a write for one of them never puts back the other as it
+// was, such as a seek the owner applied and cleared meanwhile.
+func controlVerdict(cur lease, exists bool, l lease) error {
+	if err := heldVerdict(cur, exists, l); err != nil {
+		return err
+	}
+	if cur.Seek != l.Seek || cur.Paused != l.Paused {
+		return fmt.Errorf("seek or pause changed since it was read: %w", errTaken)
+	}
+	return nil
+}
+
+// heldVerdict: the record exists and l.Owner still holds l.Epoch.
+func heldVerdict(cur lease, exists bool, l lease) error {
+	switch {
+	case !exists:
+		return errNotFound
+	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
+		return errFenced
 	}
 	return nil
 }
@@ -78,14 +122,8 @@ func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim, un
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[key]
-	if !ok {
-		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
-	}
-	if err := cur.tickVerdict(c); err != nil {
+	if err := askVerdict(cur, ok, epoch, c); err != nil {
 		return fmt.Errorf("memory lease %s: ask: %w", key, err)
-	}
-	if cur.Epoch != epoch {
-		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
 	}
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = c.Owner, c.Tick, until
 	m.leases[key] = cur
@@ -146,11 +184,8 @@ func (m *memStore) control(ctx context.Context, l lease, seek int64, paused bool
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[l.Key]
-	switch {
-	case !ok:
-		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errNotFound)
-	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
-		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errFenced)
+	if err := controlVerdict(cur, ok, l); err != nil {
+		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, err)
 	}
 	cur.Seek, cur.Paused = seek, paused
 	m.leases[l.Key] = cur
@@ -161,13 +196,10 @@ func (m *memStore) reset(ctx context.Context, l lease) (lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[l.Key]
-	switch {
-	case !ok:
-		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errNotFound)
-	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
-		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errFenced)
+	if err := heldVerdict(cur, ok, l); err != nil {
+		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, err)
 	}
-	cur.State, cur.Tick = stateReleased, 0
+	cur.Tick = 0
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[l.Key] = cur
 	return cur, nil
