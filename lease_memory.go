@@ -13,13 +13,14 @@ import (
 type memStore struct {
 	mu      sync.Mutex
 	leases  map[string]lease
-	changes notifier // hand-overs and releases, for waiting successors (watch.go)
+	epochs  map[string]int64 // the highest epoch handed out per key: a record deleted by hand keeps it, as Redis's counter does
+	changes notifier         // hand-overs and releases, for waiting successors (watch.go)
 }
 
 var _ store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{leases: map[string]lease{}}
+	return &memStore{leases: map[string]lease{}, epochs: map[string]int64{}}
 }
 
 func (m *memStore) load(ctx context.Context, key string) (lease, error) {
@@ -37,6 +38,7 @@ func (m *memStore) set(l lease) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.leases[l.Key] = l
+	m.epochs[l.Key] = max(m.epochs[l.Key], l.Epoch)
 }
 
 func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
@@ -47,9 +49,10 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 		return lease{}, fmt.Errorf("memory lease %s: take: %w", key, err)
 	}
 	if !ok {
-		cur = lease{Key: key, Offset: noOffset, Seek: noOffset}
+		cur = lease{Key: key, Epoch: m.epochs[key], Offset: noOffset, Seek: noOffset}
 	}
 	cur.Epoch++
+	m.epochs[key] = cur.Epoch
 	cur.Owner, cur.Tick, cur.State, cur.ExpiresAt = c.Owner, c.Tick, stateRunning, exp
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[key] = cur
@@ -141,6 +144,7 @@ func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (le
 		return lease{}, fmt.Errorf("memory lease %s: hand over: %w", l.Key, errTaken)
 	}
 	cur.Epoch++
+	m.epochs[l.Key] = cur.Epoch
 	cur.Owner, cur.Tick = cur.Successor, cur.SuccessorTick
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	cur.Offset, cur.State, cur.ExpiresAt = offset, stateRunning, exp

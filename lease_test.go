@@ -533,3 +533,23 @@ func TestLease_control_refused_after_seek_applied(t *testing.T) {
 		wantErr(t, "resume read before the pause", errOf(s.control(ctxT(t), again, again.Seek, false)), errTaken)
 	})
 }
+
+// A record deleted behind the store's back (by a person, a script, a
+// restore) and created again never hands out an epoch an owner held.
+func TestLease_epoch_not_reused_after_record_deleted(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
+		handed, err := s.handOver(ctxT(t), mustLoad(t, s, key), 5, in(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.remove(t, s, key)
+		again := mustTake(t, s, key, lease{}, claim{Owner: "c", Tick: 300})
+		if again.Epoch <= handed.Epoch {
+			t.Fatalf("the record created again has epoch %d; epochs %d and %d were held before", again.Epoch, a.Epoch, handed.Epoch)
+		}
+		wantErr(t, "commit of the owner from before the deletion", errOf(s.commit(ctxT(t), handed, 9, in(time.Minute))), errFenced)
+	})
+}
