@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -221,4 +222,92 @@ func TestProcess_record_lost_keeps_reading(t *testing.T) {
 		// Fewer read again than the records committed before the loss.
 		wantTally(t, r.rec.tally(total), int(before[0]+before[1])-1, -1)
 	})
+}
+
+// failingLoads makes the first n lease reads of key fail as a throttled or
+// dropped read does.
+func failingLoads(s store, key string, n int32) *hookStore {
+	var seen atomic.Int32
+	return &hookStore{store: s, before: func(_ context.Context, call storeCall) error {
+		if call.op == "load" && call.key == key && seen.Add(1) <= n {
+			return errLost
+		}
+		return nil
+	}}
+}
+
+// TestProcess_transient_error_before_owning_retries: partition 1's first
+// lease reads fail (a store throttled as every partition starts at once, a
+// Redis blip). Its runs are tried again with the backoff used after owning,
+// so the process still owns and reads it, instead of reading partition 0
+// alone until it is restarted.
+func TestProcess_transient_error_before_owning_retries(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 2)
+		key1 := leaseKey(r.cfg.Group, "src", 1)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 2, 0)
+		d, _ := testDeps(t, failingLoads(r.s, key1, 2), r.rec)
+		d.pause = 10 * time.Millisecond
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		done := runningProcess(ctx, r.cfg, d)
+		waitFor(t, "both partitions to be read", 10*time.Second, func() bool {
+			w := r.rec.writesPer()
+			return w[0] > 100 && w[1] > 100
+		})
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stop()
+		waitDone(t, "process", done, 10*time.Second)
+		wantTally(t, r.rec.tally(total), 0, 0)
+		if l := mustLoad(t, r.s, key1); !strings.HasSuffix(l.Owner, "/1#2") || l.Offset != total[1] {
+			t.Fatalf("partition 1: %+v; want released at %d by the third try, /1#2", l, total[1])
+		}
+	})
+}
+
+// TestProcess_config_error_ends_the_process: an error no retry mends ends
+// its partition's runs, and the process with it once none is left: a
+// source topic still missing after missingTopicTries tries, a partition the
+// topic lacks, a password or a broker certificate refused.
+func TestProcess_config_error_ends_the_process(t *testing.T) {
+	pki := newPKI(t)
+	for _, tt := range []struct {
+		name    string
+		set     func(t *testing.T, c *config)
+		clients int32 // Kafka clients made: one a try
+		want    []string
+	}{
+		{"missing topic", func(_ *testing.T, c *config) { c.Topic, c.Partitions = "absent", []int32{0, 1} },
+			2 * missingTopicTries, []string{`"absent"`, "UNKNOWN_TOPIC_OR_PARTITION"}},
+		{"partition out of range", func(_ *testing.T, c *config) { c.Partitions = []int32{5} },
+			1, []string{"partition 5 out of range", "0..1"}},
+		{"wrong password", func(t *testing.T, c *config) {
+			c.Brokers = secureCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "alice", "right")).ListenAddrs()
+			c.SASL, c.SASLUser, c.SASLPassword, c.Partitions = saslPlain, "alice", newSecret("wrong"), []int32{0}
+			mustSetAuth(t, c)
+		}, 1, []string{"authentication failed", `"alice"`}},
+		{"unknown broker CA", func(t *testing.T, c *config) {
+			c.Brokers = secureCluster(t, kfake.TLS(pki.serverTLS(false))).ListenAddrs()
+			c.TLSCA, c.Partitions = newPKI(t).caFile, []int32{0}
+			mustSetAuth(t, c)
+		}, 1, []string{"certificate"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newProcessRig(t, newMemStore(), 2)
+			tt.set(t, r.cfg)
+			d, kafka := testDeps(t, r.s, nil)
+			d.pause = 10 * time.Millisecond
+			var err error
+			select {
+			case err = <-runningProcess(r.ctx, r.cfg, d):
+			case <-time.After(10 * time.Second):
+				t.Fatal("the process still runs")
+			}
+			wantNamed(t, err, tt.want...)
+			if got := kafka.n.Load(); got != tt.clients {
+				t.Errorf("%d Kafka clients made, want %d", got, tt.clients)
+			}
+		})
+	}
 }
