@@ -259,8 +259,9 @@ func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation, res
 		out, err := runInvocation(ctx, cfg, d, inv)
 		cause = logDone(d, inv, out, err, cause)
 		owned = owned || out.Epoch > 0
-		failed++ // runs in a row that failed before owning
-		if err == nil || out.Epoch > 0 {
+		if err != nil && out.Epoch == 0 {
+			failed++ // runs in a row that failed before owning
+		} else {
 			failed = 0
 		}
 		why := rerun(out, err, owned && restartFailed, failed)
