@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -236,33 +237,94 @@ func failingLoads(s store, key string, n int32) *hookStore {
 	}}
 }
 
-// TestProcess_transient_error_before_owning_retries: partition 1's first
-// lease reads fail (a store throttled as every partition starts at once, a
-// Redis blip). Its runs are tried again with the backoff used after owning,
-// so the process still owns and reads it, instead of reading partition 0
-// alone until it is restarted.
+// TestProcess_transient_error_before_owning_retries: a partition's first
+// run fails before owning on an error that heals: its lease reads fail (a
+// store throttled as every partition starts at once, a Redis blip), or its
+// metadata request gets no answer in time. Its runs are tried again with
+// the backoff used after owning, so the process still owns and reads every
+// partition, instead of reading the others alone until it is restarted.
 func TestProcess_transient_error_before_owning_retries(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newProcessRig(t, b.open(t), 2)
 		key1 := leaseKey(r.cfg.Group, "src", 1)
-		produced, stopProducing := flowing(t, r.ctx, r.cfg, 2, 0)
 		d, _ := testDeps(t, failingLoads(r.s, key1, 2), r.rec)
-		d.pause = 10 * time.Millisecond
-		ctx, stop := context.WithCancel(r.ctx)
-		defer stop()
-		done := runningProcess(ctx, r.cfg, d)
-		waitFor(t, "both partitions to be read", 10*time.Second, func() bool {
-			w := r.rec.writesPer()
-			return w[0] > 100 && w[1] > 100
-		})
-		total := r.drain(t, produced, stopProducing, 10*time.Second)
-		stop()
-		waitDone(t, "process", done, 10*time.Second)
-		wantTally(t, r.rec.tally(total), 0, 0)
-		if l := mustLoad(t, r.s, key1); !strings.HasSuffix(l.Owner, "/1#2") || l.Offset != total[1] {
-			t.Fatalf("partition 1: %+v; want released at %d by the third try, /1#2", l, total[1])
+		r.readsEvery(t, d, 2)
+		if l := mustLoad(t, r.s, key1); !strings.HasSuffix(l.Owner, "/1#2") {
+			t.Fatalf("partition 1: %+v; want it released by the third try, /1#2", l)
 		}
 	})
+	t.Run("metadata timeout", func(t *testing.T) {
+		t.Parallel()
+		r := newProcessRig(t, newMemStore(), 2)
+		r.cfg.KafkaTimeout = 300 * time.Millisecond
+		r.cfg.Partitions = []int32{0, 1} // listed: no client asks for the count first
+		d, _ := testDeps(t, r.s, r.rec)
+		var clients atomic.Int32
+		silent := silentBroker(t)
+		d.kafka = func(opts ...kgo.Opt) (*kgo.Client, error) {
+			if clients.Add(1) == 1 { // the first run's brokers do not answer
+				opts = append(opts, kgo.SeedBrokers(silent))
+			}
+			return kgo.NewClient(opts...)
+		}
+		r.readsEvery(t, d, 2)
+		if n := clients.Load(); n != 3 {
+			t.Errorf("%d Kafka clients made, want 3: one a partition, and one for the failed run's next try", n)
+		}
+	})
+}
+
+// readsEvery runs process mode with d until each of the first n partitions
+// of src had more than 100 records delivered, then stops it, and checks
+// that every record reached the sink once.
+func (r *rig) readsEvery(t *testing.T, d *deps, n int32) {
+	t.Helper()
+	produced, stopProducing := flowing(t, r.ctx, r.cfg, n, 0)
+	d.pause = 10 * time.Millisecond
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	done := runningProcess(ctx, r.cfg, d)
+	waitFor(t, "every partition to be read", 10*time.Second, func() bool {
+		w := r.rec.writesPer()
+		for p := range n {
+			if w[p] <= 100 {
+				return false
+			}
+		}
+		return true
+	})
+	total := r.drain(t, produced, stopProducing, 10*time.Second)
+	stop()
+	waitDone(t, "process", done, 10*time.Second)
+	wantTally(t, r.rec.tally(total), 0, 0)
+}
+
+// silentBroker is a loopback address that takes connections and never
+// answers, as a broker that hangs does; it closes at the test's end.
+func silentBroker(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var conns []net.Conn // held until the end, unanswered
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
 
 // TestProcess_config_error_ends_the_process: an error no retry mends ends
