@@ -427,7 +427,7 @@ func (s *dynamoStore) fail(key, step string, err error, check func(cur lease, ex
 	case errors.As(err, &failed) && check != nil:
 		err = verdict(key, failed.Item, check)
 	case errors.As(err, &missing):
-		err = fmt.Errorf("dynamodb table %q not found %s (create it, or run with -create-table)", s.table, s.where)
+		err = configError{fmt.Errorf("dynamodb table %q not found %s (create it, or run with -create-table)", s.table, s.where)}
 	case errors.As(err, &conn):
 		err = fmt.Errorf("no connection to dynamodb %s (table %q): %w", s.where, s.table, conn)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -320,3 +320,13 @@ func sentinel(err error) error {
 	}
 	return err
 }
+
+// A missing table is the configuration's: no retry mends it, so process
+// mode ends with its error instead of trying forever.
+func TestDynamo_missing_table_is_a_configuration_error(t *testing.T) {
+	s, table := compiledBackend(t).missing(t)
+	_, err := s.load(ctxT(t), testKey(t))
+	if !errors.As(err, new(configError)) || !strings.Contains(fmt.Sprint(err), table) || !lasting(err, 1) {
+		t.Fatalf("load from a missing table: %v; want a configError naming %s", err, table)
+	}
+}

@@ -342,9 +342,7 @@ var refusals = []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFai
 // input); a configError; a refusal (authorization, SASL, a bad topic name)
 // or a TLS handshake refused either way; a topic missing missingTopicTries
 // times in a row. Anything else may heal and is retried: a lease store or
-// broker that did not answer, throttling, a leader moving. (A DynamoDB
-// table that is missing is retried too: lease_dynamo.go names it in a
-// message, not an error to match.)
+// broker that did not answer, throttling, a leader moving.
 func lasting(err error, failed int) bool {
 	var verify *tls.CertificateVerificationError
 	var op *net.OpError
