@@ -357,7 +357,7 @@ type saslGuard struct {
 func (g *saslGuard) Authenticate(ctx context.Context, host string) (sasl.Session, []byte, error) {
 	if g.closes.Load() >= 2 {
 		g.closes.Store(0)
-		return nil, nil, fmt.Errorf("%s: authentication failed: the broker closed the connection in answer to the credentials (wrong user or password, or a user the broker does not have?)", g.a.who(g.Name()))
+		return nil, nil, configError{fmt.Errorf("%s: authentication failed: the broker closed the connection in answer to the credentials (wrong user or password, or a user the broker does not have?)", g.a.who(g.Name()))}
 	}
 	s, first, err := g.Mechanism.Authenticate(ctx, host)
 	if err != nil {

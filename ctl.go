@@ -223,7 +223,8 @@ func (k *kafka) seekTarget(ctx context.Context, cfg *config, p int32, a ctlArgs)
 }
 
 // ctlWrite sets seek and pause on each partition's record, conditional on
-// the epoch it read: when an owner changes meanwhile, it reads again.
+// the epoch, seek and pause it read: when an owner changes meanwhile, or
+// applies a seek, it reads again, so it never writes back a field as it was.
 func ctlWrite(ctx context.Context, cfg *config, d *deps, parts []int32, out io.Writer, want func(lease) (int64, bool)) error {
 	for _, p := range parts {
 		key := leaseKey(cfg.Group, cfg.Topic, p)
@@ -239,7 +240,7 @@ func ctlWrite(ctx context.Context, cfg *config, d *deps, parts []int32, out io.W
 					p, offsetText(got.Seek), got.Paused, got.Owner, got.Epoch)
 				break
 			}
-			if !errors.Is(err, errFenced) {
+			if !errors.Is(err, errFenced) && !errors.Is(err, errTaken) {
 				break
 			}
 		}
@@ -254,30 +255,41 @@ func ctlWrite(ctx context.Context, cfg *config, d *deps, parts []int32, out io.W
 }
 
 // ctlReset repairs each record that holds a tick after the clock plus the
-// skew allowance; a record without one is left alone, so a running owner is
-// never cut off by mistake.
+// skew allowance (the rule that refuses such ticks, and that status marks
+// FUTURE by): it clears the ticks and keeps the rest. It never releases, so
+// an operator whose clock lags cannot cut off a live owner: a live owner
+// goes on and hands over to the next real tick; a dead one's lease expires.
 func ctlReset(ctx context.Context, cfg *config, d *deps, parts []int32, out io.Writer) error {
-	limit := d.now().Add(cfg.Skew).UnixMilli()
 	for _, p := range parts {
 		key := leaseKey(cfg.Group, cfg.Topic, p)
 		l, err := d.store.load(ctx, key)
+		now := d.now()
 		switch {
 		case errors.Is(err, errNotFound):
 			fmt.Fprintf(out, "partition %d: no lease record: nothing to reset\n", p)
 			continue
 		case err != nil:
 			return fmt.Errorf("partition %d: %w", p, err)
-		case l.Tick <= limit && l.SuccessorTick <= limit:
-			fmt.Fprintf(out, "partition %d: no tick in the future (tick %s): left alone\n", p, tickText(l.Tick, d.now()))
+		case !future(l.Tick, now, cfg.Skew) && !future(l.SuccessorTick, now, cfg.Skew):
+			fmt.Fprintf(out, "partition %d: no tick in the future (tick %s): left alone\n", p, tickText(l.Tick, now, cfg.Skew))
 			continue
 		}
 		if _, err := d.store.reset(ctx, l); err != nil {
 			return fmt.Errorf("partition %d: reset (the record changed since it was read; run it again): %w", p, err)
 		}
-		fmt.Fprintf(out, "partition %d: reset: released at offset %s (tick %s cleared); the next tick takes it\n",
-			p, offsetText(l.Offset), tickText(max(l.Tick, l.SuccessorTick), d.now()))
+		next := "takes it"
+		if l.State == stateRunning {
+			next = "asks the owner for it, or takes it once the owner's lease ends"
+		}
+		fmt.Fprintf(out, "partition %d: reset: tick %s cleared, %s at offset %s; the next tick %s\n",
+			p, tickText(max(l.Tick, l.SuccessorTick), now, cfg.Skew), l.State, offsetText(l.Offset), next)
 	}
 	return nil
+}
+
+// future is the rule for a tick from the future, as futureTick refuses one.
+func future(tick int64, now time.Time, skew time.Duration) bool {
+	return futureTick(tick, now, skew) != nil
 }
 
 func offsetText(o int64) string {
@@ -289,12 +301,12 @@ func offsetText(o int64) string {
 
 // tickText shows a tick as the schedule time it is. One in the future is
 // marked: it makes every real tick look stale to the lease.
-func tickText(tick int64, now time.Time) string {
+func tickText(tick int64, now time.Time, skew time.Duration) string {
 	if tick == 0 {
 		return "-"
 	}
 	t := time.UnixMilli(tick).UTC()
-	if t.After(now.Add(time.Minute)) {
+	if future(tick, now, skew) {
 		return t.Format(time.RFC3339) + "(FUTURE)"
 	}
 	return t.Format(time.RFC3339)
@@ -323,8 +335,8 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 			lag = strconv.FormatInt(max(0, hw[p]-l.Offset), 10)
 		}
 		expires := time.UnixMilli(l.ExpiresAt).Sub(now).Round(time.Second).String()
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now), l.Epoch, l.State,
-			offsetText(l.Offset), hw[p], lag, expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now, cfg.Skew), l.Epoch, l.State,
+			offsetText(l.Offset), hw[p], lag, expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +165,58 @@ func TestCtl_reset_repairs_a_future_tick(t *testing.T) {
 		if out, err := runInvocation(within(t, ctx, time.Second), cfg, d, invocation{"src", 0, now, "real-again"}); err != nil || out.End != endReleased || out.From != 7 {
 			t.Fatalf("a real tick after the reset: %+v, %v; want a run from offset 7", out, err)
 		}
+	})
+}
+
+// ctl pause reads the record while a seek waits in it, and writes after the
+// owner applied and cleared the seek: the pause must not put the seek back,
+// or the owner applies it twice and delivers its records again.
+func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		s, rec, cfg, ctx := r.s, r.rec, r.cfg, r.ctx
+		const target = 15000
+		mustProduce(t, cfg.Brokers, numbered(0, 20000)...)
+		d, _ := testDeps(t, s, rec)
+		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+			time.Sleep(200 * time.Microsecond)
+			return append(out, r), nil
+		}
+		stopOwner, wait := r.start(d, 1000, "A")
+		waitFor(t, "the owner to be mid-stream", 5*time.Second, func() bool { return rec.lastOffset() > 200 })
+		var raced atomic.Bool
+		late := &hookStore{store: s, before: func(ctx context.Context, call storeCall) error {
+			if call.op != "control" || call.l.Seek != target {
+				return nil
+			}
+			raced.Store(true) // the pause read the seek; the owner applies it and reads on first
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if l, err := s.load(ctx, call.key); err == nil && l.Seek == noOffset && rec.lastOffset() > target+50 {
+					break
+				}
+			}
+			return nil
+		}}
+		dctl, _ := testDeps(t, late, nil)
+		runCtlT(t, ctx, cfg, d, "seek", "-partition", "0", "-offset", fmt.Sprint(target))
+		runCtlT(t, ctx, cfg, dctl, "pause", "-partition", "0")
+		if !raced.Load() {
+			t.Fatal("the pause did not read the pending seek: the race was not injected")
+		}
+		r.waitLease(t, "the pause to be committed", func(l lease) bool { return l.Paused && l.Seek == noOffset })
+		runCtlT(t, ctx, cfg, d, "resume", "-partition", "0")
+		waitFor(t, "reading past the seek", 10*time.Second, func() bool { return rec.lastOffset() > target+500 })
+		n := 0
+		for _, w := range rec.on(0) {
+			if w.Offset == target {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("offset %d written %d times: the seek was applied %d times", target, n, n)
+		}
+		stopOwner()
+		o, err := wait()
+		wantEnd(t, "owner", o, err, endReleased)
 	})
 }

@@ -6,7 +6,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
 )
 
 // drop deletes a record behind the store's back, as if it were lost.
@@ -200,4 +204,46 @@ func TestGroup_commit_failure_never_fails_the_run(t *testing.T) {
 	if n := logs.count("offset not committed to the Kafka group"); n != 1 {
 		t.Fatalf("%d warnings for %d refused group commits, want 1:\n%s", n, refused.Hits(), logs.lines(""))
 	}
+}
+
+// TestLambda_lost_record_recreated_and_read_on: the lease record vanishes
+// under a Lambda invocation (Redis: FLUSHDB; DynamoDB: DeleteItem) with no
+// successor waiting. Its run ends lost; the same invocation, having time
+// left, takes the missing record again, starts from the offset it last
+// committed to the Kafka group, and reads on, instead of leaving the
+// partition unread until the next tick.
+func TestLambda_lost_record_recreated_and_read_on(t *testing.T) {
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		s, lose := losable(t, b)
+		r := newRig(t, s, 1)
+		ignore := leakIgnores()
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
+		d, _ := testDeps(t, s, r.rec)
+		d.pause = 10 * time.Millisecond
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		payload := fmt.Sprintf(`{"topic":"src","partition":0,"tick":%d}`, time.Now().UnixMilli())
+		wait := groupCall(ctx, handler(r.cfg, d), "A", payload, time.Minute)
+		var before lease
+		waitFor(t, "A to commit past offset 300", 10*time.Second, func() bool {
+			l, err := s.load(r.ctx, r.key)
+			before = l
+			return err == nil && l.Offset > 300
+		})
+		lose(r.key)
+		r.waitLease(t, "A to own the partition again and read on", func(l lease) bool {
+			return strings.HasPrefix(l.Owner, "A-") && strings.HasSuffix(l.Owner, "#1") && l.Offset > before.Offset
+		})
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stop()
+		a, err := wait()
+		if err != nil || a.End != endReleased || a.To != total[0] || !strings.HasSuffix(a.Owner, "#1") || a.From < before.Offset {
+			t.Fatalf("A: %+v, %v; want its second run released at %d, from the group's offset (at least %d)", a, err, total[0], before.Offset)
+		}
+		if err := goleak.Find(ignore...); err != nil {
+			t.Fatalf("goroutines left after the call returned: %v", err)
+		}
+		// What A read past its last commit before the loss may be read again.
+		wantTally(t, r.rec.tally(total), r.rec.count(strings.TrimSuffix(a.Owner, "#1"))-int(a.From), -1)
+	})
 }

@@ -125,7 +125,9 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	}
 	defer p.publish()
 	defer p.emitMetrics()
+	waited := out.WaitedMs
 	out, err = p.own(ctx)
+	out.WaitedMs = waited // the run's outcome knows nothing of the wait before it
 	p.leaveGroup(ctx, out.End)
 	return out, err
 }

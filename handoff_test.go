@@ -366,3 +366,50 @@ func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
 			lapsed.Sub(r.rec.lastAt("A")).Round(time.Millisecond), bo.From, r.rec.firstAt("B").Sub(lapsed).Round(time.Millisecond))
 	})
 }
+
+// A's renewals hang (a slow store) until its lease runs out; B reads the
+// lease as expired, and A's retried renewal lands between B's read and B's
+// take. The take must fail: B gets the baton from A, and their writes never
+// overlap.
+func TestHandoff_take_after_renewal_one_writer(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		r.cfg.StoreTimeout = 500 * time.Millisecond
+		produced, _ := flowing(t, r.ctx, r.cfg, 1, 5*time.Second)
+		fa := newFaultStore(r.s)
+		da, _ := testDeps(t, fa, r.rec)
+		_, waitA := r.writing(t, da, 300)
+		fa.frozen.Store(true)
+		r.waitLease(t, "A's lease to expire", func(l lease) bool { return l.expired(time.Now(), r.cfg.Skew) })
+		var renewed atomic.Bool
+		hb := &hookStore{store: r.s, before: func(ctx context.Context, call storeCall) error {
+			if call.op != "take" || call.l.Epoch == 0 || renewed.Load() {
+				return nil
+			}
+			fa.frozen.Store(false) // B judged A dead from call.l; A's renewal lands now
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if l, err := r.s.load(ctx, call.key); err == nil && l.ExpiresAt != call.l.ExpiresAt {
+					renewed.Store(true)
+					break
+				}
+			}
+			return nil
+		}}
+		db, _ := testDeps(t, hb, r.rec)
+		stopB, waitB := r.start(db, 2000, "B")
+		a, err := waitA()
+		total := r.drain(t, produced, nil, 15*time.Second)
+		stopB()
+		if _, err := waitB(); err != nil {
+			t.Fatal(err)
+		}
+		if !renewed.Load() {
+			t.Fatal("B never took A's lease after reading it expired: the fault was not injected")
+		}
+		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
+			t.Fatalf("A wrote at %v, after B's first write at %v: two writers", last, first)
+		}
+		wantEnd(t, "A", a, err, endHanded)
+		wantTally(t, r.rec.tally(total), 0, 1)
+	})
+}

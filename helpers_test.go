@@ -33,10 +33,15 @@ type backend struct {
 	// backend has no such thing). want is what the error must name.
 	unreachable func(t testing.TB) (s store, want string)
 	missing     func(t testing.TB) (s store, want string)
+	// remove deletes key's record from s, one that open gave, behind the
+	// store's back, as a person or a restore would; what a backend keeps
+	// beside the record (an epoch counter) stays.
+	remove func(t testing.TB, s store, key string)
 }
 
 func memBackend() backend {
-	return backend{name: "memory", open: func(testing.TB) store { return newMemStore() }}
+	return backend{name: "memory", open: func(testing.TB) store { return newMemStore() },
+		remove: func(_ testing.TB, s store, key string) { s.(*memStore).drop(key) }}
 }
 
 // needServer returns the address in env, or skips (fails under

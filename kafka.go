@@ -43,7 +43,7 @@ func connect(ctx context.Context, cfg *config, d *deps, inv invocation) (*kafka,
 	opts = append(sinkOpts(cfg, inv), opts...) // before KafkaOpts: a test may override them
 	cl, err := d.kafka(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return nil, configError{fmt.Errorf("kafka client: %w", err)}
 	}
 	k := &kafka{cl: cl}
 	if err := k.checkTopics(ctx, cfg, inv); err != nil {
@@ -73,7 +73,7 @@ func (k *kafka) checkTopics(ctx context.Context, cfg *config, inv invocation) er
 		return err
 	}
 	if n := len(meta[inv.Topic].Partitions); int(inv.Partition) >= n {
-		return fmt.Errorf("partition %d out of range: topic %q has partitions 0..%d", inv.Partition, inv.Topic, n-1)
+		return configError{fmt.Errorf("partition %d out of range: topic %q has partitions 0..%d", inv.Partition, inv.Topic, n-1)}
 	}
 	k.sourceID = meta[inv.Topic].TopicID
 	return nil

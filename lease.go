@@ -119,9 +119,11 @@ type store interface {
 	load(ctx context.Context, key string) (lease, error)
 	// take makes c the owner with epoch seen.Epoch+1, state running and the
 	// record's offset kept (noOffset for a new record), if the record is
-	// still at seen.Epoch (absent when seen.Epoch is 0) and no other
-	// invocation with a tick >= c.Tick asked meanwhile. It fails with
-	// errDuplicate, errStale or errTaken.
+	// still at seen.Epoch (absent when seen.Epoch is 0) with seen.ExpiresAt,
+	// and no other invocation with a tick >= c.Tick asked meanwhile. It
+	// fails with errDuplicate, errStale or errTaken. The expiry is what the
+	// taker judged: an owner whose renewal landed after the taker's read is
+	// alive, and the take must not land over it.
 	take(ctx context.Context, key string, seen lease, c claim, expiresAt int64) (lease, error)
 	// ask records c as the successor, its ask live until the given time,
 	// without changing the epoch, if the record is still at epoch and c
@@ -145,15 +147,19 @@ type store interface {
 	// so a caller to whom the baton arrived meanwhile sees it and releases.
 	withdraw(ctx context.Context, key string, c claim) (lease, error)
 	// control is an operator's write (baton ctl): it sets seek and paused,
-	// if the record is still at l.Epoch with l.Owner (any state); otherwise
-	// errFenced, or errNotFound when there is no record yet. Records
-	// written before these fields existed read as no seek, not paused.
+	// if the record is still at l.Epoch with l.Owner (any state) and its
+	// seek and paused are still l.Seek and l.Paused; otherwise errFenced,
+	// errTaken (read again: the owner applied a seek, or another operator
+	// wrote), or errNotFound when there is no record yet. Records written
+	// before these fields existed read as no seek, not paused.
 	control(ctx context.Context, l lease, seek int64, paused bool) (lease, error)
 	// reset is an operator's repair of a record that holds a tick from the
 	// future (written before such ticks were refused), which would make
-	// every real tick look stale: state released, tick 0, successor
-	// cleared, epoch and offset kept, if the record is still at l.Epoch
-	// with l.Owner; otherwise errFenced, or errNotFound.
+	// every real tick look stale: tick 0 and successor cleared, all else
+	// kept, if the record is still at l.Epoch with l.Owner; otherwise
+	// errFenced, or errNotFound. It never releases: an operator's clock
+	// cannot tell a live owner from a dead one, and a live one goes on and
+	// hands over to the next real tick, while a dead one's lease expires.
 	reset(ctx context.Context, l lease) (lease, error)
 }
 
@@ -268,7 +274,7 @@ func (s settled) reset(ctx context.Context, l lease) (lease, error) {
 		return n, nil
 	}
 	return s.settle(ctx, l.Key, err, func(cur lease) bool {
-		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.State == stateReleased && cur.Tick == 0 && cur.Successor == ""
+		return cur.Epoch == l.Epoch && cur.Owner == l.Owner && cur.Tick == 0 && cur.Successor == ""
 	})
 }
 

@@ -34,8 +34,9 @@ const (
 	attrSuccessorTick = "successor_tick"  // absent when nobody asked
 	attrSuccessorTo   = "successor_until" // absent when nobody asked (or asked before asks could lapse)
 	attrExpiresAt     = "expires_at"
-	attrSeek          = "seek"   // absent when no seek is asked (and on older records)
-	attrPaused        = "paused" // absent on records older than baton ctl
+	attrSeek          = "seek"       // absent when no seek is asked (and on older records)
+	attrPaused        = "paused"     // absent on records older than baton ctl
+	attrGeneration    = "generation" // of the item key+generationSuffix only
 )
 
 const (
@@ -51,15 +52,17 @@ const (
 type dynamoAPI interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 	CreateTable(context.Context, *dynamodb.CreateTableInput, ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 }
 
 // dynamoStore is the DynamoDB implementation of store.
 //
-// baton never deletes an item, so a key's epochs never repeat; deleting an
-// item by hand restarts them at 1, and a fenced owner from before could then
-// match again.
+// baton never deletes an item, but a person, a script or a restore may; a
+// record created again must not hand out an epoch an owner held before.
+// The item key+generationSuffix counts the record's creations, and the
+// epochs of creation g start at (g-1)<<32 + 1: 1 for the first.
 type dynamoStore struct {
 	db      dynamoAPI
 	table   string
@@ -172,20 +175,86 @@ func (s *dynamoStore) load(ctx context.Context, key string) (lease, error) {
 }
 
 func (s *dynamoStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	e := newExpr()
-	var cond string
 	if seen.Epoch == 0 {
-		cond = "attribute_not_exists(" + e.name(attrKey) + ")"
-	} else {
-		cond = e.eq(attrEpoch, num(seen.Epoch)) + " AND " + e.tickFree(c)
+		return s.create(ctx, key, c, exp)
 	}
-	offset := e.name(attrOffset)
+	e := newExpr()
+	// The expiry as read: a renewal since the read means the owner the
+	// taker judged dead is alive.
+	cond := e.eq(attrEpoch, num(seen.Epoch)) + " AND " + e.eq(attrExpiresAt, num(seen.ExpiresAt)) + " AND " + e.tickFree(c)
 	update := e.newOwner(e.eq(attrOwner, str(c.Owner)), e.eq(attrTick, num(c.Tick)), e.eq(attrEpoch, num(seen.Epoch+1)),
-		e.eq(attrState, str(stateRunning)), e.eq(attrExpiresAt, num(exp)),
-		offset+" = if_not_exists("+offset+", "+e.value(num(noOffset))+")")
+		e.eq(attrState, str(stateRunning)), e.eq(attrExpiresAt, num(exp)))
 	return s.update(ctx, key, "take", e, cond, update, func(cur lease, exists bool) error {
 		return takeVerdict(cur, exists, seen, c)
 	})
+}
+
+// generationSuffix names the item that counts a record's creations; a key
+// ends in a partition number, so no record's key ends so.
+const generationSuffix = "#generation"
+
+// create is take of a missing record. The record and the count of its
+// creations are written in one transaction, and the epochs of creation g
+// start at (g-1)<<32 + 1 (1 for the first): a record deleted by a person,
+// a script or a restore, and created again, never hands out an epoch an
+// owner held before.
+func (s *dynamoStore) create(ctx context.Context, key string, c claim, exp int64) (lease, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	gen, err := s.generation(ctx, key)
+	if err != nil {
+		return lease{}, err
+	}
+	l := lease{Key: key, Owner: c.Owner, Tick: c.Tick, Epoch: gen<<32 + 1, Offset: noOffset, State: stateRunning, ExpiresAt: exp, Seek: noOffset}
+	e := newExpr()
+	update := "SET " + strings.Join([]string{e.eq(attrOwner, str(l.Owner)), e.eq(attrTick, num(l.Tick)), e.eq(attrEpoch, num(l.Epoch)),
+		e.eq(attrState, str(l.State)), e.eq(attrExpiresAt, num(l.ExpiresAt)), e.eq(attrOffset, num(l.Offset))}, ", ")
+	g := newExpr()
+	counted := "attribute_not_exists(" + g.name(attrGeneration) + ")"
+	if gen > 0 {
+		counted = g.eq(attrGeneration, num(gen))
+	}
+	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Update: &types.Update{TableName: &s.table, Key: map[string]types.AttributeValue{attrKey: str(key)},
+			ConditionExpression: aws.String("attribute_not_exists(" + e.name(attrKey) + ")"), UpdateExpression: &update,
+			ExpressionAttributeNames: e.names, ExpressionAttributeValues: e.values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}},
+		{Update: &types.Update{TableName: &s.table, Key: map[string]types.AttributeValue{attrKey: str(key + generationSuffix)},
+			ConditionExpression: &counted, UpdateExpression: aws.String("SET " + g.eq(attrGeneration, num(gen+1))),
+			ExpressionAttributeNames: g.names, ExpressionAttributeValues: g.values}},
+	}})
+	var canceled *types.TransactionCanceledException
+	switch {
+	case errors.As(err, &canceled) && len(canceled.CancellationReasons) == 2 && aws.ToString(canceled.CancellationReasons[0].Code) == "ConditionalCheckFailed":
+		err = verdict(key, canceled.CancellationReasons[0].Item, func(cur lease, exists bool) error {
+			return takeVerdict(cur, exists, lease{}, c)
+		})
+		return lease{}, fmt.Errorf("dynamodb lease %s: take: %w", key, err)
+	case errors.As(err, &canceled):
+		// Another invocation counted a creation meanwhile: it made the record.
+		return lease{}, fmt.Errorf("dynamodb lease %s: take: created meanwhile: %w", key, errTaken)
+	case err != nil:
+		return lease{}, s.fail(key, "take", err, nil)
+	}
+	return l, nil
+}
+
+// generation is how many times key's record was created.
+func (s *dynamoStore) generation(ctx context.Context, key string) (int64, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &s.table,
+		Key:            map[string]types.AttributeValue{attrKey: str(key + generationSuffix)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return 0, s.fail(key, "take", err, nil)
+	}
+	p := itemParser{item: out.Item}
+	g := p.num(attrGeneration, false)
+	if p.err != nil {
+		return 0, fmt.Errorf("dynamodb lease %s: take: %w", key, p.err)
+	}
+	return g, nil
 }
 
 func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
@@ -193,10 +262,7 @@ func (s *dynamoStore) ask(ctx context.Context, key string, epoch int64, c claim,
 	cond := e.eq(attrEpoch, num(epoch)) + " AND " + e.tickFree(c)
 	update := "SET " + e.eq(attrSuccessor, str(c.Owner)) + ", " + e.eq(attrSuccessorTick, num(c.Tick)) + ", " + e.eq(attrSuccessorTo, num(until))
 	_, err := s.update(ctx, key, "ask", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errTaken
-		}
-		return takeVerdict(cur, exists, lease{Epoch: epoch}, c)
+		return askVerdict(cur, exists, epoch, c)
 	})
 	return err
 }
@@ -252,11 +318,13 @@ func (s *dynamoStore) release(ctx context.Context, l lease, offset int64) error 
 	return err
 }
 
-// control sets the operator's seek and pause. No seek is stored as no seek
-// attribute, as on a record written before there were seeks.
+// control sets the operator's seek and pause, if both are still as the
+// operator read them. No seek is stored as no seek attribute, as on a
+// record written before there were seeks; no pause may be no attribute too.
 func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
 	e := newExpr()
-	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+	cond := e.held(l) + " AND " + e.asRead(attrSeek, num(l.Seek), l.Seek == noOffset) +
+		" AND " + e.asRead(attrPaused, &types.AttributeValueMemberBOOL{Value: l.Paused}, !l.Paused)
 	update := "SET " + e.eq(attrPaused, &types.AttributeValueMemberBOOL{Value: paused})
 	if seek == noOffset {
 		update += " REMOVE " + e.name(attrSeek)
@@ -264,23 +332,30 @@ func (s *dynamoStore) control(ctx context.Context, l lease, seek int64, paused b
 		update += ", " + e.eq(attrSeek, num(seek))
 	}
 	return s.update(ctx, l.Key, "control", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errNotFound
-		}
-		return errFenced
+		return controlVerdict(cur, exists, l)
 	})
 }
 
 func (s *dynamoStore) reset(ctx context.Context, l lease) (lease, error) {
 	e := newExpr()
-	cond := "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
-	update := e.newOwner(e.eq(attrState, str(stateReleased)), e.eq(attrTick, num(0)))
-	return s.update(ctx, l.Key, "reset", e, cond, update, func(cur lease, exists bool) error {
-		if !exists {
-			return errNotFound
-		}
-		return errFenced
+	update := e.newOwner(e.eq(attrTick, num(0)))
+	return s.update(ctx, l.Key, "reset", e, e.held(l), update, func(cur lease, exists bool) error {
+		return heldVerdict(cur, exists, l)
 	})
+}
+
+// held is "the record exists and l.Owner holds l.Epoch".
+func (e *expr) held(l lease) string {
+	return "attribute_exists(" + e.name(attrKey) + ") AND " + e.eq(attrEpoch, num(l.Epoch)) + " AND " + e.eq(attrOwner, str(l.Owner))
+}
+
+// asRead is an optional attribute as it was read, v; when v is its
+// "none" (no seek, not paused), an absent attribute reads as v too.
+func (e *expr) asRead(attr string, v types.AttributeValue, none bool) string {
+	if !none {
+		return e.eq(attr, v)
+	}
+	return "(attribute_not_exists(" + e.name(attr) + ") OR " + e.eq(attr, v) + ")"
 }
 
 // withdraw takes back c's ask in one write. A failed condition is no
@@ -352,7 +427,7 @@ func (s *dynamoStore) fail(key, step string, err error, check func(cur lease, ex
 	case errors.As(err, &failed) && check != nil:
 		err = verdict(key, failed.Item, check)
 	case errors.As(err, &missing):
-		err = fmt.Errorf("dynamodb table %q not found %s (create it, or run with -create-table)", s.table, s.where)
+		err = configError{fmt.Errorf("dynamodb table %q not found %s (create it, or run with -create-table)", s.table, s.where)}
 	case errors.As(err, &conn):
 		err = fmt.Errorf("no connection to dynamodb %s (table %q): %w", s.where, s.table, conn)
 	case errors.Is(err, context.DeadlineExceeded):

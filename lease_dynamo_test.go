@@ -77,6 +77,15 @@ func compiledBackend(tb testing.TB) backend {
 				t.Fatalf("corrupt %s of %s: %v", field, key, err)
 			}
 		},
+		remove: func(t testing.TB, s store, key string) {
+			d := s.(*dynamoStore)
+			_, err := d.db.(*dynamodb.Client).DeleteItem(ctxT(t), &dynamodb.DeleteItemInput{
+				TableName: &d.table, Key: map[string]types.AttributeValue{attrKey: str(key)},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
 		unreachable: func(t testing.TB) (store, string) {
 			const nobody = "http://127.0.0.1:1"
 			return testDynamo(t, nobody, "baton-test-unreachable"), nobody
@@ -126,14 +135,17 @@ func TestDynamo_create_table_is_idempotent(t *testing.T) {
 	mustTake(t, s, "k", lease{}, claim{Owner: "a", Tick: 1})
 }
 
-// countingDB counts the reads that reach DynamoDB.
+// countingDB counts the reads of lease records that reach DynamoDB (a
+// creation's read of the creation count is not one).
 type countingDB struct {
 	dynamoAPI
 	gets atomic.Int32
 }
 
 func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.gets.Add(1)
+	if k, ok := in.Key[attrKey].(*types.AttributeValueMemberS); !ok || !strings.HasSuffix(k.Value, generationSuffix) {
+		c.gets.Add(1)
+	}
 	return c.dynamoAPI.GetItem(ctx, in, opts...)
 }
 
@@ -307,4 +319,14 @@ func sentinel(err error) error {
 		}
 	}
 	return err
+}
+
+// A missing table is the configuration's: no retry mends it, so process
+// mode ends with its error instead of trying forever.
+func TestDynamo_missing_table_is_a_configuration_error(t *testing.T) {
+	s, table := compiledBackend(t).missing(t)
+	_, err := s.load(ctxT(t), testKey(t))
+	if !errors.As(err, new(configError)) || !strings.Contains(fmt.Sprint(err), table) || !lasting(err, 1) {
+		t.Fatalf("load from a missing table: %v; want a configError naming %s", err, table)
+	}
 }

@@ -13,13 +13,14 @@ import (
 type memStore struct {
 	mu      sync.Mutex
 	leases  map[string]lease
-	changes notifier // hand-overs and releases, for waiting successors (watch.go)
+	epochs  map[string]int64 // the highest epoch handed out per key: a record deleted by hand keeps it, as Redis's counter does
+	changes notifier         // hand-overs and releases, for waiting successors (watch.go)
 }
 
 var _ store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{leases: map[string]lease{}}
+	return &memStore{leases: map[string]lease{}, epochs: map[string]int64{}}
 }
 
 func (m *memStore) load(ctx context.Context, key string) (lease, error) {
@@ -37,6 +38,7 @@ func (m *memStore) set(l lease) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.leases[l.Key] = l
+	m.epochs[l.Key] = max(m.epochs[l.Key], l.Epoch)
 }
 
 func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
@@ -47,9 +49,10 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 		return lease{}, fmt.Errorf("memory lease %s: take: %w", key, err)
 	}
 	if !ok {
-		cur = lease{Key: key, Offset: noOffset, Seek: noOffset}
+		cur = lease{Key: key, Epoch: m.epochs[key], Offset: noOffset, Seek: noOffset}
 	}
 	cur.Epoch++
+	m.epochs[key] = cur.Epoch
 	cur.Owner, cur.Tick, cur.State, cur.ExpiresAt = c.Owner, c.Tick, stateRunning, exp
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[key] = cur
@@ -57,7 +60,10 @@ func (m *memStore) take(ctx context.Context, key string, seen lease, c claim, ex
 }
 
 // takeVerdict is take's condition, spelled out once in Go for the memory
-// store; the other backends say the same in their own languages.
+// store; the other backends say the same in their own languages. Besides
+// ask's condition, the record must be as the taker judged it: a renewal
+// that landed after its read moved the expiry, and the owner it judged
+// dead is alive.
 func takeVerdict(cur lease, exists bool, seen lease, c claim) error {
 	if !exists {
 		if seen.Epoch != 0 {
@@ -65,11 +71,52 @@ func takeVerdict(cur lease, exists bool, seen lease, c claim) error {
 		}
 		return nil
 	}
+	if err := askVerdict(cur, exists, seen.Epoch, c); err != nil {
+		return err
+	}
+	if cur.ExpiresAt != seen.ExpiresAt {
+		return fmt.Errorf("renewed since it was read: %w", errTaken)
+	}
+	return nil
+}
+
+// askVerdict is ask's condition: the record is still at epoch and c passes
+// tickVerdict. An ask grants nothing by itself (the baton moves only by the
+// owner's hand-over, or by a take), so a renewal since the read may stand.
+func askVerdict(cur lease, exists bool, epoch int64, c claim) error {
+	if !exists {
+		return errTaken
+	}
 	if err := cur.tickVerdict(c); err != nil {
 		return err
 	}
-	if cur.Epoch != seen.Epoch {
+	if cur.Epoch != epoch {
 		return errTaken
+	}
+	return nil
+}
+
+// controlVerdict is control's condition: the record still has the owner
+// and epoch the operator read (errFenced), and the seek and pause it read
+// (errTaken), so a write for one of them never puts back the other as it
+// was, such as a seek the owner applied and cleared meanwhile.
+func controlVerdict(cur lease, exists bool, l lease) error {
+	if err := heldVerdict(cur, exists, l); err != nil {
+		return err
+	}
+	if cur.Seek != l.Seek || cur.Paused != l.Paused {
+		return fmt.Errorf("seek or pause changed since it was read: %w", errTaken)
+	}
+	return nil
+}
+
+// heldVerdict: the record exists and l.Owner still holds l.Epoch.
+func heldVerdict(cur lease, exists bool, l lease) error {
+	switch {
+	case !exists:
+		return errNotFound
+	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
+		return errFenced
 	}
 	return nil
 }
@@ -78,14 +125,8 @@ func (m *memStore) ask(ctx context.Context, key string, epoch int64, c claim, un
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[key]
-	if !ok {
-		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
-	}
-	if err := cur.tickVerdict(c); err != nil {
+	if err := askVerdict(cur, ok, epoch, c); err != nil {
 		return fmt.Errorf("memory lease %s: ask: %w", key, err)
-	}
-	if cur.Epoch != epoch {
-		return fmt.Errorf("memory lease %s: ask: %w", key, errTaken)
 	}
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = c.Owner, c.Tick, until
 	m.leases[key] = cur
@@ -103,6 +144,7 @@ func (m *memStore) handOver(ctx context.Context, l lease, offset, exp int64) (le
 		return lease{}, fmt.Errorf("memory lease %s: hand over: %w", l.Key, errTaken)
 	}
 	cur.Epoch++
+	m.epochs[l.Key] = cur.Epoch
 	cur.Owner, cur.Tick = cur.Successor, cur.SuccessorTick
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	cur.Offset, cur.State, cur.ExpiresAt = offset, stateRunning, exp
@@ -146,11 +188,8 @@ func (m *memStore) control(ctx context.Context, l lease, seek int64, paused bool
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[l.Key]
-	switch {
-	case !ok:
-		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errNotFound)
-	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
-		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, errFenced)
+	if err := controlVerdict(cur, ok, l); err != nil {
+		return lease{}, fmt.Errorf("memory lease %s: control: %w", l.Key, err)
 	}
 	cur.Seek, cur.Paused = seek, paused
 	m.leases[l.Key] = cur
@@ -161,13 +200,10 @@ func (m *memStore) reset(ctx context.Context, l lease) (lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.leases[l.Key]
-	switch {
-	case !ok:
-		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errNotFound)
-	case cur.Epoch != l.Epoch || cur.Owner != l.Owner:
-		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, errFenced)
+	if err := heldVerdict(cur, ok, l); err != nil {
+		return lease{}, fmt.Errorf("memory lease %s: reset: %w", l.Key, err)
 	}
-	cur.State, cur.Tick = stateReleased, 0
+	cur.Tick = 0
 	cur.Successor, cur.SuccessorTick, cur.SuccessorUntil = "", 0, 0
 	m.leases[l.Key] = cur
 	return cur, nil

@@ -60,7 +60,8 @@ local function next_epoch(counter, cur)
 end
 `
 
-// take: KEYS[1] lease, KEYS[2] counter; ARGV[1] seen epoch, ARGV[2] owner, ARGV[3] tick, ARGV[4] expires_at, ARGV[5] cutoff.
+// take: KEYS[1] lease, KEYS[2] counter; ARGV[1] seen epoch, ARGV[2] owner, ARGV[3] tick, ARGV[4] expires_at, ARGV[5] cutoff,
+// ARGV[6] seen expires_at: a renewal since the taker's read means the owner it judged dead is alive.
 var takeScript = redis.NewScript(luaCommon + `
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 if fresh then
@@ -70,6 +71,7 @@ else
   local verdict = tick_check(KEYS[1], ARGV[2], ARGV[3], ARGV[5])
   if verdict then return verdict end
   if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 'taken' end
+  if tonumber(redis.call('HGET', KEYS[1], 'expires_at')) ~= tonumber(ARGV[6]) then return 'renewed' end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'tick', ARGV[3], 'epoch', next_epoch(KEYS[2], tonumber(ARGV[1])),
   'state', 'running', 'expires_at', ARGV[4])
@@ -122,11 +124,13 @@ redis.call('PUBLISH', KEYS[1], 'released')
 return 'ok'
 `)
 
-// control: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] seek, ARGV[4] paused (1 or 0).
+// control: KEYS[1] lease; ARGV[1] epoch, ARGV[2] owner, ARGV[3] seek, ARGV[4] paused (1 or 0), ARGV[5] seek and
+// ARGV[6] paused as read: neither is written back over a change since the read.
 var controlScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
-local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
+local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'seek', 'paused')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
+if tonumber(h[3] or '-1') ~= tonumber(ARGV[5]) or (h[4] or '0') ~= ARGV[6] then return 'control changed' end
 redis.call('HSET', KEYS[1], 'seek', ARGV[3], 'paused', ARGV[4])
 return redis.call('HGETALL', KEYS[1])
 `)
@@ -136,7 +140,7 @@ var resetScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not found' end
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'owner')
 if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 'fenced' end
-redis.call('HSET', KEYS[1], 'state', 'released', 'tick', '0')
+redis.call('HSET', KEYS[1], 'tick', '0')
 redis.call('HDEL', KEYS[1], 'successor', 'successor_tick', 'successor_until')
 return redis.call('HGETALL', KEYS[1])
 `)
@@ -153,7 +157,9 @@ return redis.call('HGETALL', KEYS[1])
 // verdicts are the scripts' answers for a condition that failed.
 var verdicts = map[string]error{
 	"taken": errTaken, "duplicate": errDuplicate, "stale": errStale, "fenced": errFenced, "not found": errNotFound,
-	"seek changed": fmt.Errorf("seek changed: %w", errTaken),
+	"seek changed":    fmt.Errorf("seek changed: %w", errTaken),
+	"renewed":         fmt.Errorf("renewed since it was read: %w", errTaken),
+	"control changed": fmt.Errorf("seek or pause changed since it was read: %w", errTaken),
 }
 
 // redisStore is the Redis implementation of store.
@@ -274,7 +280,7 @@ func (s *redisStore) load(ctx context.Context, key string) (lease, error) {
 }
 
 func (s *redisStore) take(ctx context.Context, key string, seen lease, c claim, exp int64) (lease, error) {
-	return s.run(ctx, takeScript, "take", key, seen.Epoch, c.Owner, c.Tick, exp, c.Cutoff)
+	return s.run(ctx, takeScript, "take", key, seen.Epoch, c.Owner, c.Tick, exp, c.Cutoff, seen.ExpiresAt)
 }
 
 func (s *redisStore) ask(ctx context.Context, key string, epoch int64, c claim, until int64) error {
@@ -296,11 +302,14 @@ func (s *redisStore) release(ctx context.Context, l lease, offset int64) error {
 }
 
 func (s *redisStore) control(ctx context.Context, l lease, seek int64, paused bool) (lease, error) {
-	flag := "0"
-	if paused {
-		flag = "1"
+	return s.run(ctx, controlScript, "control", l.Key, l.Epoch, l.Owner, seek, redisBool(paused), l.Seek, redisBool(l.Paused))
+}
+
+func redisBool(b bool) string {
+	if b {
+		return "1"
 	}
-	return s.run(ctx, controlScript, "control", l.Key, l.Epoch, l.Owner, seek, flag)
+	return "0"
 }
 
 func (s *redisStore) reset(ctx context.Context, l lease) (lease, error) {

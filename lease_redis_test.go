@@ -36,6 +36,11 @@ func compiledBackend(t testing.TB) backend {
 			t.Cleanup(func() { s.close() })
 			return settled{s}, "127.0.0.1:1"
 		},
+		remove: func(t testing.TB, s store, key string) {
+			if err := s.(settled).store.(*redisStore).rdb.Del(ctxT(t), redisLeaseKey(key)).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
 		// missing is nil: a Redis has no table to lack, and a database
 		// number out of range fails as the unreachable case does, at ping.
 	}

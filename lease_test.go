@@ -146,13 +146,14 @@ func testStore(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := lease{Key: key, Owner: "a", Epoch: a.Epoch, Offset: 42, State: stateReleased, ExpiresAt: got.ExpiresAt, Seek: noOffset}
+		// Never released: the operator's clock cannot tell whether the owner lives.
+		want := lease{Key: key, Owner: "a", Epoch: a.Epoch, Offset: 42, State: stateRunning, ExpiresAt: got.ExpiresAt, Seek: noOffset}
 		if got != want || mustLoad(t, s, key) != want {
 			t.Fatalf("after reset: %+v (stored %+v), want %+v", got, mustLoad(t, s, key), want)
 		}
-		c := claimAt("c", time.Now().UnixMilli(), time.Now(), time.Second)
-		if got, err := s.take(ctxT(t), key, want, c, in(time.Minute)); err != nil || got.Offset != 42 || got.Epoch != a.Epoch+1 {
-			t.Fatalf("a real tick after the reset: %+v, %v; want taken at offset 42", got, err)
+		mustAsk(t, s, key, a.Epoch, claimAt("c", time.Now().UnixMilli(), time.Now(), time.Second))
+		if got, err := s.handOver(ctxT(t), mustLoad(t, s, key), 42, in(time.Minute)); err != nil || got.Owner != "c" || got.Epoch != a.Epoch+1 {
+			t.Fatalf("a real tick after the reset: %+v, %v; want the baton handed over at offset 42", got, err)
 		}
 	})
 
@@ -475,4 +476,80 @@ func BenchmarkCommit(b *testing.B) {
 			b.ReportMetric(float64(took[len(took)*99/100].Nanoseconds())/1e3, "p99-µs")
 		})
 	}
+}
+
+// A successor judged the lease dead from its read; the owner's renewal
+// (a commit held up by a slow store) landed after that read. The take must
+// fail, or both would write. A release after the read leaves the lease free.
+func TestLease_take_refused_after_renewal(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, key := b.open(t), testKey(t)
+		a, err := s.take(ctxT(t), key, lease{}, claim{Owner: "a", Tick: 100}, in(-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := mustLoad(t, s, key)
+		if !seen.free(time.Now(), 0) {
+			t.Fatalf("the expired lease does not look free: %+v", seen)
+		}
+		b1 := claimAt("b", 200, time.Now(), 0)
+		renewed := mustCommit(t, s, a, 10, in(time.Minute))
+		wantErr(t, "take after the owner renewed", errOf(s.take(ctxT(t), key, seen, b1, in(time.Minute))), errTaken)
+		if got := mustLoad(t, s, key); got != renewed {
+			t.Fatalf("a refused take changed the record: %+v, want %+v", got, renewed)
+		}
+		seen = mustLoad(t, s, key)
+		mustRelease(t, s, renewed, 10)
+		if got := mustTake(t, s, key, seen, b1); got.Owner != "b" || got.Offset != 10 {
+			t.Fatalf("take after a release: %+v", got)
+		}
+	})
+}
+
+// An operator's write for one field never puts back another as it read it:
+// a pause read before the owner applied (and cleared) a seek is refused,
+// and written again from a fresh read without the seek.
+func TestLease_control_refused_after_seek_applied(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		if _, err := s.control(ctxT(t), a, 500, false); err != nil {
+			t.Fatal(err)
+		}
+		read := mustLoad(t, s, key) // the pause's read: seek 500 pending
+		applied := mustCommit(t, s, read, 500, in(time.Minute))
+		if applied.Seek != noOffset {
+			t.Fatalf("the commit applying the seek did not clear it: %+v", applied)
+		}
+		wantErr(t, "pause read before the seek was applied", errOf(s.control(ctxT(t), read, read.Seek, true)), errTaken)
+		again := mustLoad(t, s, key)
+		if again.Seek != noOffset || again.Paused {
+			t.Fatalf("a refused control changed the record: %+v", again)
+		}
+		got, err := s.control(ctxT(t), again, again.Seek, true)
+		if err != nil || got.Seek != noOffset || !got.Paused {
+			t.Fatalf("pause from a fresh read: %+v, %v", got, err)
+		}
+		wantErr(t, "resume read before the pause", errOf(s.control(ctxT(t), again, again.Seek, false)), errTaken)
+	})
+}
+
+// A record deleted behind the store's back (by a person, a script, a
+// restore) and created again never hands out an epoch an owner held.
+func TestLease_epoch_not_reused_after_record_deleted(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, key := b.open(t), testKey(t)
+		a := mustTake(t, s, key, lease{}, claim{Owner: "a", Tick: 100})
+		mustAsk(t, s, key, a.Epoch, claim{Owner: "b", Tick: 200})
+		handed, err := s.handOver(ctxT(t), mustLoad(t, s, key), 5, in(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.remove(t, s, key)
+		again := mustTake(t, s, key, lease{}, claim{Owner: "c", Tick: 300})
+		if again.Epoch <= handed.Epoch {
+			t.Fatalf("the record created again has epoch %d; epochs %d and %d were held before", again.Epoch, a.Epoch, handed.Epoch)
+		}
+		wantErr(t, "commit of the owner from before the deletion", errOf(s.commit(ctxT(t), handed, 9, in(time.Minute))), errFenced)
+	})
 }

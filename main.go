@@ -21,8 +21,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +44,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -55,6 +59,9 @@ type deps struct {
 	prom   *promRegistry // /metrics in process mode; nil: none
 	// progress spaces each partition's status line; 0: progressEvery.
 	progress time.Duration
+	// pause is the first pause before a partition runs again
+	// (ownPartition); 0: a second.
+	pause time.Duration
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
 	action   actionFunc
@@ -202,7 +209,7 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 	defer forcedExit.CompareAndSwap(&logLeft, nil)
 	for i, p := range parts {
 		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
-		wg.Go(func() { errs[i] = ownPartition(ctx, cfg, d, inv) })
+		wg.Go(func() { _, errs[i] = ownPartition(ctx, cfg, d, inv, true) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -227,48 +234,127 @@ func logLeftRunning(cfg *config, d *deps, parts []int32, owner string) {
 		"topic", cfg.Topic, "partitions", strings.Join(left, ", "), "skew", cfg.Skew)
 }
 
-// ownPartition runs one partition until it is handed over, released at
-// shutdown, or fails before this process ever owned it (a bad sink topic,
-// say: that is for a person to fix). Once it has owned it, a failed run is
-// started again after a pause, so the partition is not left unowned while
-// the process lives; so is a run whose lease record vanished (nobody else
-// owns the partition then). The next run's tick is the first's plus one a
-// try: newer than this process's old runs, older than a process started
-// later, which keeps its place.
-func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation) error {
-	pause, owned, tick, cause := time.Second, false, inv.Tick, ""
+// ownPartition runs one partition (runInvocation), and runs it again after
+// a pause when a new run can mend how the last one ended:
+//   - its lease record was lost (endLost): nobody owns the partition, and
+//     the new run takes the missing record, starting from the offset
+//     committed to the Kafka group;
+//   - it failed before owning on an error that may heal (see lasting): a
+//     throttled or dropped lease read, a broker that did not answer in
+//     time; one blip must not leave the partition unread;
+//   - restartFailed (process mode) and this process owned the partition
+//     before: a record the action cannot handle is dealt with meanwhile
+//     (baton ctl seek) with no restart. Under Lambda the error is the
+//     invocation's instead, and Lambda retries the event.
+//
+// The pause is d.pause (a second) doubling to 30 s. It stops when ctx ends,
+// or when ctx's deadline (Lambda's) leaves a new run no time to read. The
+// next run's tick is the first's plus one a try: newer than this process's
+// (or invocation's) old runs, older than one started later, which keeps its
+// place. It returns the last run's outcome; each run's is logged.
+func ownPartition(ctx context.Context, cfg *config, d *deps, inv invocation, restartFailed bool) (outcome, error) {
+	pause, tick, base := cmp.Or(d.pause, time.Second), inv.Tick, inv.Owner
+	owned, failed, cause := false, 0, ""
 	for n := 1; ; n++ {
 		out, err := runInvocation(ctx, cfg, d, inv)
-		// A failure is an ERROR once per cause; its retries repeat it
-		// only at DEBUG.
-		level := slog.LevelInfo
-		if err != nil {
-			level = slog.LevelDebug
-			if err.Error() != cause {
-				level, cause = slog.LevelError, err.Error()
-			}
-		}
-		d.log.Log(context.Background(), level, "partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
-			"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
+		cause = logDone(d, inv, out, err, cause)
 		owned = owned || out.Epoch > 0
-		lost := out.End == endLost
-		if (err == nil && !lost) || !owned || ctx.Err() != nil {
-			return err
+		if err != nil && out.Epoch == 0 {
+			failed++ // runs in a row that failed before owning
+		} else {
+			failed = 0
 		}
-		why := "partition failed after owning it; starting again"
-		if lost {
-			why = "lease record lost; starting again from the offset committed to the Kafka group"
+		why := rerun(out, err, owned && restartFailed, failed)
+		if why == "" || ctx.Err() != nil || !timeLeft(ctx, cfg, d, pause) {
+			return out, err
 		}
 		d.log.Warn(why, "topic", inv.Topic, "partition", inv.Partition, "in", pause, "err", err)
 		select {
 		case <-ctx.Done():
-			return err
+			return out, err
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, 30*time.Second)
-		base, _, _ := strings.Cut(inv.Owner, "#")
 		inv.Tick, inv.Owner = tick+int64(n), fmt.Sprintf("%s#%d", base, n)
 	}
+}
+
+// logDone logs the end of one run. A failure is an ERROR once per cause;
+// its retries repeat it only at DEBUG. It returns the cause last logged.
+func logDone(d *deps, inv invocation, out outcome, err error, cause string) string {
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelDebug
+		if err.Error() != cause {
+			level, cause = slog.LevelError, err.Error()
+		}
+	}
+	d.log.Log(context.Background(), level, "partition done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
+		"tick", inv.Tick, "epoch", out.Epoch, "outcome", out, "err", err)
+	return cause
+}
+
+// rerun says why a run that ended so is run again, or "" when it is not.
+// failed counts the runs in a row, this one included, that failed before
+// owning.
+func rerun(out outcome, err error, restartFailed bool, failed int) string {
+	switch {
+	case out.End == endLost:
+		return "lease record lost; starting again from the offset committed to the Kafka group"
+	case err == nil:
+		return ""
+	case out.Epoch == 0 && !lasting(err, failed):
+		return "partition failed before owning it; trying again"
+	case restartFailed:
+		return "partition failed after owning it; starting again"
+	}
+	return ""
+}
+
+// timeLeft reports whether a run started after pause still has time to
+// read before ctx's deadline (as waitPoll judges it); with no deadline
+// (process mode), always.
+func timeLeft(ctx context.Context, cfg *config, d *deps, pause time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || dl.Sub(d.now().Add(pause)) >= 2*cfg.MarginFloor
+}
+
+// A configError is one only a person can mend: the options make no client,
+// the topic lacks the partition, the brokers refuse the credentials. It
+// says what its error says.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// missingTopicTries is how many runs in a row may find a topic missing
+// before that is taken for the configuration's: a topic created beside
+// baton shows up within them (a second doubling to 8 s: 15 s).
+const missingTopicTries = 5
+
+// refusals are the brokers' answers that no retry changes.
+var refusals = []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+	kerr.TransactionalIDAuthorizationFailed, kerr.SaslAuthenticationFailed, kerr.UnsupportedSaslMechanism,
+	kerr.IllegalSaslState, kerr.InvalidTopicException}
+
+// lasting reports whether an error that ended a run before it owned the
+// partition is the configuration's, which no retry mends; failed counts
+// the runs in a row that failed so. The rule: a tick from the future (bad
+// input); a configError; a refusal (authorization, SASL, a bad topic name)
+// or a TLS handshake refused either way; a topic missing missingTopicTries
+// times in a row. Anything else may heal and is retried: a lease store or
+// broker that did not answer, throttling, a leader moving.
+func lasting(err error, failed int) bool {
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError
+	switch {
+	case errors.Is(err, errFutureTick), errors.As(err, new(configError)):
+		return true
+	case slices.ContainsFunc(refusals, func(r error) bool { return errors.Is(err, r) }):
+		return true
+	case errors.As(err, &verify), errors.As(err, &op) && op.Op == "remote error": // crypto/tls's name for the peer's alert
+		return true
+	}
+	return errors.Is(err, kerr.UnknownTopicOrPartition) && failed >= missingTopicTries
 }
 
 // serveMetrics serves /metrics until stop, which waits for the server.

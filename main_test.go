@@ -1,18 +1,23 @@
 // main_test.go checks what baton reads before it runs: flags and their
 // environment fallbacks, Lambda payloads, and that a bad payload leaves the
-// lease alone; and the deadline margin.
+// lease alone; the deadline margin; and which ends of a run are run again.
 
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // configView is the part of a config that flags set, for comparison.
@@ -334,6 +339,49 @@ func TestMargin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got, want := margin(tt.floor, tt.slowest), tt.want; got != want {
 				t.Errorf("margin(%v, %v) = %v, want %v", tt.floor, tt.slowest, got, want)
+			}
+		})
+	}
+}
+
+// TestRerun_rule: which ends of a run have ownPartition run it again, and
+// which errors before owning are the configuration's (lasting).
+func TestRerun_rule(t *testing.T) {
+	t.Parallel()
+	topic := func(err error) error { return fmt.Errorf("kafka topic %q: %w", "src", err) }
+	missing := topic(kerr.UnknownTopicOrPartition)
+	tests := []struct {
+		name          string
+		out           outcome // Epoch > 0: this run owned
+		err           error
+		restartFailed bool
+		failed        int
+		again         bool
+	}{
+		{"handed over", outcome{Epoch: 3, End: endHanded}, nil, true, 0, false},
+		{"stale before owning", outcome{End: endStale}, nil, true, 0, false},
+		{"lost, process", outcome{Epoch: 3, End: endLost}, nil, true, 0, true},
+		{"lost, Lambda", outcome{Epoch: 3, End: endLost}, nil, false, 0, true},
+		{"failed after owning, process", outcome{Epoch: 3, End: endError}, errBadValue, true, 0, true},
+		{"failed after owning, Lambda: Lambda retries the event", outcome{Epoch: 3, End: endError}, errBadValue, false, 0, false},
+		{"a lease read lost", outcome{End: endError}, fmt.Errorf("redis lease k: load: %w", errLost), false, 1, true},
+		{"no answer from the brokers in time", outcome{End: endError}, fmt.Errorf("kafka: metadata: %w", context.DeadlineExceeded), false, 1, true},
+		{"a broker not reached", outcome{End: endError}, &net.OpError{Op: "dial", Err: errors.New("connection refused")}, false, 1, true},
+		{"a leader moving", outcome{End: endError}, topic(kerr.LeaderNotAvailable), false, 1, true},
+		{"a topic missing, not yet for long", outcome{End: endError}, missing, false, missingTopicTries - 1, true},
+		{"a topic missing for long", outcome{End: endError}, missing, false, missingTopicTries, false},
+		{"a topic missing for long, process that owned it", outcome{End: endError}, missing, true, missingTopicTries, true},
+		{"a configError", outcome{End: endError}, configError{errors.New("partition 5 out of range")}, false, 1, false},
+		{"a tick from the future", outcome{End: endError}, fmt.Errorf("%w: later", errFutureTick), false, 1, false},
+		{"topic authorization", outcome{End: endError}, topic(kerr.TopicAuthorizationFailed), false, 1, false},
+		{"SASL refused", outcome{End: endError}, fmt.Errorf("kafka: metadata: %w", kerr.SaslAuthenticationFailed), false, 1, false},
+		{"a TLS alert from the broker", outcome{End: endError}, &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}, false, 1, false},
+		{"a broker certificate refused", outcome{End: endError}, &tls.CertificateVerificationError{Err: errors.New("unknown authority")}, false, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if why := rerun(tt.out, tt.err, tt.restartFailed, tt.failed); (why != "") != tt.again {
+				t.Errorf("rerun(%+v, %v) = %q; want a run again: %v", tt.out, tt.err, why, tt.again)
 			}
 		})
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +93,11 @@ func lambdaOwner(ctx context.Context) string {
 // runInvocations runs each invocation of one event beside the others, each
 // with its own lease, handoff and deadline-timed commit (runInvocation,
 // which reads the lease before any Kafka connection, so a partition this
-// tick may not own is skipped without one), and waits for every one. With
+// tick may not own is skipped without one), and waits for every one. Each
+// runs again while the invocation has time, as in process mode
+// (ownPartition), when its record was lost or it failed before owning on
+// an error that may heal: its neighbours' long run does not leave it
+// unread until the next invocation. With
 // list, each owner is owner/partition: ctl status shows one invocation's
 // partitions under one prefix. The error names each partition that failed.
 //
@@ -114,13 +117,7 @@ func runInvocations(ctx context.Context, cfg *config, d *deps, invs []invocation
 			inv.Owner = owner + "/" + strconv.Itoa(int(inv.Partition))
 		}
 		wg.Go(func() {
-			outs[i], errs[i] = runInvocation(ctx, cfg, d, *inv)
-			level := slog.LevelInfo
-			if errs[i] != nil {
-				level = slog.LevelError
-			}
-			d.log.Log(context.Background(), level, "invocation done", "topic", inv.Topic, "partition", inv.Partition, "owner", inv.Owner,
-				"tick", inv.Tick, "epoch", outs[i].Epoch, "outcome", outs[i], "err", errs[i])
+			outs[i], errs[i] = ownPartition(ctx, cfg, d, *inv, false)
 			if errs[i] != nil && list {
 				errs[i] = fmt.Errorf("partition %d: %w", inv.Partition, errs[i])
 			}

@@ -7,10 +7,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,5 +277,67 @@ func wantStatusOwners(t *testing.T, ctx context.Context, cfg *config, s store, p
 	}
 	if n := strings.Count(out, invocation+"/"); n != len(ps) {
 		t.Errorf("ctl status shows %d partitions owned by %s, want %d:\n%s", n, invocation, len(ps), out)
+	}
+}
+
+// TestHandler_partitions_transient_error_before_owning_retries: in a group
+// call, partition 1's first lease reads fail (a throttled store, a Redis
+// blip). Partition 1 is tried again within the call, as process mode would,
+// instead of staying unread until the call ends (13 minutes under Lambda);
+// every record reaches the sink once, and the call leaves nothing running.
+func TestHandler_partitions_transient_error_before_owning_retries(t *testing.T) {
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 2)
+		ignore := leakIgnores()
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 2, 0)
+		d, _ := testDeps(t, failingLoads(r.s, leaseKey(r.cfg.Group, "src", 1), 2), r.rec)
+		d.pause = 10 * time.Millisecond
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		wait := groupCall(ctx, handler(r.cfg, d), "G", groupPayload(time.Now(), 0, 1), time.Minute)
+		waitFor(t, "G to write to both partitions", 10*time.Second, func() bool { return r.rec.wrote("G-", 100, 0, 1) })
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stop()
+		out, err := wait()
+		if err != nil || len(out.Partitions) != 2 {
+			t.Fatalf("G: %+v, %v; want an outcome for each of 2 partitions", out, err)
+		}
+		for p, want := range []string{"/0", "/1#2"} { // the third try of partition 1
+			if o := out.Partitions[p]; o.End != endReleased || !strings.HasPrefix(o.Owner, "G-") || !strings.HasSuffix(o.Owner, want) || o.To != total[p] {
+				t.Errorf("partition %d: %+v; want released at %d by G-…%s", p, o, total[p], want)
+			}
+		}
+		wantTally(t, r.rec.tally(total), 0, 0)
+		if err := goleak.Find(ignore...); err != nil {
+			t.Fatalf("goroutines left after the call returned: %v", err)
+		}
+	})
+}
+
+// TestHandler_transient_errors_end_with_the_deadline: a partition whose
+// lease reads keep failing is tried again only while a new try would have
+// time to read before the invocation's deadline; then the call answers with
+// the error, so Lambda retries the event.
+func TestHandler_transient_errors_end_with_the_deadline(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, newMemStore(), 1)
+	var loads atomic.Int32
+	s := &hookStore{store: r.s, before: func(_ context.Context, call storeCall) error {
+		loads.Add(1)
+		return errLost
+	}}
+	d, _ := testDeps(t, s, nil)
+	d.pause = 10 * time.Millisecond
+	life := time.Second
+	start := time.Now()
+	out, err := groupCall(r.ctx, handler(r.cfg, d), "G", groupPayload(start, 0), life)()
+	took := time.Since(start)
+	if !errors.Is(err, errLost) || out.Partitions[0].End != endError {
+		t.Fatalf("%+v, %v; want the store's error", out, err)
+	}
+	// Pauses of 10, 20, 40, 80 and 160 ms; one of 320 would leave the
+	// next try less than two margin floors.
+	if n := loads.Load(); n != 6 || took > life-2*r.cfg.MarginFloor {
+		t.Errorf("%d tries, answered after %v; want 6, and no try with less than %v left", n, took, 2*r.cfg.MarginFloor)
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -221,4 +223,153 @@ func TestProcess_record_lost_keeps_reading(t *testing.T) {
 		// Fewer read again than the records committed before the loss.
 		wantTally(t, r.rec.tally(total), int(before[0]+before[1])-1, -1)
 	})
+}
+
+// failingLoads makes the first n lease reads of key fail as a throttled or
+// dropped read does.
+func failingLoads(s store, key string, n int32) *hookStore {
+	var seen atomic.Int32
+	return &hookStore{store: s, before: func(_ context.Context, call storeCall) error {
+		if call.op == "load" && call.key == key && seen.Add(1) <= n {
+			return errLost
+		}
+		return nil
+	}}
+}
+
+// TestProcess_transient_error_before_owning_retries: a partition's first
+// run fails before owning on an error that heals: its lease reads fail (a
+// store throttled as every partition starts at once, a Redis blip), or its
+// metadata request gets no answer in time. Its runs are tried again with
+// the backoff used after owning, so the process still owns and reads every
+// partition, instead of reading the others alone until it is restarted.
+func TestProcess_transient_error_before_owning_retries(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 2)
+		key1 := leaseKey(r.cfg.Group, "src", 1)
+		d, _ := testDeps(t, failingLoads(r.s, key1, 2), r.rec)
+		r.readsEvery(t, d, 2)
+		if l := mustLoad(t, r.s, key1); !strings.HasSuffix(l.Owner, "/1#2") {
+			t.Fatalf("partition 1: %+v; want it released by the third try, /1#2", l)
+		}
+	})
+	t.Run("metadata timeout", func(t *testing.T) {
+		t.Parallel()
+		r := newProcessRig(t, newMemStore(), 2)
+		r.cfg.KafkaTimeout = 300 * time.Millisecond
+		r.cfg.Partitions = []int32{0, 1} // listed: no client asks for the count first
+		d, _ := testDeps(t, r.s, r.rec)
+		var clients atomic.Int32
+		silent := silentBroker(t)
+		d.kafka = func(opts ...kgo.Opt) (*kgo.Client, error) {
+			if clients.Add(1) == 1 { // the first run's brokers do not answer
+				opts = append(opts, kgo.SeedBrokers(silent))
+			}
+			return kgo.NewClient(opts...)
+		}
+		r.readsEvery(t, d, 2)
+		if n := clients.Load(); n != 3 {
+			t.Errorf("%d Kafka clients made, want 3: one a partition, and one for the failed run's next try", n)
+		}
+	})
+}
+
+// readsEvery runs process mode with d until each of the first n partitions
+// of src had more than 100 records delivered, then stops it, and checks
+// that every record reached the sink once.
+func (r *rig) readsEvery(t *testing.T, d *deps, n int32) {
+	t.Helper()
+	produced, stopProducing := flowing(t, r.ctx, r.cfg, n, 0)
+	d.pause = 10 * time.Millisecond
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	done := runningProcess(ctx, r.cfg, d)
+	waitFor(t, "every partition to be read", 10*time.Second, func() bool {
+		w := r.rec.writesPer()
+		for p := range n {
+			if w[p] <= 100 {
+				return false
+			}
+		}
+		return true
+	})
+	total := r.drain(t, produced, stopProducing, 10*time.Second)
+	stop()
+	waitDone(t, "process", done, 10*time.Second)
+	wantTally(t, r.rec.tally(total), 0, 0)
+}
+
+// silentBroker is a loopback address that takes connections and never
+// answers, as a broker that hangs does; it closes at the test's end.
+func silentBroker(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var conns []net.Conn // held until the end, unanswered
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestProcess_config_error_ends_the_process: an error no retry mends ends
+// its partition's runs, and the process with it once none is left: a
+// source topic still missing after missingTopicTries tries, a partition the
+// topic lacks, a password or a broker certificate refused.
+func TestProcess_config_error_ends_the_process(t *testing.T) {
+	pki := newPKI(t)
+	for _, tt := range []struct {
+		name    string
+		set     func(t *testing.T, c *config)
+		clients int32 // Kafka clients made: one a try
+		want    []string
+	}{
+		{"missing topic", func(_ *testing.T, c *config) { c.Topic, c.Partitions = "absent", []int32{0, 1} },
+			2 * missingTopicTries, []string{`"absent"`, "UNKNOWN_TOPIC_OR_PARTITION"}},
+		{"partition out of range", func(_ *testing.T, c *config) { c.Partitions = []int32{5} },
+			1, []string{"partition 5 out of range", "0..1"}},
+		{"wrong password", func(t *testing.T, c *config) {
+			c.Brokers = secureCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "alice", "right")).ListenAddrs()
+			c.SASL, c.SASLUser, c.SASLPassword, c.Partitions = saslPlain, "alice", newSecret("wrong"), []int32{0}
+			mustSetAuth(t, c)
+		}, 1, []string{"authentication failed", `"alice"`}},
+		{"unknown broker CA", func(t *testing.T, c *config) {
+			c.Brokers = secureCluster(t, kfake.TLS(pki.serverTLS(false))).ListenAddrs()
+			c.TLSCA, c.Partitions = newPKI(t).caFile, []int32{0}
+			mustSetAuth(t, c)
+		}, 1, []string{"certificate"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newProcessRig(t, newMemStore(), 2)
+			tt.set(t, r.cfg)
+			d, kafka := testDeps(t, r.s, nil)
+			d.pause = 10 * time.Millisecond
+			var err error
+			select {
+			case err = <-runningProcess(r.ctx, r.cfg, d):
+			case <-time.After(10 * time.Second):
+				t.Fatal("the process still runs")
+			}
+			wantNamed(t, err, tt.want...)
+			if got := kafka.n.Load(); got != tt.clients {
+				t.Errorf("%d Kafka clients made, want %d", got, tt.clients)
+			}
+		})
+	}
 }
