@@ -177,19 +177,27 @@ func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
 		s, rec, cfg, ctx := r.s, r.rec, r.cfg, r.ctx
 		const target = 15000
 		mustProduce(t, cfg.Brokers, numbered(0, 20000)...)
-		d, _ := testDeps(t, s, rec)
+		// The owner's commit applying the seek waits until the pause has
+		// read the record with the seek in it.
+		var read atomic.Bool
+		slow := &hookStore{store: s, before: func(ctx context.Context, call storeCall) error {
+			for deadline := time.Now().Add(5 * time.Second); call.op == "commit" && call.offset == target && !read.Load() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			return nil
+		}}
+		d, _ := testDeps(t, slow, rec)
 		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Microsecond)
 			return append(out, r), nil
 		}
 		stopOwner, wait := r.start(d, 1000, "A")
 		waitFor(t, "the owner to be mid-stream", 5*time.Second, func() bool { return rec.lastOffset() > 200 })
-		var raced atomic.Bool
 		late := &hookStore{store: s, before: func(ctx context.Context, call storeCall) error {
 			if call.op != "control" || call.l.Seek != target {
 				return nil
 			}
-			raced.Store(true) // the pause read the seek; the owner applies it and reads on first
+			read.Store(true) // the pause read the seek; the owner applies it and reads on first
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 				if l, err := s.load(ctx, call.key); err == nil && l.Seek == noOffset && rec.lastOffset() > target+50 {
 					break
@@ -200,7 +208,7 @@ func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
 		dctl, _ := testDeps(t, late, nil)
 		runCtlT(t, ctx, cfg, d, "seek", "-partition", "0", "-offset", fmt.Sprint(target))
 		runCtlT(t, ctx, cfg, dctl, "pause", "-partition", "0")
-		if !raced.Load() {
+		if !read.Load() {
 			t.Fatal("the pause did not read the pending seek: the race was not injected")
 		}
 		r.waitLease(t, "the pause to be committed", func(l lease) bool { return l.Paused && l.Seek == noOffset })
