@@ -3,8 +3,10 @@
 // freezes, duplicate, late and same-tick-retry ticks, store faults (lost
 // answers, an ask's among them), broker faults and clock skew; and per run a
 // stdout that fails now and then, a produce refused while the source
-// partition is idle, records too large for the sink, and lease records
-// deleted behind the store's back. Then the invariants baton promises.
+// partition is idle, records too large for the sink, lease records deleted
+// behind the store's back, an action slow for a stretch of records, and a
+// renewal held in flight across a taker's read. Then the invariants baton
+// promises, one writer at a time per partition among them.
 //
 //	go test -run TestChaos -v ./...                          # the 20 CI seeds
 //	go test -run TestChaos -chaos.seed 7 -v ./...             # one seed again
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -75,7 +78,8 @@ func chaosConfig(t testing.TB, brokers []string) *config {
 type chaosStats struct {
 	runs, invocations, handoffs, crashes, retries, successorsKilled, freezes, duplicates, stales atomic.Int64
 	storeFaults, asksLost, brokerFaults, stdoutFaults, refused, oversized, deleted               atomic.Int64
-	produced, lost, reordered, twice, overlaps, lostRecordOverlaps, rewinds                      atomic.Int64
+	slowed, lateRenewals                                                                         atomic.Int64
+	produced, lost, reordered, twice, doubleWriters, doubleWrites, lostRecordOverlaps, rewinds   atomic.Int64
 	maxGap                                                                                       atomic.Int64 // ns, printed apart
 }
 
@@ -83,10 +87,12 @@ type chaosStats struct {
 func (s *chaosStats) counts() ([]string, []*atomic.Int64) {
 	return strings.Fields(`runs invocations handoffs crashes same_tick_retries successors_killed freezes duplicates_injected
 		stale_injected store_faults asks_lost broker_faults stdout_write_faults refused_produces oversized_records records_deleted
-		produced lost reordered delivered_twice owner_overlap_writes lost_record_overlap_writes sink_rewinds`),
+		slow_records takes_read_before_a_renewal
+		produced lost reordered delivered_twice double_writers double_writes lost_record_overlap_writes sink_rewinds`),
 		[]*atomic.Int64{&s.runs, &s.invocations, &s.handoffs, &s.crashes, &s.retries, &s.successorsKilled, &s.freezes, &s.duplicates,
 			&s.stales, &s.storeFaults, &s.asksLost, &s.brokerFaults, &s.stdoutFaults, &s.refused, &s.oversized, &s.deleted,
-			&s.produced, &s.lost, &s.reordered, &s.twice, &s.overlaps, &s.lostRecordOverlaps, &s.rewinds}
+			&s.slowed, &s.lateRenewals,
+			&s.produced, &s.lost, &s.reordered, &s.twice, &s.doubleWriters, &s.doubleWrites, &s.lostRecordOverlaps, &s.rewinds}
 }
 
 // add is not safe for concurrent use: the gap's maximum is a load and a store.
@@ -110,7 +116,8 @@ func (s *chaosStats) String() string {
 
 // TestChaos is the harness with the at-least-once sink (kafka://, or in
 // some runs stdout): records may reach the sink twice, never out of order,
-// and never from a fenced owner after its successor's first.
+// and never from a fenced owner after its successor's first; no owner
+// writes after a newer owner's first write.
 func TestChaos(t *testing.T) { chaosTest(t, false) }
 
 // TestChaosTxn is the harness with the exactly-once sink (kafka+txn): what
@@ -166,6 +173,8 @@ type runPlan struct {
 	idle   []*idleWindow // source partitions that go idle, the sink refusing a produce meanwhile
 	big    []timed       // records larger than the sink's producer takes, dead-lettered (-dlq set)
 	lose   []timed       // lease records deleted behind the store's back
+	slow   *slowStretch  // an action slow for a stretch of records; nil: none
+	late   *timed        // a renewal held in flight across a taker's read (lateRenewal); nil: none
 }
 
 type timed struct {
@@ -184,7 +193,46 @@ type idleWindow struct {
 	refused  atomic.Bool // a produce was refused in the window
 }
 
-func drawRunPlan(seed uint64, txn bool) *runPlan {
+// A slowStretch: the first invocation to own partition p from at on
+// takes d over each of its first records, left of them (read again ones
+// included): an action calling something slow from that invocation. d is
+// up to most of the renew margin, the stretch one to two and a half
+// leases. An owner that renews meanwhile yields between records and hands
+// over to a successor that asks; with stall its lease store writes fail
+// too while the stretch lasts (its network is slow), so its lease ends in
+// the middle of a batch while a successor waits, who is not slow.
+type slowStretch struct {
+	p     int32
+	at    time.Duration
+	d     time.Duration
+	stall bool
+	left  atomic.Int64
+	owner atomic.Pointer[string] // the slow invocation's name
+}
+
+// slows reports whether the action of the invocation named owner takes d
+// over its record, since after the run's start, the invocation's first
+// record if first: its first record from at on claims the stretch.
+func (s *slowStretch) slows(owner string, first bool, since time.Duration) bool {
+	mine := s.is(owner) || first && since >= s.at && s.owner.CompareAndSwap(nil, &owner)
+	return mine && s.left.Add(-1) >= 0
+}
+
+// is reports whether the invocation named owner is the slow one.
+func (s *slowStretch) is(owner string) bool {
+	o := s.owner.Load()
+	return o != nil && *o == owner
+}
+
+// stalls reports whether the store writes of invocation owner of
+// partition p fail: it is the slow one, stalling, and still slow.
+func (s *slowStretch) stalls(p int32, owner string) bool {
+	return s != nil && s.stall && p == s.p && s.is(owner) && s.left.Load() > 0
+}
+
+// drawRunPlan draws a run's plan from its seed. Faults added later draw
+// after the earlier ones, so a seed keeps the faults it had.
+func drawRunPlan(seed uint64, txn bool, cfg *config) *runPlan {
 	rng := rand.New(rand.NewPCG(seed, 4))
 	between := func(from, to time.Duration) time.Duration { return from + time.Duration(rng.Int64N(int64(to-from))) }
 	rp := &runPlan{stdout: !txn && rng.IntN(10) < 3}
@@ -204,7 +252,32 @@ func drawRunPlan(seed uint64, txn bool) *runPlan {
 	if rng.IntN(2) == 0 {
 		rp.lose = append(rp.lose, timed{int32(ps[2]), between(chaosWindow/4, chaosWindow*3/4)})
 	}
+	if rng.IntN(2) == 0 {
+		s := &slowStretch{p: int32(rng.IntN(chaosPartitions)), at: between(200*time.Millisecond, chaosWindow-time.Second),
+			d: between(20*time.Millisecond, cfg.RenewMargin*3/5), stall: rng.IntN(2) == 0}
+		s.left.Store(int64(between(cfg.TTL, cfg.TTL*5/2)/s.d) + 1)
+		rp.slow = s
+	}
+	if rng.IntN(2) == 0 {
+		rp.late = &timed{int32(rng.IntN(chaosPartitions)), between(chaosWindow/4, chaosWindow*3/4)}
+	}
 	return rp
+}
+
+// String says what of the plan a broken invariant may come from.
+func (rp *runPlan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "plan: stdout %v, %d idle windows, %d oversized records, %d lease records deleted", rp.stdout, len(rp.idle), len(rp.big), len(rp.lose))
+	if s := rp.slow; s != nil {
+		fmt.Fprintf(&b, ", the action slow on p%d from %v (%v a record, store writes failing %v)", s.p, s.at.Round(time.Millisecond), s.d.Round(time.Millisecond), s.stall)
+		if o := s.owner.Load(); o != nil {
+			fmt.Fprintf(&b, " in %s", *o)
+		}
+	}
+	if l := rp.late; l != nil {
+		fmt.Fprintf(&b, ", a renewal of p%d held across a take from %v", l.p, l.at.Round(time.Millisecond))
+	}
+	return b.String()
 }
 
 // window is the idle window source partition p is in at since, if any (no
@@ -297,7 +370,6 @@ func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.
 // invariant.
 func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
-	rp := drawRunPlan(seed, txn)
 	fail := func(invariant, msg string) {
 		t.Helper()
 		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s' -chaos.seed %d): %s",
@@ -305,7 +377,8 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	}
 	cluster := newCluster(t, chaosPartitions, "src", "out", "dlq")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
-	h := &chaosHarness{cfg: cfg, rec: newRecorder(nil), log: testLogger(t), stdout: io.Discard}
+	rp := drawRunPlan(seed, txn, cfg)
+	h := &chaosHarness{cfg: cfg, plan: rp, rec: newRecorder(nil), log: testLogger(t), stdout: io.Discard, tags: map[ownerKey]*ownerTag{}}
 	scheme := map[bool]string{false: "kafka", true: "kafka+txn"}[txn]
 	cfg.Sink, cfg.SinkScheme, cfg.SinkTopic = scheme+"://out", scheme, "out"
 	var stdout *chaosStdout
@@ -319,6 +392,11 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	}
 	injectBrokerFaults(cluster, rand.New(rand.NewPCG(seed, 1)), &h.brokerFaults)
 	start := time.Now()
+	h.began = start
+	if rp.late != nil {
+		h.late = &lateRenewal{key: leaseKey(cfg.Group, "src", rp.late.p), at: start.Add(rp.late.at), limit: cfg.TTL + cfg.Skew + chaosEvery,
+			count: &h.lateRenewals, taking: make(chan struct{}), landed: make(chan struct{})}
+	}
 	refused := new(atomic.Int64)
 	if len(rp.idle) > 0 {
 		refused = refuseOut(cluster, rp.refuse(start), kerr.PolicyViolation.Code)
@@ -388,6 +466,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	// too (the next owner's InitProducerID); otherwise it is fenced at its
 	// next commit, and may write until then.
 	order, cross := epochOrder(view.out, txn, view.place)
+	writers, doubled, double := h.doubleWriting()
 	for _, c := range [][2]string{
 		{"nothing-lost", brokenIf(tl.Lost > 0, "%d of %d produced records never reached the sink (nor the dead-letter topic): %s",
 			tl.Lost, tl.Produced, strings.Join(view.missing, ", "))},
@@ -398,6 +477,8 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 		{"oversized-dead-lettered", view.deadLetters(big, txn)},
 		{"epoch-fencing", h.obs.check()},
 		{"sink-epochs-in-order", order},
+		{"one-writer-at-a-time", double},
+		{"late-renewal-keeps-the-lease", h.late.check()},
 	} {
 		if c[1] != "" {
 			fail(c[0], c[1])
@@ -405,9 +486,12 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	}
 	writes := h.rec.tally(total) // handoffs are seen at the sink's writes
 	for n, v := range map[*atomic.Int64]int{&h.runs: 1, &h.oversized: len(big), &h.produced: tl.Produced, &h.lost: tl.Lost,
-		&h.reordered: tl.Reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.overlaps: h.rec.overlaps(),
-		&h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load())} {
+		&h.reordered: tl.Reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.doubleWriters: writers,
+		&h.doubleWrites: doubled, &h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load())} {
 		n.Store(int64(v))
+	}
+	if t.Failed() {
+		t.Logf("seed %d: %s", seed, rp)
 	}
 	for _, hd := range h.rec.handoffs {
 		if hd.Gap > 3*cfg.TTL {
@@ -464,12 +548,25 @@ func drawPlan(rng *rand.Rand, skew time.Duration) plan {
 type chaosHarness struct {
 	chaosStats
 	cfg     *config
+	plan    *runPlan
+	began   time.Time // the run's start, which the plan's times count from
+	late    *lateRenewal
 	obs     *observer
 	rec     *recorder
 	log     *slog.Logger
 	stdout  io.Writer // the invocations' stdout: the run's chaosStdout with the stdout sink
 	wg      sync.WaitGroup
 	running atomic.Int64
+
+	mu   sync.Mutex
+	tags map[ownerKey]*ownerTag // every invocation's, for doubleWriting
+}
+
+// An ownerKey names an invocation: the clean ones share owner names
+// across partitions.
+type ownerKey struct {
+	p     int32
+	owner string
 }
 
 // tick delivers one schedule tick for a partition: once, twice (a duplicate
@@ -499,12 +596,16 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 		time.Sleep(time.Until(at))
 		ictx, cancel := context.WithDeadline(ctx, at.Add(chaosLife))
 		defer cancel()
-		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel}
+		cs := &chaosStore{inner: h.obs, plan: pl, rng: rand.New(rand.NewPCG(seed, 2)), h: h, crash: cancel, inv: inv}
 		tag := &ownerTag{owner: inv.Owner}
+		h.mu.Lock()
+		h.tags[ownerKey{inv.Partition, inv.Owner}] = tag
+		h.mu.Unlock()
+		// The recorder under the crash: it sees the writes that reach the sink.
 		d := &deps{store: epochTap(settled{cs}, inv.Owner, tag, h.obs), kafka: kgo.NewClient, log: h.log, stdout: h.stdout,
-			now: func() time.Time { return time.Now().Add(pl.skew) },
+			now: func() time.Time { return time.Now().Add(pl.skew) }, action: h.action(inv),
 			wrapSink: func(inv invocation, s sink) sink {
-				return h.rec.wrap(inv, chaosSink{epochSink{s, tag}, cs})
+				return chaosSink{h.rec.wrap(inv, epochSink{s, tag}), cs}
 			}}
 		out, err := runInvocation(ictx, h.cfg, d, inv)
 		h.rewinds.Add(int64(out.Rewinds))
@@ -513,6 +614,20 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 			h.retry(ctx, inv, seed)
 		}
 	})
+}
+
+// action is an invocation's: it keeps every record, and is slow over the
+// plan's slow stretch when the invocation is the slow one.
+func (h *chaosHarness) action(inv invocation) actionFunc {
+	s, first := h.plan.slow, true
+	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		if s != nil && inv.Partition == s.p && s.slows(inv.Owner, first, time.Since(h.began)) {
+			h.slowed.Add(1)
+			time.Sleep(s.d)
+		}
+		first = false
+		return append(out, r), nil
+	}
 }
 
 // retry delivers a crashed invocation's event again, as Lambda does after
@@ -533,13 +648,15 @@ func (h *chaosHarness) retry(ctx context.Context, inv invocation, seed uint64) {
 var errInjected = errors.New("injected: store unavailable")
 
 // chaosStore is one invocation's view of the store: its planned crash or
-// freeze, and random faults: a call that fails, hangs, or lands and then
-// loses its answer.
+// freeze, random faults (a call that fails, hangs, or lands and then loses
+// its answer), writes that fail while it is slow and stalling, and the
+// run's late renewal.
 type chaosStore struct {
 	inner *observer
 	plan  plan
 	h     *chaosHarness
 	crash context.CancelFunc
+	inv   invocation
 
 	mu    sync.Mutex
 	rng   *rand.Rand
@@ -566,6 +683,10 @@ func (c *chaosStore) nth(op string) (n, roll int) {
 func (c *chaosStore) do(ctx context.Context, op string, step func() (lease, error)) (lease, error) {
 	if c.down.Load() {
 		return lease{}, errCrashed
+	}
+	if op != "load" && c.h.plan.slow.stalls(c.inv.Partition, c.inv.Owner) {
+		c.h.storeFaults.Add(1)
+		return lease{}, errInjected
 	}
 	n, roll := c.nth(op)
 	if op == "commit" && n == c.plan.freezeAt {
@@ -622,7 +743,9 @@ func (c *chaosStore) load(ctx context.Context, key string) (lease, error) {
 }
 
 func (c *chaosStore) take(ctx context.Context, key string, seen lease, cl claim, exp int64) (lease, error) {
-	return c.do(ctx, "take", func() (lease, error) { return c.inner.take(ctx, key, seen, cl, exp) })
+	return c.do(ctx, "take", func() (lease, error) {
+		return c.h.late.take(seen, cl.Owner, func() (lease, error) { return c.inner.take(ctx, key, seen, cl, exp) })
+	})
 }
 
 func (c *chaosStore) ask(ctx context.Context, key string, epoch int64, cl claim, until int64) error {
@@ -634,7 +757,9 @@ func (c *chaosStore) handOver(ctx context.Context, x lease, offset, exp int64) (
 }
 
 func (c *chaosStore) commit(ctx context.Context, x lease, offset, exp int64) (lease, error) {
-	return c.do(ctx, "commit", func() (lease, error) { return c.inner.commit(ctx, x, offset, exp) })
+	return c.do(ctx, "commit", func() (lease, error) {
+		return c.h.late.commit(ctx, x, func(ctx context.Context) (lease, error) { return c.inner.commit(ctx, x, offset, exp) })
+	})
 }
 
 func (c *chaosStore) release(ctx context.Context, x lease, offset int64) error {
@@ -652,6 +777,100 @@ func (c *chaosStore) control(ctx context.Context, l lease, seek int64, paused bo
 
 func (c *chaosStore) reset(ctx context.Context, l lease) (lease, error) {
 	return c.inner.reset(ctx, l)
+}
+
+// A lateRenewal holds the first commit on key from at on in flight until
+// a taker that read the lease as it was before that commit, and judged it
+// over, calls take (or limit passes); then lets the commit land, and the
+// take after it. The owner waits on its commit meanwhile, as on a network
+// that delays one request; if its call's time ran out by then, its answer
+// is lost (settled reads it back). The take must fail: the owner renewed
+// after the taker's read, so it lives. Its answer is checked itself: were
+// it to land, the owner would rarely write after it here (its renewal's
+// answer shows the taker's ask, so it hands over and is fenced, or its
+// renewal's expiry counts from before the hold and has run out), so one
+// writer at a time would hold by luck.
+type lateRenewal struct {
+	key   string
+	at    time.Time
+	limit time.Duration
+	count *atomic.Int64 // takes that came between the read and the landed renewal
+
+	mu       sync.Mutex
+	held     lease         // the record the held commit was made on; Epoch 0: none yet
+	renewed  bool          // the held commit landed
+	problems []string      // takes that landed over the renewal
+	once     sync.Once     // closes taking
+	taking   chan struct{} // a taker that read held came
+	landed   chan struct{} // the held commit landed (or failed)
+}
+
+// commit runs land, the commit of an owner that holds x, unless it is the
+// one to hold.
+func (lr *lateRenewal) commit(ctx context.Context, x lease, land func(context.Context) (lease, error)) (lease, error) {
+	if lr == nil || x.Key != lr.key || time.Now().Before(lr.at) {
+		return land(ctx)
+	}
+	lr.mu.Lock()
+	hold := lr.held.Epoch == 0
+	if hold {
+		lr.held = x
+	}
+	lr.mu.Unlock()
+	if !hold {
+		return land(ctx)
+	}
+	select {
+	case <-lr.taking:
+	case <-time.After(lr.limit):
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	got, err := land(lctx)
+	lr.mu.Lock()
+	lr.renewed = err == nil
+	lr.mu.Unlock()
+	close(lr.landed)
+	if ctx.Err() != nil {
+		return lease{}, ctx.Err()
+	}
+	return got, err
+}
+
+// take runs take, a take made on seen; one made on the lease the held
+// commit was made on waits until that commit has landed.
+func (lr *lateRenewal) take(seen lease, owner string, take func() (lease, error)) (lease, error) {
+	if lr == nil {
+		return take()
+	}
+	lr.mu.Lock()
+	held := lr.held
+	lr.mu.Unlock()
+	if held.Epoch == 0 || seen.Key != held.Key || seen.Epoch != held.Epoch || seen.Owner != held.Owner ||
+		seen.ExpiresAt != held.ExpiresAt || seen.State != stateRunning {
+		return take()
+	}
+	lr.once.Do(func() { close(lr.taking) })
+	<-lr.landed
+	lr.count.Add(1)
+	got, err := take()
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if err == nil && lr.renewed {
+		lr.problems = append(lr.problems, fmt.Sprintf("%s took epoch %d from %s, whose renewal landed after %s read the lease",
+			owner, got.Epoch, held.Owner, owner))
+	}
+	return got, err
+}
+
+// check says which takes landed over a renewal made after their read.
+func (lr *lateRenewal) check() string {
+	if lr == nil {
+		return ""
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return few(lr.problems)
 }
 
 // chaosSink crashes its invocation mid-batch when the plan says so, and
@@ -1100,24 +1319,62 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 	return few(problems), cross
 }
 
-// overlaps counts sink writes by an owner after a newer owner's first write
-// to the same partition: zero means ownership at the sink never overlapped.
-func (r *recorder) overlaps() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, ws := range r.writes {
-		newest, seen := "", map[string]bool{}
-		for _, w := range ws {
-			switch {
-			case !seen[w.Owner]:
-				seen[w.Owner], newest = true, w.Owner
-			case w.Owner != newest:
-				n++
+// doubleWriting finds two owners writing to a partition at once: a sink
+// write by an owner after the first write of an owner with a newer epoch
+// of the same lease record generation. (Across generations, after a lost
+// record, the old owner writes until its next commit fences it; the sink
+// check counts those.) It gives how many owners wrote so, how many writes,
+// and the first few of them.
+func (h *chaosHarness) doubleWriting() (writers, writes int, msg string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	type first struct {
+		owner string
+		epoch int64
+		at    time.Time
+	}
+	type double struct {
+		newer       first
+		epoch       int64 // the older owner's
+		n           int
+		from, until time.Duration // after the newer owner's first write
+	}
+	var problems []string
+	for _, p := range slices.Sorted(maps.Keys(h.rec.writes)) {
+		newest := map[int64]first{} // per generation
+		doubles := map[string]*double{}
+		var order []string
+		for _, w := range h.rec.writes[p] {
+			tag := h.tags[ownerKey{p, w.Owner}]
+			if tag == nil || tag.epoch.Load() <= 0 {
+				continue // the sink check names a write with no epoch
+			}
+			gen, epoch := tag.gen.Load(), tag.epoch.Load()
+			switch f, ok := newest[gen]; {
+			case ok && epoch < f.epoch:
+				d := doubles[w.Owner]
+				if d == nil {
+					d = &double{newer: f, epoch: epoch, from: w.At.Sub(f.at)}
+					doubles[w.Owner] = d
+					order = append(order, w.Owner)
+				}
+				d.n++
+				d.until = w.At.Sub(d.newer.at)
+				writes++
+			case !ok || epoch > f.epoch:
+				newest[gen] = first{w.Owner, epoch, w.At}
 			}
 		}
+		for _, owner := range order {
+			d := doubles[owner]
+			problems = append(problems, fmt.Sprintf("p%d: %s (epoch %d) wrote %d records from %v to %v after %s (epoch %d) first wrote",
+				p, owner, d.epoch, d.n, d.from.Round(time.Millisecond), d.until.Round(time.Millisecond), d.newer.owner, d.newer.epoch))
+		}
+		writers += len(order)
 	}
-	return n
+	return writers, writes, few(problems)
 }
 
 // injectBrokerFaults makes the broker answer some fetches and produces with
@@ -1213,5 +1470,34 @@ func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
 	v.read(ctxT(t), 500*time.Millisecond)
 	if got, _ := epochOrder(v.out, true, v.place); got != "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2" {
 		t.Fatalf("check says %q, want %q", got, "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2")
+	}
+}
+
+// TestChaos_double_writer_check_sees_an_overlap: the check counts an
+// owner's writes after a newer epoch's first write on the same partition,
+// and not an older generation's (a lost record's owner writes until its
+// next commit).
+func TestChaos_double_writer_check_sees_an_overlap(t *testing.T) {
+	t.Parallel()
+	h := &chaosHarness{rec: newRecorder(nil), tags: map[ownerKey]*ownerTag{}}
+	owner := func(p int32, name string, gen, epoch int64) string {
+		tag := &ownerTag{owner: name}
+		tag.gen.Store(gen)
+		tag.epoch.Store(epoch)
+		h.tags[ownerKey{p, name}] = tag
+		return name
+	}
+	a, b := owner(0, "A", 0, 1), owner(0, "B", 0, 2)
+	c, d := owner(1, "C", 0, 1), owner(1, "D", 1, 2)
+	for i, w := range []struct {
+		p     int32
+		owner string
+	}{{0, a}, {0, a}, {0, b}, {0, a}, {0, a}, {0, b}, {1, c}, {1, d}, {1, c}} {
+		h.rec.note(w.owner, &kgo.Record{Partition: w.p, Offset: int64(i)})
+	}
+	writers, writes, msg := h.doubleWriting()
+	if writers != 1 || writes != 2 || !strings.HasPrefix(msg, "p0: A (epoch 1) wrote 2 records from ") ||
+		!strings.HasSuffix(msg, " after B (epoch 2) first wrote") {
+		t.Fatalf("check says %d writers, %d writes: %q; want A's 2 writes after B's first on p0", writers, writes, msg)
 	}
 }
