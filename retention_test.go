@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,4 +180,90 @@ func TestRun_retention_overtook_reader(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestRun_offset_past_log_end: the lease holds offset 500 and the log ends
+// at 10 (the topic created again, a lease table restored from a backup).
+// ctl status shows LAG "beyond end", not 0; the owner that takes the lease
+// logs one ERROR naming both offsets, starts again by -start (earliest: 0;
+// latest: the end, 10), and commits that before it reads anything. Kafka
+// answers a fetch past the end with OFFSET_OUT_OF_RANGE, which franz-go
+// resets quietly; the injected case answers so whatever kfake does.
+func TestRun_offset_past_log_end(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inject bool
+		start  string
+		from   int64
+	}{
+		{"kfake's answer", false, startEarliest, 0},
+		{"OFFSET_OUT_OF_RANGE", true, startEarliest, 0},
+		{"OFFSET_OUT_OF_RANGE latest", true, startLatest, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachBackend(t, true, func(t *testing.T, b backend) {
+				r := newRig(t, b.open(t), 1)
+				r.cfg.Start = tc.start
+				mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+				if tc.inject {
+					r.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.OffsetOutOfRange, Count: -1,
+						When: func(req kmsg.Request) bool { return fetchesPast(req, 10) }})
+				}
+				r.seedLease(t, 500)
+				var commits []int64
+				var firstCommitAt time.Time
+				s := &hookStore{store: r.s, before: func(_ context.Context, c storeCall) error {
+					if c.op == "commit" && len(commits) == 0 {
+						firstCommitAt = time.Now()
+					}
+					if c.op == "commit" {
+						commits = append(commits, c.offset)
+					}
+					return nil
+				}}
+				d, _ := testDeps(t, s, r.rec)
+				lb := captureLog(t, d)
+				if got := statusFields(t, r, d); got["OFFSET"] != "500" || got["END"] != "10" || got["LAG"] != "beyond end" {
+					t.Fatalf("ctl status before the take: %v; want OFFSET 500, END 10, LAG beyond end", got)
+				}
+				stop, wait := r.start(d, 1000, "A")
+				r.waitLease(t, "A to own", func(l lease) bool { return l.Owner == "A" })
+				mustProduce(t, r.cfg.Brokers, numbered(10, 5)...)
+				waitFor(t, "A to read to 14", 5*time.Second, func() bool { return r.rec.lastOffset() == 14 })
+				stop()
+				a, err := wait()
+				wantEnd(t, "A", a, err, endReleased)
+				wantOffsets(t, r.rec, tc.from, 15, 0, 0)
+				if len(commits) == 0 || commits[0] != tc.from || r.rec.firstAt("A").Before(firstCommitAt) {
+					t.Fatalf("A's commits %v, the first at %v, its first write at %v; want the first to record %d before any write",
+						commits, firstCommitAt, r.rec.firstAt("A"), tc.from)
+				}
+				lines := lb.lines("level=ERROR", "past the end of the log")
+				if len(lines) != 1 || !strings.Contains(lines[0], "offset=500 ") || !strings.Contains(lines[0], "end=10 ") ||
+					!strings.Contains(lines[0], "restart_at="+strconv.FormatInt(tc.from, 10)) {
+					t.Fatalf("ERROR lines %q; want one naming offset=500, end=10 and restart_at=%d", lines, tc.from)
+				}
+				if got := statusFields(t, r, d); got["OFFSET"] != "15" || got["LAG"] != "0" {
+					t.Fatalf("ctl status after: %v; want OFFSET 15, LAG 0", got)
+				}
+			})
+		})
+	}
+}
+
+// fetchesPast reports whether req is a Fetch of partition 0 at an offset
+// past end.
+func fetchesPast(req kmsg.Request, end int64) bool {
+	f, ok := req.(*kmsg.FetchRequest)
+	if !ok {
+		return false
+	}
+	for _, t := range f.Topics {
+		for _, p := range t.Partitions {
+			if p.Partition == 0 && p.FetchOffset > end {
+				return true
+			}
+		}
+	}
+	return false
 }
