@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -85,8 +86,10 @@ type run struct {
 
 	from                           int64
 	records, written, deadLettered int
-	expired                        int64 // offsets retention deleted before they were read (expire)
-	moved                          bool  // the start moved off the lease's offset (inLog): commit before reading
+	expired                        int64     // offsets retention deleted before they were read (expire)
+	moved                          bool      // the start moved off the lease's offset (inLog): commit before reading
+	quiet                          int       // fetches in a row that gave no record (topicThere)
+	nextTopicCheck                 time.Time // when topicThere may ask again
 
 	// metrics (metrics.go)
 	calls         *atomic.Int64 // lease store calls of this invocation
@@ -200,6 +203,10 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 					continue
 				}
 				return p.giveUp(ctx, ferr)
+			}
+			if errors.Is(err, errTopicGone) {
+				// Said once, by whoever logs how the run ended.
+				return p.release(ctx, p.next, err)
 			}
 			return p.fail(ctx, err)
 		}
@@ -540,6 +547,9 @@ func (p *run) poll(ctx context.Context) error {
 	p.arm(until)
 	if len(p.pending) == 0 {
 		p.pending = p.fetch(ctx, until)
+		if err := p.topicThere(ctx); err != nil {
+			return err
+		}
 	}
 	for i, r := range p.pending {
 		if p.due.Load() { // a timer's, not the clock: none is read a record
@@ -561,6 +571,48 @@ func (p *run) poll(ctx context.Context) error {
 	}
 	p.pending = nil
 	return nil
+}
+
+// quietFetches is how many fetches in a row may give no record before the
+// owner asks the brokers whether the topic is still there.
+const quietFetches = 3
+
+// errTopicGone ends a run whose topic was deleted (or deleted and created
+// again) while it read.
+var errTopicGone = errors.New("the topic was deleted")
+
+// topicThere asks the brokers whether the topic still exists, with the ID
+// it had when the run connected, once quietFetches fetches in a row gave
+// nothing, and then at most once a lease TTL. franz-go retries a fetch of a
+// deleted topic quietly (UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID), so
+// the owner would otherwise wait, unknowing, at an offset that is gone; one
+// failed fetch is no proof, and an idle partition costs one metadata request
+// a TTL. Only the broker's answer that the topic is gone ends the run: an
+// unanswered request does not.
+func (p *run) topicThere(ctx context.Context) error {
+	if len(p.pending) > 0 {
+		p.quiet = 0
+		return nil
+	}
+	if p.quiet++; p.quiet < quietFetches {
+		return nil
+	}
+	now := p.d.now()
+	if now.Before(p.nextTopicCheck) {
+		return nil
+	}
+	p.nextTopicCheck = now.Add(p.cfg.TTL)
+	meta, err := p.k.metadata(ctx, p.cfg, []string{p.inv.Topic})
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+	case err != nil:
+		return nil
+	case meta[p.inv.Topic].TopicID == p.k.sourceID && int(p.inv.Partition) < len(meta[p.inv.Topic].Partitions):
+		return nil
+	default:
+		err = fmt.Errorf("topic %q was created again (a new topic ID)", p.inv.Topic)
+	}
+	return fmt.Errorf("%w: %s partition %d, released at offset %d: %w", errTopicGone, p.inv.Topic, p.inv.Partition, p.next, err)
 }
 
 // errLapsed: the lease reached validUntil while a record was in hand, which

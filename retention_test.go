@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,4 +267,46 @@ func fetchesPast(req kmsg.Request, end int64) bool {
 		}
 	}
 	return false
+}
+
+// TestRun_topic_deleted: the topic is deleted while its owner reads. The
+// run ends within a few fetches with one ERROR (the caller's line saying
+// how the run ended), the lease released at the offset read to, and no hot
+// loop: the fetches and fetch warnings meanwhile stay few.
+func TestRun_topic_deleted(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+		d, _ := testDeps(t, r.s, r.rec)
+		lb := captureLog(t, d)
+		wait := background(func() (outcome, error) {
+			ctx, cancel := context.WithTimeout(r.ctx, 20*time.Second)
+			defer cancel()
+			// As the Lambda handler runs a partition: one run, its end logged once.
+			return ownPartition(ctx, r.cfg, d, invocation{"src", 0, 1000, "A"}, false)
+		})
+		waitFor(t, "A to read the records", 5*time.Second, func() bool { return r.rec.lastOffset() == 9 })
+		fetches := r.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Observe: true, Count: -1})
+		deleted := time.Now()
+		if err := deleteTopic(r.ctx, r.cfg.Brokers, "src"); err != nil {
+			t.Fatal(err)
+		}
+		a, err := wait()
+		took := time.Since(deleted)
+		if !errors.Is(err, errTopicGone) || !strings.Contains(err.Error(), `"src"`) || a.End != endError {
+			t.Fatalf("A: %+v, %v; want the run ended on the topic deleted, naming it", a, err)
+		}
+		if l := mustLoad(t, r.s, r.key); l.State != stateReleased || l.Offset != 10 {
+			t.Fatalf("lease %+v; want released at 10", l)
+		}
+		if n := lb.count("level=ERROR"); n != 1 {
+			t.Fatalf("%d ERROR lines, want 1:\n%s", n, strings.Join(lb.lines("level=ERROR"), ""))
+		}
+		// A fetch a FetchWait is the pace of an idle owner; a hot loop makes
+		// thousands a second.
+		if n, most := fetches.Hits(), int(took/r.cfg.FetchWait)*2+10; n > most || lb.count("fetch") > 10 {
+			t.Fatalf("%d fetches and %d fetch warnings in the %v the run took to end; want at most %d fetches", n, lb.count("fetch"), took, most)
+		}
+		t.Logf("%s: ended %v after the deletion, %d fetches meanwhile", b.name, took.Round(time.Millisecond), fetches.Hits())
+	})
 }
