@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -85,6 +86,10 @@ type run struct {
 
 	from                           int64
 	records, written, deadLettered int
+	expired                        int64     // offsets retention deleted before they were read (expire)
+	moved                          bool      // the start moved off the lease's offset (inLog): commit before reading
+	quiet                          int       // fetches in a row that gave no record (topicThere)
+	nextTopicCheck                 time.Time // when topicThere may ask again
 
 	// metrics (metrics.go)
 	calls         *atomic.Int64 // lease store calls of this invocation
@@ -198,6 +203,10 @@ func (p *run) own(ctx context.Context) (out outcome, err error) {
 					continue
 				}
 				return p.giveUp(ctx, ferr)
+			}
+			if errors.Is(err, errTopicGone) {
+				// Said once, by whoever logs how the run ended.
+				return p.release(ctx, p.next, err)
 			}
 			return p.fail(ctx, err)
 		}
@@ -395,7 +404,7 @@ func (p *run) commitAt(ctx context.Context, offset, seek int64) error {
 	if offset != p.committed {
 		p.rewinds = 0
 	}
-	p.committed = offset
+	p.committed, p.moved = offset, false
 	p.adopt(l)
 	p.validUntil = exp.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
@@ -538,6 +547,9 @@ func (p *run) poll(ctx context.Context) error {
 	p.arm(until)
 	if len(p.pending) == 0 {
 		p.pending = p.fetch(ctx, until)
+		if err := p.topicThere(ctx); err != nil {
+			return err
+		}
 	}
 	for i, r := range p.pending {
 		if p.due.Load() { // a timer's, not the clock: none is read a record
@@ -559,6 +571,48 @@ func (p *run) poll(ctx context.Context) error {
 	}
 	p.pending = nil
 	return nil
+}
+
+// quietFetches is how many fetches in a row may give no record before the
+// owner asks the brokers whether the topic is still there.
+const quietFetches = 3
+
+// errTopicGone ends a run whose topic was deleted (or deleted and created
+// again) while it read.
+var errTopicGone = errors.New("the topic was deleted")
+
+// topicThere asks the brokers whether the topic still exists, with the ID
+// it had when the run connected, once quietFetches fetches in a row gave
+// nothing, and then at most once a lease TTL. franz-go retries a fetch of a
+// deleted topic quietly (UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID), so
+// the owner would otherwise wait, unknowing, at an offset that is gone; one
+// failed fetch is no proof, and an idle partition costs one metadata request
+// a TTL. Only the broker's answer that the topic is gone ends the run: an
+// unanswered request does not.
+func (p *run) topicThere(ctx context.Context) error {
+	if len(p.pending) > 0 {
+		p.quiet = 0
+		return nil
+	}
+	if p.quiet++; p.quiet < quietFetches {
+		return nil
+	}
+	now := p.d.now()
+	if now.Before(p.nextTopicCheck) {
+		return nil
+	}
+	p.nextTopicCheck = now.Add(p.cfg.TTL)
+	meta, err := p.k.metadata(ctx, p.cfg, []string{p.inv.Topic})
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+	case err != nil:
+		return nil
+	case meta[p.inv.Topic].TopicID == p.k.sourceID && int(p.inv.Partition) < len(meta[p.inv.Topic].Partitions):
+		return nil
+	default:
+		err = fmt.Errorf("topic %q was created again (a new topic ID)", p.inv.Topic)
+	}
+	return fmt.Errorf("%w: %s partition %d, released at offset %d: %w", errTopicGone, p.inv.Topic, p.inv.Partition, p.next, err)
 }
 
 // errLapsed: the lease reached validUntil while a record was in hand, which
@@ -602,13 +656,50 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	pctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	fs := p.k.cl.PollFetches(pctx)
-	fs.EachPartition(func(fp kgo.FetchTopicPartition) { p.highWater = max(p.highWater, fp.HighWatermark) })
+	inLog := true
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		p.highWater = max(p.highWater, fp.HighWatermark)
+		if len(fp.Records) > 0 && fp.Records[0].Offset != p.next {
+			inLog = p.stillInLog(fp)
+		}
+	})
 	for _, e := range fs.Errors() {
 		if !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, context.Canceled) {
 			p.log.Warn("fetch", "topic", e.Topic, "partition", e.Partition, "err", e.Err)
 		}
 	}
+	if !inLog {
+		return nil
+	}
 	return fs.Records()
+}
+
+// stillInLog checks a fetch whose first record is not the next offset
+// (once a batch, never a record) for a move franz-go made quietly on
+// OFFSET_OUT_OF_RANGE (ConsumeResetOffset): up to the log start when
+// retention passed the reader, or back to the start from past the log's
+// end. A gap with the next offset still in the log is no loss: a
+// transaction marker, an aborted or compacted record. Expired offsets are
+// counted and the lease records the new position at the next step; from
+// past the end the run starts again by -start, as inLog does, and the
+// batch is dropped (false).
+func (p *run) stillInLog(fp kgo.FetchTopicPartition) bool {
+	first := fp.Records[0].Offset
+	switch {
+	case p.next < 0:
+		return true
+	case first > p.next && p.next < fp.LogStartOffset:
+		p.expire(p.next, min(first, fp.LogStartOffset))
+		p.next = min(first, fp.LogStartOffset)
+	case first < p.next && p.next > fp.HighWatermark:
+		p.moveTo(p.pastEnd(fp.LogStartOffset, fp.HighWatermark))
+		p.moved, p.nextCommit = true, p.d.now()
+		return false
+	default:
+		return true
+	}
+	p.nextCommit = p.d.now()
+	return true
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {
@@ -771,7 +862,8 @@ func (p *run) leaveGroup(ctx context.Context, end string) {
 // group's; when the group has none either, -start: the log's start
 // (earliest) or its end (latest, resolved to an offset now and committed
 // before anything is read, so the next owner goes on from there even if
-// nothing arrives meanwhile: unsaved).
+// nothing arrives meanwhile: unsaved). An offset outside the log is moved
+// into it, and committed before anything is read too (inLog).
 func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
 	// A sink that keeps the offset has already said where to resume.
 	if p.next < 0 && !p.k.sink.keepsOffset() {
@@ -797,7 +889,57 @@ func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
 	if p.next < 0 {
 		return kgo.NewOffset().AtStart(), nil
 	}
+	if err := p.inLog(ctx); err != nil {
+		return kgo.Offset{}, err
+	}
 	return kgo.NewOffset().At(p.next), nil
+}
+
+// inLog moves the run's start into the partition's log, said aloud: below
+// the log start, retention deleted records nobody read (expire); past its
+// end (a topic deleted and created again, a lease table restored from a
+// backup), the log may not reach the offset for a long time, and records
+// produced meanwhile would be skipped: the run starts again by -start.
+// The broker's answer is not relied on: Kafka answers such a fetch with
+// OFFSET_OUT_OF_RANGE, which franz-go resets quietly, and kfake has
+// answered it as the end of the log. A moved start is committed before
+// anything is read.
+func (p *run) inLog(ctx context.Context) error {
+	start, end, err := p.k.logBounds(ctx, p.cfg, p.inv.Topic, p.inv.Partition)
+	if err != nil {
+		return fmt.Errorf("the log's start and end: %w", err)
+	}
+	switch {
+	case p.next < start:
+		p.expire(p.next, start)
+		p.startFrom(start)
+	case p.next > end:
+		p.startFrom(p.pastEnd(start, end))
+	default:
+		return nil
+	}
+	p.moved = true
+	return nil
+}
+
+// expire says that retention deleted offsets [from, to) before they were
+// read, and counts them (RecordsExpiredUnread).
+func (p *run) expire(from, to int64) {
+	p.log.Error("retention deleted records before they were read; going on from the log start",
+		"from", from, "to", to, "count", to-from)
+	p.expired += to - from
+}
+
+// pastEnd says that the next offset is past the log's end, and returns
+// where -start begins again instead: the log's start, or its end (latest).
+func (p *run) pastEnd(start, end int64) int64 {
+	at := start
+	if p.cfg.Start == startLatest {
+		at = end
+	}
+	p.log.Error("the offset is past the end of the log (the topic was deleted and created again, or the lease record restored from a backup); starting again by -start",
+		"offset", p.next, "end", end, "start", p.cfg.Start, "restart_at", at)
+	return at
 }
 
 // unsaved reports whether the run starts at an offset it resolved itself
@@ -806,8 +948,9 @@ func (p *run) startOffset(ctx context.Context) (kgo.Offset, error) {
 // crashed before would leave the next one to resolve latest again, past
 // what was produced meanwhile. (-start earliest needs no commit: the next
 // owner finds the same start, unless retention removed those records.)
+// A start inLog moved is unsaved too.
 func (p *run) unsaved() bool {
-	return p.l.Offset == noOffset && p.from != noOffset
+	return p.moved || p.l.Offset == noOffset && p.from != noOffset
 }
 
 // startFrom makes at the run's first offset and the one it falls back to:
@@ -947,8 +1090,8 @@ func (p *run) vanished(ctx context.Context) bool {
 
 // countsSince returns the run's counts since *last, and moves *last on.
 func (p *run) countsSince(last *figures) figures {
-	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load(), int64(p.rewound)}
-	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls, now.rewinds - last.rewinds}
+	now := figures{int64(p.records), int64(p.written), int64(p.deadLettered), p.calls.Load(), int64(p.rewound), p.expired}
+	d := figures{now.in - last.in, now.out - last.out, now.dead - last.dead, now.calls - last.calls, now.rewinds - last.rewinds, now.expired - last.expired}
 	*last = now
 	return d
 }
@@ -985,6 +1128,9 @@ func (p *run) emitMetrics() {
 		"Lag":           p.lag(),
 		"CommitLatency": float64(p.slowestCommit.Microseconds()) / 1000,
 	}
+	if d.expired > 0 { // rare: a metric of its own only when it happens
+		values["RecordsExpiredUnread"] = d.expired
+	}
 	if p.gap > 0 {
 		values["HandoffGap"] = float64(p.gap.Microseconds()) / 1000
 		p.gap = 0
@@ -1011,5 +1157,6 @@ func (p *run) publish() {
 		r.parts[k] = f
 	}
 	f.in, f.out, f.dead, f.calls, f.rewinds = f.in+d.in, f.out+d.out, f.dead+d.dead, f.calls+d.calls, f.rewinds+d.rewinds
+	f.expired += d.expired
 	f.lag = p.lag()
 }

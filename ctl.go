@@ -26,7 +26,7 @@ type ctlCommand struct {
 }
 
 var ctlCommands = []ctlCommand{
-	{"status", "[-partition P|all]", "every partition (or one): owner and its tick, epoch, state, offset, end, lag, expiry, seek, paused, successor and its tick", []string{"partition"}},
+	{"status", "[-partition P|all]", "every partition (or one): owner and its tick, epoch, state, log start, offset, end, lag, expiry, seek, paused, successor and its tick", []string{"partition"}},
 	{"seek", "-partition P -offset N|start|end", "read partition P from offset N next; N within the log, start..end", []string{"partition", "offset", "time"}},
 	{"seek", "-partition P -time T", "... from the first record at or after T (RFC 3339), which must not be after the newest", nil},
 	{"pause", "-partition P|all", "stop reading (the owner keeps the lease and commits)", []string{"partition"}},
@@ -312,33 +312,48 @@ func tickText(tick int64, now time.Time, skew time.Duration) string {
 	return t.Format(time.RFC3339)
 }
 
-// ctlStatus prints a line a partition.
+// ctlStatus prints a line a partition. START, the log's start beside the
+// offset, shows how close retention is to records not read yet.
 func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int32, out io.Writer) error {
+	lo, err := k.listOffsets(ctx, cfg, cfg.Topic, parts, -2)
+	if err != nil {
+		return err
+	}
 	hw, err := k.listOffsets(ctx, cfg, cfg.Topic, parts, -1)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOWNER\tTICK\tEPOCH\tSTATE\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR\tSUCCESSOR TICK")
+	fmt.Fprintln(tw, "PARTITION\tOWNER\tTICK\tEPOCH\tSTATE\tSTART\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR\tSUCCESSOR TICK")
 	now := d.now()
 	for _, p := range parts {
 		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
 		if errors.Is(err, errNotFound) {
-			fmt.Fprintf(tw, "%d\t-\t-\t0\tnone\t-\t%d\t-\t-\t-\t-\t-\t-\n", p, hw[p])
+			fmt.Fprintf(tw, "%d\t-\t-\t0\tnone\t%d\t-\t%d\t-\t-\t-\t-\t-\t-\n", p, lo[p], hw[p])
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		lag := "-"
-		if l.Offset >= 0 {
-			lag = strconv.FormatInt(max(0, hw[p]-l.Offset), 10)
-		}
 		expires := time.UnixMilli(l.ExpiresAt).Sub(now).Round(time.Second).String()
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now, cfg.Skew), l.Epoch, l.State,
-			offsetText(l.Offset), hw[p], lag, expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now, cfg.Skew), l.Epoch, l.State,
+			lo[p], offsetText(l.Offset), hw[p], lagText(l.Offset, hw[p]), expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
 	}
 	return tw.Flush()
+}
+
+// lagText is how far offset is behind the log's end: an offset past the
+// end is no lag of 0 but a position the log may never reach (the topic
+// created again, a lease restored from a backup); its owner starts again
+// by -start when it takes the lease.
+func lagText(offset, end int64) string {
+	switch {
+	case offset < 0:
+		return "-"
+	case offset > end:
+		return "beyond end"
+	}
+	return strconv.FormatInt(end-offset, 10)
 }
 
 func orDash(s string) string {

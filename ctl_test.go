@@ -150,6 +150,8 @@ func TestCtl_reset_repairs_a_future_tick(t *testing.T) {
 		d, _ := testDeps(t, s, nil)
 		future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 		healthy := leaseKey(cfg.Group, "src", 1)
+		// Offset 7 within the log: past its end the run would start again by -start.
+		mustProduce(t, cfg.Brokers, numbered(0, 10)...)
 		p := mustTake(t, s, r.key, lease{}, claim{Owner: "old", Tick: future})
 		mustRelease(t, s, p, 7)
 		h := mustTake(t, s, healthy, lease{}, claim{Owner: "live", Tick: time.Now().UnixMilli()})

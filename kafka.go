@@ -143,7 +143,7 @@ func (k *kafka) offsetAt(ctx context.Context, cfg *config, p int32, ts int64) (i
 }
 
 // listOffsets asks the partitions' leaders for an offset by timestamp
-// (-1: the end of the log).
+// (-1: the end of the log, -2: its start).
 func (k *kafka) listOffsets(ctx context.Context, cfg *config, topic string, parts []int32, ts int64) (map[int32]int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	rt := kmsg.NewListOffsetsRequestTopic()
@@ -171,6 +171,21 @@ func (k *kafka) listOffsets(ctx context.Context, cfg *config, topic string, part
 		}
 	}
 	return offsets, nil
+}
+
+// logBounds is partition p's log start (the first offset retention kept)
+// and end (the high watermark), each from its own ListOffsets: one
+// request cannot name a partition twice.
+func (k *kafka) logBounds(ctx context.Context, cfg *config, topic string, p int32) (start, end int64, err error) {
+	lo, err := k.listOffsets(ctx, cfg, topic, []int32{p}, -2)
+	if err != nil {
+		return 0, 0, err
+	}
+	hi, err := k.listOffsets(ctx, cfg, topic, []int32{p}, -1)
+	if err != nil {
+		return 0, 0, err
+	}
+	return lo[p], hi[p], nil
 }
 
 // groupOffset is the source partition's offset in the Kafka group -group.

@@ -22,7 +22,7 @@ const emfNamespace = "baton"
 
 // A tally of one owned run since its last metrics line.
 type figures struct {
-	in, out, dead, calls, rewinds int64
+	in, out, dead, calls, rewinds, expired int64
 }
 
 // emfMetric names one metric and its unit, in the order lines carry them.
@@ -31,7 +31,7 @@ type emfMetric struct{ Name, Unit string }
 var emfMetrics = []emfMetric{
 	{"RecordsIn", "Count"}, {"RecordsOut", "Count"}, {"DeadLettered", "Count"},
 	{"Lag", "Count"}, {"HandoffGap", "Milliseconds"}, {"CommitLatency", "Milliseconds"},
-	{"LeaseStoreCalls", "Count"}, {"SinkRewinds", "Count"},
+	{"LeaseStoreCalls", "Count"}, {"SinkRewinds", "Count"}, {"RecordsExpiredUnread", "Count"},
 }
 
 // emfMu keeps EMF lines whole when partitions share one writer.
@@ -97,6 +97,7 @@ var promMetrics = []struct {
 	{"baton_dead_lettered_total", "counter", "Records sent to the dead-letter topic.", func(f *promFigures) int64 { return f.dead }},
 	{"baton_lease_store_calls_total", "counter", "Calls to the lease store.", func(f *promFigures) int64 { return f.calls }},
 	{"baton_sink_rewinds_total", "counter", "Times the sink failed and the owner read again from its last commit.", func(f *promFigures) int64 { return f.rewinds }},
+	{"baton_records_expired_unread_total", "counter", "Offsets retention deleted before they were read.", func(f *promFigures) int64 { return f.expired }},
 	{"baton_lag_records", "gauge", "High watermark minus the next offset to read.", func(f *promFigures) int64 { return f.lag }},
 }
 
