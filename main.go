@@ -10,8 +10,10 @@
 // Modes:
 //   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
 //     set. Event: {"topic": "t", "partition": 3, "tick": "<scheduled time>"},
-//     or "partitions": [0, 1, 2, 3] for a group, each partition with its
-//     own lease (partitions.go).
+//     or "partitions": [0, 1, 2, 3] for a group, or "slot": k, "slots": K
+//     for every partition p of the topic with p mod K = k (the template's
+//     schedules: a partition added is read without a redeploy), each
+//     partition with its own lease (partitions.go).
 //   - process: a long-running process owning -partitions, each with its own
 //     lease; SIGINT/SIGTERM hands over to a waiting successor or releases.
 //   - demo: with no -brokers, an in-process Kafka (kfake), the memory lease
@@ -170,14 +172,22 @@ func parseTick(raw json.RawMessage) (int64, error) {
 }
 
 // handler is the Lambda handler: one invocation a call, owning one
-// partition, or each of "partitions" (partitions.go). Clients are made and
+// partition, or each of "partitions", or each partition of a slot
+// (partitions.go). Clients are made and
 // closed inside each call; only the store outlives it.
 func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outcome, error) {
 	return func(ctx context.Context, payload json.RawMessage) (outcome, error) {
-		invs, list, err := parseEvents(payload, cfg, d.now())
+		invs, list, sl, err := parseEvents(payload, cfg, d.now())
 		if err != nil {
 			d.log.Error("bad event: want "+eventShape, "err", err, "bytes", len(payload), "event", eventHead(payload))
 			return outcome{End: endError}, err
+		}
+		if sl != nil {
+			topic := invs[0].Topic
+			if invs, err = slotInvocations(ctx, cfg, d, invs[0], *sl); err != nil {
+				d.log.Error("listing the slot's partitions failed: Lambda retries the event", "topic", topic, "slot", sl.Slot, "slots", sl.Slots, "err", err)
+				return outcome{End: endError}, err
+			}
 		}
 		outs, err := runInvocations(ctx, cfg, d, invs, lambdaOwner(ctx), list)
 		if list {

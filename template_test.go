@@ -546,7 +546,7 @@ func TestTemplate_schedules(t *testing.T) {
 					continue // cfg is the DynamoDB build's
 				}
 				payload := strings.ReplaceAll(tmplDig(t, s.props, "Target", "Input").(string), "<aws.scheduler.scheduled-time>", tick)
-				invs, list, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
+				invs, list, _, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
 				if err != nil {
 					t.Errorf("%s input %s: baton refuses it: %v", s.name, payload, err)
 					continue
