@@ -133,7 +133,7 @@ var options = []option{
 	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; empty runs the embedded demo"},
 	{"topic", "BATON_TOPIC", "", "source topic; a Lambda event without \"topic\" reads this one"},
 	{"topics", "BATON_TOPICS", "", "lambda mode: other topics an event may name, comma-separated (default: only -topic)"},
-	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all"},
+	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all (follows the topic: a partition added is owned within a minute)"},
 	{"group", "BATON_GROUP", defaultGroup, "lease key namespace: one per pipeline reading the topic; also the Kafka group the offsets are committed to"},
 	{"start", "BATON_START", startEarliest, "where a partition starts when neither its lease record nor the Kafka group has an offset: earliest or latest"},
 	{"sink", "BATON_SINK", "stdout", sinkUsage},

@@ -10,8 +10,10 @@
 // Modes:
 //   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
 //     set. Event: {"topic": "t", "partition": 3, "tick": "<scheduled time>"},
-//     or "partitions": [0, 1, 2, 3] for a group, each partition with its
-//     own lease (partitions.go).
+//     or "partitions": [0, 1, 2, 3] for a group, or "slot": k, "slots": K
+//     for every partition p of the topic with p mod K = k (the template's
+//     schedules: a partition added is read without a redeploy), each
+//     partition with its own lease (partitions.go).
 //   - process: a long-running process owning -partitions, each with its own
 //     lease; SIGINT/SIGTERM hands over to a waiting successor or releases.
 //   - demo: with no -brokers, an in-process Kafka (kfake), the memory lease
@@ -62,6 +64,9 @@ type deps struct {
 	// pause is the first pause before a partition runs again
 	// (ownPartition); 0: a second.
 	pause time.Duration
+	// refresh is how often process mode with -partitions all lists the
+	// topic's partitions (followTopic); 0: partitionRefresh, a minute.
+	refresh time.Duration
 	// action replaces the action above when set (tests); wrapSink lets the
 	// demo and tests watch what reaches the sink.
 	action   actionFunc
@@ -167,14 +172,22 @@ func parseTick(raw json.RawMessage) (int64, error) {
 }
 
 // handler is the Lambda handler: one invocation a call, owning one
-// partition, or each of "partitions" (partitions.go). Clients are made and
+// partition, or each of "partitions", or each partition of a slot
+// (partitions.go). Clients are made and
 // closed inside each call; only the store outlives it.
 func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outcome, error) {
 	return func(ctx context.Context, payload json.RawMessage) (outcome, error) {
-		invs, list, err := parseEvents(payload, cfg, d.now())
+		invs, list, sl, err := parseEvents(payload, cfg, d.now())
 		if err != nil {
 			d.log.Error("bad event: want "+eventShape, "err", err, "bytes", len(payload), "event", eventHead(payload))
 			return outcome{End: endError}, err
+		}
+		if sl != nil {
+			topic := invs[0].Topic
+			if invs, err = slotInvocations(ctx, cfg, d, invs[0], *sl); err != nil {
+				d.log.Error("listing the slot's partitions failed: Lambda retries the event", "topic", topic, "slot", sl.Slot, "slots", sl.Slots, "err", err)
+				return outcome{End: endError}, err
+			}
 		}
 		outs, err := runInvocations(ctx, cfg, d, invs, lambdaOwner(ctx), list)
 		if list {
@@ -185,18 +198,19 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 }
 
 // runProcess owns each listed partition with its own lease until a signal
-// ends the context or every partition is handed over.
+// ends the context or every partition is handed over. With -partitions all
+// it follows the topic (followTopic): a partition added while it runs is
+// owned as the others are within one refresh. Every goroutine it starts has
+// ended when it returns.
 func runProcess(ctx context.Context, cfg *config, d *deps) error {
 	parts := cfg.Partitions
 	if parts == nil {
 		var err error
-		if parts, err = listPartitions(ctx, cfg, d); err != nil {
+		if parts, err = listPartitions(ctx, cfg, d, cfg.Topic); err != nil {
 			return err
 		}
 	}
 	tick, owner := d.now().UnixMilli(), newOwnerID("process")
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
 	if cfg.MetricsAddr != "" {
 		stop, err := serveMetrics(cfg.MetricsAddr, d)
 		if err != nil {
@@ -204,15 +218,95 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 		}
 		defer stop()
 	}
-	logLeft := func() { logLeftRunning(cfg, d, parts, owner) }
+	// The watcher (followTopic) ends with ctx, or once no partition's runs
+	// are left (each handed over or failed for good): the process ends
+	// then, as it does with a fixed list. live counts the partitions whose
+	// runs go on; own starts none once the watcher is stopped.
+	wctx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // guards owned, live and errs, which grow as the topic does
+		owned []int32
+		live  int
+		errs  []error
+	)
+	logLeft := func() {
+		mu.Lock()
+		ps := slices.Clone(owned)
+		mu.Unlock()
+		logLeftRunning(cfg, d, ps, owner)
+	}
 	forcedExit.Store(&logLeft)
 	defer forcedExit.CompareAndSwap(&logLeft, nil)
-	for i, p := range parts {
-		inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
-		wg.Go(func() { _, errs[i] = ownPartition(ctx, cfg, d, inv, true) })
+	// own is called by this goroutine and by the watcher's, both counted in
+	// wg while they call it, so wg.Go never races wg.Wait from zero.
+	own := func(ps []int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range ps {
+			if wctx.Err() != nil {
+				return
+			}
+			owned, live = append(owned, p), live+1
+			inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
+			wg.Go(func() {
+				_, err := ownPartition(ctx, cfg, d, inv, true)
+				mu.Lock()
+				defer mu.Unlock()
+				errs, live = append(errs, err), live-1
+				if live == 0 {
+					stopWatching()
+				}
+			})
+		}
+	}
+	own(parts)
+	if cfg.Partitions == nil {
+		wg.Go(func() { followTopic(wctx, cfg, d, int32(len(parts)), own) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// partitionRefresh is how often process mode with -partitions all lists the
+// topic's partitions (deps.refresh overrides it): a partition added is owned
+// within it, as a Kafka group consumer's metadata refresh would find it.
+const partitionRefresh = time.Minute
+
+// followTopic lists the topic's partitions every refresh until ctx ends,
+// and calls own with each partition numbered from have up that it finds. A
+// listing that fails is logged once per cause and tried at the next
+// refresh: partitions already owned go on meanwhile.
+func followTopic(ctx context.Context, cfg *config, d *deps, have int32, own func([]int32)) {
+	tk := time.NewTicker(cmp.Or(d.refresh, partitionRefresh))
+	defer tk.Stop()
+	cause := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		ps, err := listPartitions(ctx, cfg, d, cfg.Topic)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if err.Error() != cause {
+				d.log.Warn("listing the topic's partitions failed; the partitions owned go on, and the next refresh tries again",
+					"topic", cfg.Topic, "in", cmp.Or(d.refresh, partitionRefresh), "err", err)
+			}
+			cause = err.Error()
+			continue
+		}
+		cause = ""
+		if n := int32(len(ps)); n > have {
+			d.log.Info("partitions added to the topic: owning them", "topic", cfg.Topic, "partitions", ps[have:], "was", have, "now", n)
+			own(ps[have:])
+			have = n
+		}
+	}
 }
 
 // logLeftRunning is the one line a forced exit leaves: which of this
@@ -378,14 +472,14 @@ func serveMetrics(addr string, d *deps) (stop func(), err error) {
 	}, nil
 }
 
-// listPartitions asks the brokers how many partitions the topic has.
-func listPartitions(ctx context.Context, cfg *config, d *deps) ([]int32, error) {
-	k, err := connect(ctx, cfg, d, invocation{Topic: cfg.Topic})
+// listPartitions asks the brokers for the topic's partitions, 0..n-1.
+func listPartitions(ctx context.Context, cfg *config, d *deps, topic string) ([]int32, error) {
+	k, err := connect(ctx, cfg, d, invocation{Topic: topic})
 	if err != nil {
 		return nil, err
 	}
 	defer k.close()
-	n, err := k.partitions(ctx, cfg, cfg.Topic)
+	n, err := k.partitions(ctx, cfg, topic)
 	if err != nil {
 		return nil, err
 	}

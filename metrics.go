@@ -32,6 +32,7 @@ var emfMetrics = []emfMetric{
 	{"RecordsIn", "Count"}, {"RecordsOut", "Count"}, {"DeadLettered", "Count"},
 	{"Lag", "Count"}, {"HandoffGap", "Milliseconds"}, {"CommitLatency", "Milliseconds"},
 	{"LeaseStoreCalls", "Count"}, {"SinkRewinds", "Count"}, {"RecordsExpiredUnread", "Count"},
+	{"UnscheduledPartitions", "Count"}, // a slot's partitions past what its invocation was sized for (partitions.go)
 }
 
 // emfMu keeps EMF lines whole when partitions share one writer.

@@ -37,6 +37,7 @@ func TestConfig_partitions_payloads(t *testing.T) {
 		topic    string // cfg.Topic
 		want     []invocation
 		wantList bool
+		wantSlot *slot
 		wantErr  []string // what the error must name; nil: no error
 	}{
 		{name: "a group", payload: `{"topic":"t","partitions":[0,1,2,3],"tick":"2026-01-02T15:04:00Z"}`,
@@ -68,17 +69,39 @@ func TestConfig_partitions_payloads(t *testing.T) {
 		{name: "a group of a topic not allowed", payload: `{"topic":"other","partitions":[0,1]}`, wantErr: []string{`"topic"`, `"other"`}},
 		{name: "a group without a topic", payload: `{"partitions":[0,1]}`, wantErr: []string{`"topic"`, "-topic"}},
 		{name: "malformed JSON", payload: `{"topic":"t","partitions":[0,1]`, wantErr: []string{"JSON"}},
+
+		{name: "a slot", payload: `{"topic":"t","slot":1,"slots":4,"sized":2,"tick":"2026-01-02T15:04:00Z"}`,
+			want: invs("t", tick, 1), wantList: true, wantSlot: &slot{Slot: 1, Slots: 4, Sized: 2}},
+		{name: "a slot without sized", payload: `{"topic":"t","slot":0,"slots":1}`,
+			want: invs("t", now.UnixMilli(), 0), wantList: true, wantSlot: &slot{Slot: 0, Slots: 1}},
+		{name: "a slot reads -topic and a rule's time", payload: `{"slot":2,"slots":3,"time":"2026-01-02T15:04:00Z"}`, topic: "src",
+			want: invs("src", tick, 2), wantList: true, wantSlot: &slot{Slot: 2, Slots: 3}},
+		{name: "null slot fields: one partition", payload: `{"topic":"t","partition":2,"slot":null,"slots":null,"sized":null}`,
+			want: invs("t", now.UnixMilli(), 2)},
+		{name: "slot past slots", payload: `{"topic":"t","slot":4,"slots":4}`, wantErr: []string{`"slot"`, "0..3", "got 4"}},
+		{name: "negative slot", payload: `{"topic":"t","slot":-1,"slots":4}`, wantErr: []string{`"slot"`, "got -1"}},
+		{name: "no slots", payload: `{"topic":"t","slot":0}`, wantErr: []string{`"slots"`, "missing"}},
+		{name: "no slot", payload: `{"topic":"t","slots":4}`, wantErr: []string{`"slot"`, "missing"}},
+		{name: "zero slots", payload: `{"topic":"t","slot":0,"slots":0}`, wantErr: []string{`"slots"`, "1 or more", "got 0"}},
+		{name: "slots a string", payload: `{"topic":"t","slot":0,"slots":"4"}`, wantErr: []string{`"slots"`, "whole number", `"4"`}},
+		{name: "slot a fraction", payload: `{"topic":"t","slot":0.5,"slots":4}`, wantErr: []string{`"slot"`, "whole number", "0.5"}},
+		{name: "zero sized", payload: `{"topic":"t","slot":0,"slots":4,"sized":0}`, wantErr: []string{`"sized"`, "1 or more"}},
+		{name: "sized alone", payload: `{"topic":"t","partition":0,"sized":2}`, wantErr: []string{`"sized" goes with "slot" and "slots"`}},
+		{name: "slot beside partition", payload: `{"topic":"t","partition":1,"slot":1,"slots":4}`, wantErr: []string{`"slot"`, `"partition"`}},
+		{name: "slot beside partitions", payload: `{"topic":"t","partitions":[1,5],"slot":1,"slots":4}`, wantErr: []string{`"slot"`, `"partitions"`}},
+		{name: "a slot of a topic not allowed", payload: `{"topic":"other","slot":0,"slots":2}`, wantErr: []string{`"topic"`, `"other"`}},
+		{name: "a slot with a bad tick", payload: `{"topic":"t","slot":0,"slots":2,"tick":"soon"}`, wantErr: []string{`"tick"`, "soon"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := &config{Topic: tt.topic, Topics: []string{"t", "src"}, Partitions: []int32{99}, SinkTopic: "out", DLQ: "dlq"}
-			got, list, err := parseEvents([]byte(tt.payload), cfg, now)
+			got, list, sl, err := parseEvents([]byte(tt.payload), cfg, now)
 			if tt.wantErr != nil {
 				wantNamed(t, err, tt.wantErr...)
 				return
 			}
-			if err != nil || !reflect.DeepEqual(got, tt.want) || list != tt.wantList {
-				t.Errorf("got %+v (a list: %v), %v; want %+v (%v)", got, list, err, tt.want, tt.wantList)
+			if err != nil || !reflect.DeepEqual(got, tt.want) || list != tt.wantList || !reflect.DeepEqual(sl, tt.wantSlot) {
+				t.Errorf("got %+v (a list: %v, slot %+v), %v; want %+v (%v, slot %+v)", got, list, sl, err, tt.want, tt.wantList, tt.wantSlot)
 			}
 			if !reflect.DeepEqual(cfg.Partitions, []int32{99}) {
 				t.Errorf("parseEvents changed the config's -partitions to %v", cfg.Partitions)
@@ -340,4 +363,133 @@ func TestHandler_transient_errors_end_with_the_deadline(t *testing.T) {
 	if n := loads.Load(); n != 6 || took > life-2*r.cfg.MarginFloor {
 		t.Errorf("%d tries, answered after %v; want 6, and no try with less than %v left", n, took, 2*r.cfg.MarginFloor)
 	}
+}
+
+// slotPayload is a generated schedule's event: slot of slots, sized for
+// sized partitions an invocation, at tick.
+func slotPayload(tick time.Time, slot, slots, sized int) string {
+	return fmt.Sprintf(`{"topic":"src","slot":%d,"slots":%d,"sized":%d,"tick":%q}`, slot, slots, sized, tick.UTC().Format(time.RFC3339Nano))
+}
+
+// slotDeps are deps whose log and EMF lines the test reads.
+func slotDeps(t *testing.T, s store, rec *recorder) (*deps, *countingKafka, *logBuffer, *logBuffer) {
+	d, k := testDeps(t, s, rec)
+	logs, emf := captureLog(t, d), &logBuffer{}
+	d.emf = emf
+	return d, k, logs, emf
+}
+
+// wantUnscheduled checks the EMF lines of the slot calls made with one
+// deps: one UnscheduledPartitions line a call, each saying over.
+func wantUnscheduled(t *testing.T, who string, emf *logBuffer, calls, over int) {
+	t.Helper()
+	emf.mu.Lock()
+	lines := parseEMF(t, emf.b.Bytes())
+	emf.mu.Unlock()
+	var got []int
+	for _, l := range lines {
+		if _, ok := l.values["UnscheduledPartitions"]; ok {
+			got = append(got, l.num("UnscheduledPartitions"))
+			if l.values["Topic"] != "src" || l.values["Group"] == nil {
+				t.Errorf("%s: UnscheduledPartitions line %v; want dimensions Group and Topic src", who, l.values)
+			}
+		}
+	}
+	if len(got) != calls || slices.ContainsFunc(got, func(n int) bool { return n != over }) {
+		t.Errorf("%s: UnscheduledPartitions %v; want %d a call, %d calls", who, got, over, calls)
+	}
+}
+
+// TestHandler_partition_added_is_read: a stack deployed for 4 partitions,
+// 2 an invocation, schedules slots 0 and 1 of 2. The topic grows to 6
+// while records flow. The next tick's slot calls list the topic as they
+// start: slot 0 owns 0, 2 and the new 4, slot 1 owns 1, 3 and the new 5,
+// each taking its old partitions over by handoff; each warns once that it
+// reads more than it was sized for, naming its partitions and the
+// PartitionCount to redeploy with, and says so in UnscheduledPartitions. A
+// duplicate delivery exits per partition. Old-style events still work: a
+// "partition" event and a "partitions" event take the new partitions over.
+// Every record reaches the sink once, in order.
+func TestHandler_partition_added_is_read(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 4)
+		ctx := r.ctx
+		producedOld, stopOld := flowing(t, ctx, r.cfg, 4, 0)
+		base := time.Now().Add(-time.Minute).Truncate(time.Second)
+		t1, t2, t3 := base, base.Add(10*time.Second), base.Add(20*time.Second)
+
+		dA, _, logsA, emfA := slotDeps(t, r.s, r.rec)
+		hA := handler(r.cfg, dA)
+		waitA0 := groupCall(ctx, hA, "A", slotPayload(t1, 0, 2, 2), time.Minute)
+		waitA1 := groupCall(ctx, hA, "A", slotPayload(t1, 1, 2, 2), time.Minute)
+		waitFor(t, "A to write to every partition", 5*time.Second, func() bool { return r.rec.wrote("A-", 100, 0, 1, 2, 3) })
+
+		growTopic(t, r.cfg.Brokers, "src", 6)
+		producedNew, stopNew := flowing(t, ctx, r.cfg, 6, 0)
+
+		dB, _, logsB, emfB := slotDeps(t, r.s, r.rec)
+		hB := handler(r.cfg, dB)
+		bctx, stopB := context.WithCancel(ctx)
+		defer stopB()
+		waitB0 := groupCall(bctx, hB, "B", slotPayload(t2, 0, 2, 2), time.Minute)
+		waitB1 := groupCall(bctx, hB, "B", slotPayload(t2, 1, 2, 2), time.Minute)
+		a0, err := waitA0()
+		wantEnds(t, "A slot 0", a0, err, "A", []int32{0, 2}, endHanded, endHanded)
+		a1, err := waitA1()
+		wantEnds(t, "A slot 1", a1, err, "A", []int32{1, 3}, endHanded, endHanded)
+		waitFor(t, "B to write to every partition, the new ones too", 5*time.Second, func() bool { return r.rec.wrote("B-", 100, 0, 1, 2, 3, 4, 5) })
+
+		if n := logsA.count("level=WARN"); n != 0 {
+			t.Errorf("A warned %d times; want none: each slot held the 2 it was sized for", n)
+		}
+		wantUnscheduled(t, "A", emfA, 2, 0)
+		for _, want := range []string{`partitions="[0 2 4]"`, `partitions="[1 3 5]"`} {
+			if n := logsB.count("level=WARN", "sized for", want, `over=[`, `redeploy="--param PartitionCount=6"`); n != 1 {
+				t.Errorf("B: %d WARN lines naming %s and PartitionCount=6, want 1:\n%s", n, want, strings.Join(logsB.lines("level=WARN"), ""))
+			}
+		}
+		if n := logsB.count("level=WARN"); n != 2 {
+			t.Errorf("B: %d WARN lines, want 2 (one a call):\n%s", n, strings.Join(logsB.lines("level=WARN"), ""))
+		}
+		wantUnscheduled(t, "B", emfB, 2, 1)
+
+		// A second delivery of B's slot 0: each of its partitions is a
+		// duplicate; listing the topic is its one Kafka connection.
+		dd, dk := testDeps(t, r.s, r.rec)
+		dup, err := groupCall(ctx, handler(r.cfg, dd), "B-again", slotPayload(t2, 0, 2, 2), time.Minute)()
+		wantEnds(t, "B slot 0's duplicate", dup, err, "B-again", []int32{0, 2, 4}, endDuplicate, endDuplicate, endDuplicate)
+		if n := dk.n.Load(); n != 1 {
+			t.Errorf("duplicate of B's slot 0: %d Kafka clients, want 1 (the listing)", n)
+		}
+
+		// Old-style events, as a stack deployed before slots sends them:
+		// one partition, and a group, each taking a new partition over.
+		dC, _ := testDeps(t, r.s, r.rec)
+		cctx, stopC := context.WithCancel(ctx)
+		defer stopC()
+		waitC := groupCall(cctx, handler(r.cfg, dC), "C", fmt.Sprintf(`{"topic":"src","partition":4,"tick":%q}`, t3.UTC().Format(time.RFC3339Nano)), time.Minute)
+		waitG := groupCall(cctx, handler(r.cfg, dC), "G", groupPayload(t3, 5), time.Minute)
+		waitFor(t, "C and G to write to 4 and 5", 5*time.Second, func() bool { return r.rec.wrote("C-", 100, 4) && r.rec.wrote("G-", 100, 5) })
+
+		stopOld()
+		old := producedOld()
+		total := r.drain(t, producedNew, stopNew, 10*time.Second)
+		for p := range old {
+			total[p] += old[p]
+		}
+		waitFor(t, "the sink to catch up", 10*time.Second, func() bool { return r.rec.tally(total).Lost == 0 })
+		stopB()
+		stopC()
+		b0, err := waitB0()
+		wantEnds(t, "B slot 0", b0, err, "B", []int32{0, 2, 4}, endReleased, endReleased, endHanded)
+		b1, err := waitB1()
+		wantEnds(t, "B slot 1", b1, err, "B", []int32{1, 3, 5}, endReleased, endReleased, endHanded)
+		if c, err := waitC(); err != nil || c.End != endReleased || c.Partitions != nil || !strings.HasSuffix(c.Key, "/src/4") || c.To != total[4] {
+			t.Errorf("C: %+v, %v; want partition 4 alone, released at %d", c, err, total[4])
+		}
+		g, err := waitG()
+		wantEnds(t, "G", g, err, "G", []int32{5}, endReleased)
+		// A→B on 0..3, B→C on 4, B→G on 5.
+		wantTally(t, r.rec.tally(total), 0, 6)
+	})
 }

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
 )
 
 // newProcessRig is a rig whose config runs process mode.
@@ -372,4 +376,104 @@ func TestProcess_config_error_ends_the_process(t *testing.T) {
 			}
 		})
 	}
+}
+
+// growTopic raises topic's partition count to n, as kafka-topics --alter
+// --partitions n does.
+func growTopic(t testing.TB, brokers []string, topic string, n int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, n
+	req.Topics, req.TimeoutMillis = append(req.Topics, rt), 5000
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err == nil && len(resp.Topics) == 1 {
+		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("growing %s to %d partitions: %v", topic, n, err)
+	}
+}
+
+// TestProcess_partition_added_is_read: a process owning all partitions of
+// a 2-partition topic; the topic grows to 4 while records flow. Within one
+// refresh (scaled here) the process owns the new partitions, each with its
+// own lease, and their records reach the sink: nothing lost or reordered,
+// no handoff, and nothing left running when the process ends. A process
+// given a fixed list keeps to it.
+func TestProcess_partition_added_is_read(t *testing.T) {
+	const refresh = 300 * time.Millisecond
+	eachBackend(t, false, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 2)
+		ignore := leakIgnores()
+		producedOld, stopOld := flowing(t, r.ctx, r.cfg, 2, 0)
+		d, _ := testDeps(t, r.s, r.rec)
+		d.refresh = refresh
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		done := runningProcess(ctx, r.cfg, d)
+		waitFor(t, "both partitions to be read", 5*time.Second, func() bool {
+			w := r.rec.writesPer()
+			return w[0] > 100 && w[1] > 100
+		})
+		growTopic(t, r.cfg.Brokers, "src", 4)
+		grown := time.Now()
+		producedNew, stopNew := flowing(t, r.ctx, r.cfg, 4, 0)
+		waitFor(t, "the new partitions to be read", refresh+5*time.Second, func() bool {
+			w := r.rec.writesPer()
+			return w[2] > 0 && w[3] > 0
+		})
+		took := time.Since(grown)
+		stopOld()
+		old := producedOld()
+		total := r.drain(t, producedNew, stopNew, 10*time.Second)
+		for p := range old {
+			total[p] += old[p]
+		}
+		waitFor(t, "the sink to catch up", 10*time.Second, func() bool { return r.rec.tally(total).Lost == 0 })
+		for _, p := range []int32{2, 3} {
+			if l := mustLoad(t, r.s, leaseKey(r.cfg.Group, "src", p)); !strings.HasPrefix(l.Owner, "process-") || !strings.HasSuffix(l.Owner, fmt.Sprintf("/%d", p)) {
+				t.Errorf("partition %d: lease %+v; want it owned by the process, as partition %d", p, l, p)
+			}
+		}
+		stop()
+		waitDone(t, "process", done, 10*time.Second)
+		wantTally(t, r.rec.tally(total), 0, 0)
+		if took > refresh+3*time.Second {
+			t.Errorf("the new partitions were first read %v after they were added; want within a refresh (%v) and a run's start", took, refresh)
+		}
+		if err := goleak.Find(ignore...); err != nil {
+			t.Fatalf("goroutines left after the process ended: %v", err)
+		}
+		t.Logf("%s: new partitions read %v after they were added, %d records", b.name, took, r.rec.tally(total).Produced)
+	})
+	t.Run("fixed list stays fixed", func(t *testing.T) {
+		t.Parallel()
+		r := newProcessRig(t, newMemStore(), 2)
+		r.cfg.Partitions = []int32{0, 1}
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 2, 0)
+		d, kafka := testDeps(t, r.s, r.rec)
+		d.refresh = 50 * time.Millisecond
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		done := runningProcess(ctx, r.cfg, d)
+		waitFor(t, "both partitions to be read", 5*time.Second, func() bool { return len(r.rec.writesPer()) == 2 })
+		growTopic(t, r.cfg.Brokers, "src", 4)
+		mustProduce(t, r.cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("0")})
+		time.Sleep(10 * d.refresh)
+		r.drain(t, produced, stopProducing, 10*time.Second)
+		stop()
+		waitDone(t, "process", done, 10*time.Second)
+		if w := r.rec.writesPer(); w[2] != 0 || w[3] != 0 {
+			t.Errorf("a process given -partitions 0,1 read partitions added later: %v", w)
+		}
+		if n := kafka.n.Load(); n != 2 {
+			t.Errorf("%d Kafka clients made, want 2 (one a partition: a fixed list lists nothing)", n)
+		}
+	})
 }

@@ -2,11 +2,15 @@
 // deploys, for any partition count: baton template -partition-count N
 // -partitions-per-invocation K writes it to stdout. The source is
 // template.json, embedded, whose one schedule, Schedule0, is the model of
-// every schedule: one per group of K partitions, named Schedule0, Schedule1,
-// ... by group, each naming its partitions where the model names partition
-// 0. template.json is itself the output for 1 partition, 1 per invocation
-// (TestTemplate_generated holds it to that), so it stays deployable and is
-// the only copy.
+// every schedule: one per group of K partitions, S = ceil(N/K) of them,
+// named Schedule0, Schedule1, ... Schedule g names slot g of S, the
+// partitions p of the topic with p mod S = g, whatever their count when it
+// fires (partitions.go): a partition added to the topic is read by the next
+// tick, and a redeploy with the new count only spreads the partitions over
+// more schedules. Each input also says K ("sized"), so an invocation that
+// owns more warns. template.json is itself the output for 1 partition, 1
+// per invocation (TestTemplate_generated holds it to that), so it stays
+// deployable and is the only copy.
 
 package main
 
@@ -67,8 +71,9 @@ func templateMain(args []string, sys sysio) int {
 	return 0
 }
 
-// renderTemplate is the template for partitions 0..n-1 in groups of k: the
-// embedded one with one copy of its model schedule per group, and its
+// renderTemplate is the template for n partitions in groups of k: the
+// embedded one with one copy of its model schedule per group, each naming
+// its slot of the topic, and its
 // PartitionCount, PartitionsPerInvocation and MemorySize parameters set to
 // say so (the first two allow only the generated values). k above n makes
 // one group of all n.
@@ -101,19 +106,15 @@ func renderTemplate(n, k int) ([]byte, error) {
 		return nil, fmt.Errorf("-partition-count %d: %d schedules (-partitions-per-invocation %d) and the stack's %d other resources pass CloudFormation's %d resources a template: at most %d partitions at %d per invocation: raise -partitions-per-invocation",
 			n, groups, k, len(others.keys), cfnMaxResources, most*k, k)
 	}
+	// The model is slot 0 of 1, sized for 1.
+	const modelDesc, modelInput = "slot 0 of 1 (partitions p with p mod 1 = 0)", `"slot":0,"slots":1,"sized":1`
+	sized := min(k, n) // what MemorySize is set for
 	for g := range groups {
-		first, last := g*k, min(g*k+k, n)-1
-		desc, input := fmt.Sprintf("partition %d", first), fmt.Sprintf(`"partition":%d`, first)
-		if last > first {
-			list := make([]string, 0, last-first+1)
-			for p := first; p <= last; p++ {
-				list = append(list, strconv.Itoa(p))
-			}
-			desc, input = fmt.Sprintf("partitions %d to %d", first, last), `"partitions":[`+strings.Join(list, ",")+`]`
-		}
+		desc := fmt.Sprintf("slot %d of %d (partitions p with p mod %d = %d)", g, groups, groups, g)
+		input := fmt.Sprintf(`"slot":%d,"slots":%d,"sized":%d`, g, groups, sized)
 		s := cloneJSON(model).(*jsonObject)
 		props := s.obj("Properties")
-		for _, r := range []struct{ where, old, new string }{{"Description", "partition 0", desc}, {"Target.Input", `"partition":0`, input}} {
+		for _, r := range []struct{ where, old, new string }{{"Description", modelDesc, desc}, {"Target.Input", modelInput, input}} {
 			if err := replaceSub(props, r.where, r.old, r.new); err != nil {
 				return nil, fmt.Errorf("template.json: Schedule0 Properties.%s: %w", r.where, err)
 			}

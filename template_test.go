@@ -522,22 +522,17 @@ func TestTemplate_schedules(t *testing.T) {
 				t.Errorf("MemorySize Default = %v, want %v for groups of %d", got, want, min(k, n))
 			}
 			groups := schedules(t, tmpl, sampleParams)
-			if len(groups) != (n+k-1)/k {
-				t.Errorf("%d schedules, want %d", len(groups), (n+k-1)/k)
+			slots := (n + k - 1) / k
+			if len(groups) != slots {
+				t.Errorf("%d schedules, want %d", len(groups), slots)
 			}
-			var named []int32 // in the schedules' order: 0..n-1 if each is named once, in groups in a row
 			for g, s := range groups {
-				ps := s.partitions
-				named = append(named, ps...)
-				if s.name != "Schedule"+strconv.Itoa(g) || len(ps) > k {
-					t.Errorf("%s: partitions %v, want Schedule%d naming up to %d partitions", s.name, ps, g, k)
-				}
-				desc := fmt.Sprintf("baton: orders partition %d", ps[0])
-				if len(ps) > 1 {
-					desc = fmt.Sprintf("baton: orders partitions %d to %d", ps[0], ps[len(ps)-1])
+				if s.name != "Schedule"+strconv.Itoa(g) || s.slot != int32(g) || s.slots != int32(slots) || s.sized != int32(min(k, n)) {
+					t.Errorf("%s: slot %d of %d sized %d; want Schedule%d slot %d of %d sized %d", s.name, s.slot, s.slots, s.sized, g, g, slots, min(k, n))
 				}
 				wantAt(t, s.name, s.props, map[string]any{
-					"Description": desc, "ScheduleExpression": fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes),
+					"Description":             fmt.Sprintf("baton: orders slot %d of %d (partitions p with p mod %d = %d)", g, slots, slots, g),
+					"ScheduleExpression":      fmt.Sprintf("rate(%d minutes)", scheduleRateMinutes),
 					"FlexibleTimeWindow.Mode": "OFF", "GroupName": "ref:ScheduleGroup", "State": "ENABLED",
 					"Target.Arn": "getatt:Function.Arn", "Target.RoleArn": "getatt:SchedulerRole.Arn",
 					"Target.RetryPolicy.MaximumEventAgeInSeconds": float64(scheduleRateMinutes * 60),
@@ -546,24 +541,36 @@ func TestTemplate_schedules(t *testing.T) {
 					continue // cfg is the DynamoDB build's
 				}
 				payload := strings.ReplaceAll(tmplDig(t, s.props, "Target", "Input").(string), "<aws.scheduler.scheduled-time>", tick)
-				invs, list, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
+				invs, list, sl, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
 				if err != nil {
 					t.Errorf("%s input %s: baton refuses it: %v", s.name, payload, err)
 					continue
 				}
-				if list != (len(ps) > 1) || len(invs) != len(ps) {
-					t.Errorf("%s input %s: %d invocations (a list: %v), want %d", s.name, payload, len(invs), list, len(ps))
-					continue
-				}
-				for i, inv := range invs {
-					if want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli(); inv.Topic != "orders" || inv.Partition != ps[i] || inv.Tick != want {
-						t.Errorf("%s input %s: invocation %+v, want topic orders, partition %d, tick %d", s.name, payload, inv, ps[i], want)
-					}
+				want := time.Date(2026, 1, 2, 15, 4, 0, 0, time.UTC).UnixMilli()
+				if !list || len(invs) != 1 || invs[0].Topic != "orders" || invs[0].Tick != want || sl == nil || *sl != (slot{s.slot, s.slots, s.sized}) {
+					t.Errorf("%s input %s: %+v (a list: %v), slot %+v; want topic orders, tick %d, slot %d of %d sized %d",
+						s.name, payload, invs, list, sl, want, s.slot, s.slots, s.sized)
 				}
 			}
-			for i, p := range named {
-				if p != int32(i) || len(named) != n {
-					t.Fatalf("the schedules name partitions %v, want 0..%d once each, in groups in a row", named, n-1)
+			// At the count deployed each partition has one schedule and
+			// no schedule more than it was sized for; grown, each still
+			// has one, and the WARN says which schedule is over.
+			for _, count := range []int{n, n + 1, 2*n + 3} {
+				owners := make([]int, count)
+				for _, s := range groups {
+					mine := 0
+					for p := range count {
+						if int32(p)%s.slots == s.slot {
+							owners[p]++
+							mine++
+						}
+					}
+					if count == n && mine > int(s.sized) {
+						t.Errorf("%s at the deployed %d partitions reads %d, over the %d it is sized for", s.name, n, mine, s.sized)
+					}
+				}
+				if i := slices.IndexFunc(owners, func(o int) bool { return o != 1 }); i >= 0 {
+					t.Errorf("with %d partitions, partition %d is read by %d schedules; want 1", count, i, owners[i])
 				}
 			}
 		})
@@ -580,19 +587,17 @@ func TestTemplate_schedules(t *testing.T) {
 	}
 }
 
-// scheduled is one schedule of a resolved template and the partitions its
-// input names.
+// scheduled is one schedule of a resolved template and the slot its input
+// names.
 type scheduled struct {
-	name       string
-	props      map[string]any
-	partitions []int32
+	name               string
+	props              map[string]any
+	slot, slots, sized int32
 }
 
 // schedules are a template's schedules for the given parameters, ordered by
-// partition. Their inputs are read here, strictly, as well as by parseEvents
-// (TestTemplate_schedules):
-// {"topic":T,"partition":P,"tick":...}, with "partitions":[P,...] for more
-// than one.
+// slot. Their inputs are read here, strictly, as well as by parseEvents
+// (TestTemplate_schedules): {"topic":T,"slot":G,"slots":S,"sized":K,"tick":...}.
 func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []scheduled {
 	t.Helper()
 	var out []scheduled
@@ -603,26 +608,23 @@ func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []sched
 		props := r["Properties"].(map[string]any)
 		input := tmplDig(t, props, "Target", "Input").(string)
 		var in struct {
-			Topic, Tick string
-			Partition   *int32
-			Partitions  []int32
+			Topic, Tick        string
+			Slot, Slots, Sized *int32
 		}
 		d := json.NewDecoder(strings.NewReader(input))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&in); err != nil {
 			t.Fatalf("%s input %s: %v", name, input, err)
 		}
-		if in.Partition != nil && in.Partitions == nil {
-			in.Partitions = []int32{*in.Partition}
-		} else if in.Partition != nil || len(in.Partitions) < 2 {
-			t.Fatalf(`%s input %s: want "partition" for one partition or "partitions" for more`, name, input)
+		if in.Slot == nil || in.Slots == nil || in.Sized == nil {
+			t.Fatalf(`%s input %s: want "slot", "slots" and "sized"`, name, input)
 		}
 		if in.Topic != params["Topic"] || in.Tick != "<aws.scheduler.scheduled-time>" {
 			t.Errorf("%s input %s: want topic %v and tick <aws.scheduler.scheduled-time>", name, input, params["Topic"])
 		}
-		out = append(out, scheduled{name, props, in.Partitions})
+		out = append(out, scheduled{name, props, *in.Slot, *in.Slots, *in.Sized})
 	}
-	slices.SortFunc(out, func(a, b scheduled) int { return int(a.partitions[0] - b.partitions[0]) })
+	slices.SortFunc(out, func(a, b scheduled) int { return int(a.slot - b.slot) })
 	return out
 }
 
@@ -817,7 +819,7 @@ func TestTemplate_functionRole(t *testing.T) {
 	}
 	// The MSK grants cover the group and, with kafka+txn, the transactional
 	// IDs the code uses, as baton reads the function's environment, for
-	// every partition the schedules name, and no other group's.
+	// every partition the schedules read (those added later too), and no other group's.
 	for _, c := range []struct {
 		tmpl   map[string]any
 		params map[string]any
@@ -835,9 +837,11 @@ func TestTemplate_functionRole(t *testing.T) {
 		granted := e.grants("FunctionRole")
 		other := *cfg
 		other.Group += "-other"
-		var partitions []int32
+		var partitions []int32 // the schedules' partitions, and as many added later
 		for _, s := range schedules(t, tmpl, params) {
-			partitions = append(partitions, s.partitions...)
+			for p := s.slot; p < 2*s.slots*s.sized; p += s.slots {
+				partitions = append(partitions, p)
+			}
 		}
 		if !txn {
 			partitions = nil // no transactional IDs to check
@@ -1038,4 +1042,66 @@ func tmplDig(t *testing.T, m map[string]any, path ...string) any {
 		}
 	}
 	return v
+}
+
+// TestTemplate_slots_cover_every_partition: for partition counts from 1 to
+// 256 (each to 17, then either side of the group sizes' multiples), in
+// groups of 1, 3 and 4, the generated schedules' inputs (read
+// by parseEvents) give each partition exactly one schedule, at the count
+// deployed and once the topic has grown, and none reads more at the count
+// deployed than it says it was sized for.
+func TestTemplate_slots_cover_every_partition(t *testing.T) {
+	t.Parallel()
+	cfg := &config{Topic: "orders", Topics: []string{"orders"}}
+	counts := []int{31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 191, 192, 193, 255, 256}
+	for n := 17; n >= 1; n-- {
+		counts = append([]int{n}, counts...)
+	}
+	for _, k := range []int{1, 3, 4} {
+		for _, n := range counts {
+			b, err := renderTemplate(n, k)
+			must(t, err)
+			var tmpl struct {
+				Resources map[string]struct {
+					Type       string
+					Properties struct {
+						Target struct {
+							Input struct {
+								Sub string `json:"Fn::Sub"`
+							}
+						}
+					}
+				}
+			}
+			must(t, json.Unmarshal(b, &tmpl))
+			var slots []slot
+			for name, r := range tmpl.Resources {
+				if r.Type != scheduleType {
+					continue
+				}
+				payload := strings.NewReplacer("${Topic}", "orders", "<aws.scheduler.scheduled-time>", "2026-01-02T15:04:00Z").Replace(r.Properties.Target.Input.Sub)
+				_, _, sl, err := parseEvents([]byte(payload), cfg, time.Unix(0, 0))
+				if err != nil || sl == nil {
+					t.Fatalf("%d partitions in groups of %d: %s input %s: slot %v, %v", n, k, name, payload, sl, err)
+				}
+				slots = append(slots, *sl)
+			}
+			for _, count := range []int{n, n + 1, 3 * n} {
+				owners := make([]int, count)
+				for _, sl := range slots {
+					mine := 0
+					for p := sl.Slot; int(p) < count; p += sl.Slots {
+						owners[p]++
+						mine++
+					}
+					if count == n && (mine > int(sl.Sized) || int(sl.Sized) != min(k, n)) {
+						t.Errorf("%d partitions in groups of %d: slot %+v reads %d at the deployed count; want at most its sized, %d", n, k, sl, mine, min(k, n))
+					}
+				}
+				if i := slices.IndexFunc(owners, func(o int) bool { return o != 1 }); i >= 0 {
+					t.Fatalf("%d partitions in groups of %d, the topic at %d: partition %d has %d schedules; want 1", n, k, count, i, owners[i])
+				}
+			}
+		}
+	}
 }
