@@ -82,7 +82,7 @@ func TestTxn_takeover_after_commit_no_duplicates(t *testing.T) {
 				must(t, err)
 				obs := newObserver(b.open(t))
 				actx, crash := context.WithCancel(ctx)
-				h := &chaosHarness{cfg: cfg}
+				h := &chaosHarness{cfg: cfg, plan: &runPlan{}}
 				// A's second lease commit never lands: the transaction before it did.
 				cs := &chaosStore{inner: obs, plan: plan{crashAt: "commit", crashN: 2}, rng: rand.New(rand.NewPCG(1, 2)), h: h, crash: crash}
 				d, _ := testDeps(t, settled{cs}, nil)
