@@ -1031,9 +1031,12 @@ func (p *run) handOver(ctx context.Context) (out outcome, ok bool, err error) {
 	case errors.Is(err, errTaken):
 		return outcome{}, false, nil
 	}
-	// Unknown outcome (the store is slow or down): go on owning; a later
-	// step tries again, and sink writes stop if the lease cannot be renewed.
+	// Unknown outcome (the store is slow or down): the successor may own
+	// the partition now. Write nothing until a commit says the lease is
+	// still ours (or fenced); a later step tries the hand-over again.
 	p.backOff("hand over", err)
+	p.validUntil = p.d.now()
+	p.lapsed.Store(true)
 	return outcome{}, false, nil
 }
 

@@ -413,3 +413,43 @@ func TestHandoff_take_after_renewal_one_writer(t *testing.T) {
 		wantTally(t, r.rec.tally(total), 0, 1)
 	})
 }
+
+// A's hand-over lands but its answer is lost, and so is the read that would
+// settle it: A cannot tell whether B owns the partition now, so it writes
+// nothing until a commit tells it (fenced, here), while B writes at once.
+func TestHandoff_handover_outcome_unknown_writes_nothing(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 1)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 1, 0)
+		var handed, settleLost atomic.Bool
+		lost := losing(r.s, true, func(c storeCall) bool {
+			switch c.op {
+			case "handOver":
+				handed.Store(true)
+				return true
+			case "load":
+				return handed.Load() && !settleLost.Swap(true) // the read that settles it
+			}
+			return false
+		})
+		da, _ := testDeps(t, settled{lost}, r.rec)
+		_, waitA := r.writing(t, da, 100)
+		db, _ := testDeps(t, r.s, r.rec)
+		stopB, waitB := r.start(db, 2000, "B")
+		a, err := waitA()
+		waitFor(t, "B to write", 10*time.Second, func() bool { return r.rec.count("B") > 100 })
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stopB()
+		if _, err := waitB(); err != nil {
+			t.Fatal(err)
+		}
+		if !settleLost.Load() {
+			t.Fatal("the hand-over's answer and its settling read were not lost: the fault was not injected")
+		}
+		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
+			t.Fatalf("A wrote at %v, after B's first write at %v: two writers", last, first)
+		}
+		wantEnd(t, "A", a, err, endFenced)
+		wantTally(t, r.rec.tally(total), 0, 1)
+	})
+}
