@@ -310,3 +310,37 @@ func TestRun_topic_deleted(t *testing.T) {
 		t.Logf("%s: ended %v after the deletion, %d fetches meanwhile", b.name, took.Round(time.Millisecond), fetches.Hits())
 	})
 }
+
+// In process mode a deleted topic ends the run, and the partition is tried
+// again with the process's backoff: once the topic is created again, its
+// lease's offset is past the new log's end, and reading starts over by
+// -start.
+func TestRun_topic_deleted_process_resumes_when_recreated(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 1)
+		r.cfg.Partitions = []int32{0}
+		mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
+		d, _ := testDeps(t, r.s, r.rec)
+		d.pause = 100 * time.Millisecond
+		ctx, stop := context.WithCancel(r.ctx)
+		defer stop()
+		done := runningProcess(ctx, r.cfg, d)
+		waitFor(t, "the records to be read", 5*time.Second, func() bool { return r.rec.lastOffset() == 9 })
+		if err := deleteTopic(r.ctx, r.cfg.Brokers, "src"); err != nil {
+			t.Fatal(err)
+		}
+		r.waitLease(t, "the lease released at 10", func(l lease) bool { return l.State == stateReleased && l.Offset == 10 })
+		time.Sleep(500 * time.Millisecond) // a few tries against the missing topic
+		if err := createTopic(r.ctx, r.cfg.Brokers, "src"); err != nil {
+			t.Fatal(err)
+		}
+		recreated := time.Now()
+		mustProduce(t, r.cfg.Brokers, numbered(0, 5)...)
+		waitFor(t, "the new topic's records to be read", 20*time.Second, func() bool { return len(r.rec.writesSince(recreated)) >= 5 })
+		if got := r.rec.writesSince(recreated); !slices.Equal(got[:5], []int64{0, 1, 2, 3, 4}) {
+			t.Fatalf("after the topic came back: offsets %v written; want 0..4", got)
+		}
+		stop()
+		waitDone(t, "the process", done, 10*time.Second)
+	})
+}
