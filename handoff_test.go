@@ -151,9 +151,7 @@ func TestHandoff_zombie_owner(t *testing.T) {
 		if _, err := waitB(); err != nil {
 			t.Fatal(err)
 		}
-		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
-			t.Fatalf("A wrote at %v, after B's first write at %v", last, first)
-		}
+		wantOneWriter(t, r.rec, "A", "B")
 		wantTally(t, r.rec.tally(total), math.MaxInt, -1)
 	})
 }
@@ -354,9 +352,7 @@ func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
 		if got := wroteBetween(lapsed.Add(late), time.Now()); len(got) > 0 {
 			t.Fatalf("A wrote offsets %v after its lease lapsed at %v (last write %v)", got, lapsed, r.rec.lastAt("A"))
 		}
-		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
-			t.Fatalf("A wrote at %v, after B's first write at %v", last, first)
-		}
+		wantOneWriter(t, r.rec, "A", "B")
 		waitFor(t, "B to write the rest", 10*time.Second, func() bool { return r.rec.tally([]int64{total}).Lost == 0 })
 		stopB()
 		bo, err := waitB()
@@ -406,9 +402,7 @@ func TestHandoff_take_after_renewal_one_writer(t *testing.T) {
 		if !renewed.Load() {
 			t.Fatal("B never took A's lease after reading it expired: the fault was not injected")
 		}
-		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
-			t.Fatalf("A wrote at %v, after B's first write at %v: two writers", last, first)
-		}
+		wantOneWriter(t, r.rec, "A", "B")
 		wantEnd(t, "A", a, err, endHanded)
 		wantTally(t, r.rec.tally(total), 0, 1)
 	})
@@ -446,9 +440,7 @@ func TestHandoff_handover_outcome_unknown_writes_nothing(t *testing.T) {
 		if !settleLost.Load() {
 			t.Fatal("the hand-over's answer and its settling read were not lost: the fault was not injected")
 		}
-		if last, first := r.rec.lastAt("A"), r.rec.firstAt("B"); !last.Before(first) {
-			t.Fatalf("A wrote at %v, after B's first write at %v: two writers", last, first)
-		}
+		wantOneWriter(t, r.rec, "A", "B")
 		wantEnd(t, "A", a, err, endFenced)
 		wantTally(t, r.rec.tally(total), 0, 1)
 	})

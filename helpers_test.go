@@ -507,6 +507,30 @@ func (r *rig) waitLease(t testing.TB, what string, cond func(lease) bool) {
 	})
 }
 
+// wantOneWriter fails the test unless old's last sink write came before
+// new's first: never two writers at once.
+func wantOneWriter(t testing.TB, rec *recorder, old, new string) {
+	t.Helper()
+	if last, first := rec.lastAt(old), rec.firstAt(new); !last.Before(first) {
+		t.Fatalf("%s wrote at %v, after %s's first write at %v: two writers", old, last, new, first)
+	}
+}
+
+// drainGrown stops both producers of a topic that grew (the old partitions'
+// and the new ones'), waits until the sink caught up with both, and gives
+// what they produced.
+func (r *rig) drainGrown(t testing.TB, producedOld func() []int64, stopOld func(), producedNew func() []int64, stopNew func()) []int64 {
+	t.Helper()
+	stopOld()
+	old := producedOld()
+	total := r.drain(t, producedNew, stopNew, 10*time.Second)
+	for p := range old {
+		total[p] += old[p]
+	}
+	waitFor(t, "the sink to catch up", 10*time.Second, func() bool { return r.rec.tally(total).Lost == 0 })
+	return total
+}
+
 // wantEnd fails the test unless the run ended without error as end.
 func wantEnd(t testing.TB, who string, out outcome, err error, end string) {
 	t.Helper()

@@ -471,13 +471,7 @@ func TestHandler_partition_added_is_read(t *testing.T) {
 		waitG := groupCall(cctx, handler(r.cfg, dC), "G", groupPayload(t3, 5), time.Minute)
 		waitFor(t, "C and G to write to 4 and 5", 5*time.Second, func() bool { return r.rec.wrote("C-", 100, 4) && r.rec.wrote("G-", 100, 5) })
 
-		stopOld()
-		old := producedOld()
-		total := r.drain(t, producedNew, stopNew, 10*time.Second)
-		for p := range old {
-			total[p] += old[p]
-		}
-		waitFor(t, "the sink to catch up", 10*time.Second, func() bool { return r.rec.tally(total).Lost == 0 })
+		total := r.drainGrown(t, producedOld, stopOld, producedNew, stopNew)
 		stopB()
 		stopC()
 		b0, err := waitB0()

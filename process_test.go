@@ -429,13 +429,7 @@ func TestProcess_partition_added_is_read(t *testing.T) {
 			return w[2] > 0 && w[3] > 0
 		})
 		took := time.Since(grown)
-		stopOld()
-		old := producedOld()
-		total := r.drain(t, producedNew, stopNew, 10*time.Second)
-		for p := range old {
-			total[p] += old[p]
-		}
-		waitFor(t, "the sink to catch up", 10*time.Second, func() bool { return r.rec.tally(total).Lost == 0 })
+		total := r.drainGrown(t, producedOld, stopOld, producedNew, stopNew)
 		for _, p := range []int32{2, 3} {
 			if l := mustLoad(t, r.s, leaseKey(r.cfg.Group, "src", p)); !strings.HasPrefix(l.Owner, "process-") || !strings.HasSuffix(l.Owner, fmt.Sprintf("/%d", p)) {
 				t.Errorf("partition %d: lease %+v; want it owned by the process, as partition %d", p, l, p)
