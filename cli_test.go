@@ -427,3 +427,20 @@ func TestMain_bad_event_logged(t *testing.T) {
 		t.Errorf("log line holds more than 200 bytes of the event:\n%s", got)
 	}
 }
+
+// A deployment whose broker variable went missing must not run the demo and
+// look healthy: only a command line with no settings (or -mode demo) runs
+// it; anything else without brokers exits 2 naming -brokers.
+func TestBadInput_missing_brokers_is_not_demo(t *testing.T) {
+	env := map[string]string{"BATON_TOPIC": "orders", "BATON_SINK": "stdout", "BATON_LEASE_TABLE": "baton-leases"}
+	ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Second)
+	defer cancel()
+	code, stdout, stderr := runBaton(ctx, nil, env)
+	if code != 2 || !strings.Contains(stderr, "-brokers (BATON_BROKERS)") || !strings.Contains(stderr, "-topic (BATON_TOPIC)") || strings.Contains(stdout, "baton demo") {
+		t.Fatalf("settings without brokers: exit %d, stdout %q, stderr %q; want exit 2 naming -brokers and what was given", code, stdout, stderr)
+	}
+	code, _, stderr = runBaton(ctx, []string{"-topic", "orders"}, nil)
+	if code != 2 || !strings.Contains(stderr, "-brokers (BATON_BROKERS)") {
+		t.Fatalf("-topic without brokers: exit %d, stderr %q; want exit 2 naming -brokers", code, stderr)
+	}
+}

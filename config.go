@@ -129,8 +129,8 @@ type config struct {
 type option struct{ name, env, def, usage string }
 
 var options = []option{
-	{"mode", "BATON_MODE", "", "lambda, process or demo (default: lambda under AWS Lambda, demo without -brokers, else process)"},
-	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; empty runs the embedded demo"},
+	{"mode", "BATON_MODE", "", "lambda, process or demo (default: lambda under AWS Lambda, demo when nothing else is set, else process)"},
+	{"brokers", "BATON_BROKERS", "", "Kafka seed brokers, comma-separated; required unless nothing else is set, which runs the embedded demo"},
 	{"topic", "BATON_TOPIC", "", "source topic; a Lambda event without \"topic\" reads this one"},
 	{"topics", "BATON_TOPICS", "", "lambda mode: other topics an event may name, comma-separated (default: only -topic)"},
 	{"partitions", "BATON_PARTITIONS", "all", "process mode: partitions to own, like 0,3,5, or all (follows the topic: a partition added is owned within a minute)"},
@@ -199,6 +199,17 @@ func optionErr(name, format string, a ...any) error {
 	return fmt.Errorf("-%s: %s", name, fmt.Sprintf(format, a...))
 }
 
+// setOptions names the options set (by flag or variable), but for skip.
+func setOptions(set func(string) bool, skip ...string) []string {
+	var names []string
+	for _, o := range options {
+		if o.name != "" && set(o.name) && !slices.Contains(skip, o.name) {
+			names = append(names, "-"+o.name+" ("+o.env+")")
+		}
+	}
+	return names
+}
+
 // parseConfig reads flags over environment over defaults, and checks every
 // value once, naming each bad one.
 func parseConfig(args []string, getenv func(string) string) (*config, error) {
@@ -240,6 +251,11 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		c.Mode = "lambda"
 	case c.Mode == "" && len(c.Brokers) == 0:
 		c.Mode = "demo"
+		// A deployment whose broker variable went missing must not look
+		// healthy running the demo: the demo takes no settings of its own.
+		if others := setOptions(set, "mode"); len(others) > 0 {
+			bad("brokers", "missing, and %s given, which the demo ignores: give the Kafka brokers, or -mode demo to run the demo anyway", strings.Join(others, ", "))
+		}
 	case c.Mode == "":
 		c.Mode = "process"
 	case !slices.Contains([]string{"lambda", "process", "demo"}, c.Mode):
@@ -497,7 +513,7 @@ func (c *config) allowTopic(t string) error {
 
 // usage is baton -h: the flags, the variables without a flag, and ctl.
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: baton [flags]          run (demo without -brokers; process; lambda under AWS Lambda)\n")
+	fmt.Fprintf(w, "usage: baton [flags]          run (the demo with no flags or variables; process; lambda under AWS Lambda)\n")
 	fmt.Fprintf(w, "       baton ctl COMMAND ...  operator commands: %s (baton ctl -h)\n\n", strings.Join(ctlVerbs, ", "))
 	fmt.Fprintf(w, "Each flag also reads the environment variable shown; a flag wins. This binary keeps leases in %s.\n", backendName[storeBuild])
 	for _, o := range options {
