@@ -324,7 +324,11 @@ func TestReadme_commands(t *testing.T) {
 					}
 				}()
 			}
-			code, stdout, stderr := runBaton(ctx, args, env)
+			runEnv := env
+			if len(args) == 0 {
+				runEnv = nil // the demo: a newcomer's shell sets nothing of baton's
+			}
+			code, stdout, stderr := runBaton(ctx, args, runEnv)
 			if code != 0 {
 				t.Fatalf("exit %d\nstdout: %.2000s\nstderr: %.2000s", code, stdout, stderr)
 			}
