@@ -115,7 +115,7 @@ func TestConfig_flags(t *testing.T) {
 			proc.with(func(v *configView) { v.Mode = "lambda" })},
 		{"-mode beats AWS_LAMBDA_RUNTIME_API", args("-mode", "process"), map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"},
 			proc},
-		{"no brokers is the demo", nil, nil,
+		{"no brokers is the demo", nil, map[string]string{"BATON_REDIS": ""}, // nothing set at all
 			proc.with(func(v *configView) { v.Mode, v.Brokers, v.Topic = "demo", nil, "" })},
 		{"-partitions list", args("-partitions", "0,3,5"), nil,
 			proc.with(func(v *configView) { v.Partitions = []int32{0, 3, 5} })},
