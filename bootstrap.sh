@@ -2,6 +2,9 @@
 # bootstrap.sh — developer and CI entry point for baton.
 #   ./bootstrap.sh test [go test args]  install deps, start servers, run all checks
 #   ./bootstrap.sh services             start the test servers and wait (Ctrl-C stops)
+#   ./bootstrap.sh local                a lease store on loopback for process mode on a laptop
+#                                       (DynamoDB Local; TAGS=redis: Redis), data kept in
+#                                       .cache/local/, settings in .cache/local.env; Ctrl-C stops
 #   ./bootstrap.sh zip                  build bootstrap and function.zip for Lambda
 #                                       (ARCH=amd64 for x86; TAGS=redis for the Redis store)
 #   ./bootstrap.sh bench [-quick]       benchmarks beside plain franz-go (-quick: under a minute);
@@ -27,6 +30,10 @@ RIE_MODULE=github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-r
 RIE_DIR=$CACHE/rie/$RIE_VERSION
 
 RUN=""      # per-run temp dir for logs and data
+# Where the servers keep their data: nowhere for the tests (each run starts
+# empty); cmd_local keeps it in .cache/local/.
+DDB_DATA=(-inMemory)
+REDIS_DATA=(--save '' --appendonly no)
 PIDS=()     # servers we started, stopped by cleanup
 
 log() { printf '%s\n' "$*" >&2; }
@@ -102,10 +109,10 @@ http_answers() (
 # script (and go test), and cleanup stops them, instead of them dying under a test.
 start_redis() {
   local port; port=$(free_port)
-  mkdir -p "$RUN/redis"
-  # No persistence: every run starts empty and leaves nothing behind.
-  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$RUN/redis" \
-    --save '' --appendonly no --daemonize no >"$RUN/redis.log" 2>&1 &
+  local dir=${REDIS_DIR:-$RUN/redis}
+  mkdir -p "$dir"
+  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+    "${REDIS_DATA[@]}" --daemonize no >"$RUN/redis.log" 2>&1 &
   PIDS+=($!)
   wait_for redis-server $! "$RUN/redis.log" redis_ping "$port"
   export BATON_TEST_REDIS=127.0.0.1:$port
@@ -116,7 +123,7 @@ start_dynamo() {
   # It loads its native libraries relative to the working directory. It has no
   # bind-address option (listens on all interfaces); we only ever dial 127.0.0.1.
   (cd "$DDB_DIR" && exec setsid java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-    -inMemory -sharedDb -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
+    "${DDB_DATA[@]}" -sharedDb -disableTelemetry -port "$port") >"$RUN/dynamo.log" 2>&1 &
   PIDS+=($!)
   wait_for "DynamoDB Local" $! "$RUN/dynamo.log" http_answers "$port"
   export BATON_TEST_DYNAMO=http://127.0.0.1:$port
@@ -188,6 +195,39 @@ cmd_services() {
   wait -n "${PIDS[@]}" || true   # Ctrl-C exits through the trap; getting here means a server died
   tail -n 20 "$RUN"/*.log >&2 || true
   die "a server exited unexpectedly"
+}
+
+# A lease store for process mode on a laptop, so that nothing reaches an AWS
+# account: DynamoDB Local (TAGS=redis: Redis) on a loopback port, its data
+# kept in .cache/local/ across restarts, and .cache/local.env, which points
+# baton at it (`. .cache/local.env` in the shell that runs baton).
+cmd_local() {
+  local env=$CACHE/local.env
+  mkdir -p "$CACHE/local"
+  step "installing the local store (skipped when present)"
+  trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM
+  RUN=$(mktemp -d "${TMPDIR:-/tmp}/baton-local.XXXXXX")
+  if [[ ${TAGS:-} == *redis* ]]; then
+    install_redis
+    REDIS_DATA=(--appendonly yes)
+    REDIS_DIR=$CACHE/local/redis start_redis
+    printf 'export BATON_REDIS=%s\n' "$BATON_TEST_REDIS" >"$env"
+  else
+    install_java
+    install_dynamo
+    DDB_DATA=(-dbPath "$CACHE/local")
+    start_dynamo
+    {
+      printf 'export AWS_ENDPOINT_URL_DYNAMODB=%s\n' "$BATON_TEST_DYNAMO"
+      # DynamoDB Local takes any credentials; real ones, if set, stay (unprinted).
+      # shellcheck disable=SC2016
+      printf 'export %s=${%s:-%s}\n' AWS_ACCESS_KEY_ID{,} local AWS_SECRET_ACCESS_KEY{,} local AWS_REGION{,} us-east-1
+    } >"$env"
+  fi
+  log "local store running, data in $CACHE/local; in the shell that runs baton: . .cache/local.env ($(head -1 "$env")); Ctrl-C stops it"
+  wait -n "${PIDS[@]}" || true
+  tail -n 20 "$RUN"/*.log >&2 || true
+  die "the local store exited unexpectedly"
 }
 
 # The Lambda artifact: provided.al2023 runs a file named bootstrap at the
@@ -363,13 +403,14 @@ cmd_deploy() {
   deploy_run aws cloudformation describe-stacks --stack-name "$stack" --query 'Stacks[0].Outputs' --output table
 }
 
-usage() { log "usage: $0 test [go test args...] | services | zip | bench [-quick] | deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"; exit 2; }
+usage() { log "usage: $0 test [go test args...] | services | local | zip | bench [-quick] | deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"; exit 2; }
 
 main() {
   local cmd=${1:-}; shift || true
   case $cmd in
     test) cmd_test "$@" ;;
     services) cmd_services "$@" ;;
+    local) cmd_local "$@" ;;
     zip) cmd_zip "$@" ;;
     deploy) cmd_deploy "$@" ;;
     bench) cmd_bench "$@" ;;

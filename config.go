@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"regexp"
 	"slices"
@@ -93,9 +94,10 @@ type config struct {
 	DLQ        string
 	Match      *regexp.Regexp
 
-	LeaseTable   string // DynamoDB table
-	CreateTable  bool   // create the DynamoDB table when missing (local runs)
-	Redis        string // Redis address host:port or redis:// URL
+	LeaseTable   string       // DynamoDB table
+	CreateTable  bool         // create the DynamoDB table when missing (local runs)
+	storeLog     *slog.Logger // where the store says what it created; nil: nowhere
+	Redis        string       // Redis address host:port or redis:// URL
 	StoreTimeout time.Duration
 
 	TTL          time.Duration // lease length from each renewal

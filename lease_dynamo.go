@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -68,6 +69,7 @@ type dynamoStore struct {
 	table   string
 	where   string // "at <endpoint>" or "in region <r>", for error messages
 	timeout time.Duration
+	local   bool // an endpoint override: DynamoDB Local, not an AWS account
 }
 
 var _ store = (*dynamoStore)(nil)
@@ -106,13 +108,14 @@ func openDynamo(ctx context.Context, cfg config, endpoint string, opts ...awsOpt
 		}
 		if o.BaseEndpoint != nil { // set here or by AWS_ENDPOINT_URL(_DYNAMODB)
 			s.where = "at " + *o.BaseEndpoint
+			s.local = true
 			// DynamoDB Local's error responses fail the CRC32 check, and
 			// the SDK would log a warning on every failed condition.
 			o.DisableValidateResponseChecksum = true
 		}
 	})
 	if cfg.CreateTable {
-		if err := s.createTable(ctx); err != nil {
+		if err := s.createTable(ctx, cfg.storeLog); err != nil {
 			return nil, err
 		}
 	}
@@ -120,8 +123,10 @@ func openDynamo(ctx context.Context, cfg config, endpoint string, opts ...awsOpt
 }
 
 // createTable creates the table when it is missing and waits until it is
-// ACTIVE. An existing table needs only DescribeTable permission.
-func (s *dynamoStore) createTable(ctx context.Context) error {
+// ACTIVE. An existing table needs only DescribeTable permission. A table
+// created in an AWS account is billed and outlives the process, so that is
+// said at WARN, with its ARN and how to delete it.
+func (s *dynamoStore) createTable(ctx context.Context, log *slog.Logger) error {
 	fail := func(err error) error { return fmt.Errorf("dynamodb table %q %s: create: %w", s.table, s.where, err) }
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -131,7 +136,8 @@ func (s *dynamoStore) createTable(ctx context.Context) error {
 	case err == nil && out.Table.TableStatus == types.TableStatusActive:
 		return nil
 	case errors.As(err, &missing):
-		_, err = s.db.CreateTable(cctx, &dynamodb.CreateTableInput{
+		var made *dynamodb.CreateTableOutput
+		made, err = s.db.CreateTable(cctx, &dynamodb.CreateTableInput{
 			TableName:            &s.table,
 			BillingMode:          types.BillingModePayPerRequest,
 			AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(attrKey), AttributeType: types.ScalarAttributeTypeS}},
@@ -140,6 +146,9 @@ func (s *dynamoStore) createTable(ctx context.Context) error {
 		var inUse *types.ResourceInUseException // another process created it first
 		if err != nil && !errors.As(err, &inUse) {
 			return fail(err)
+		}
+		if err == nil {
+			s.sayCreated(log, made.TableDescription)
 		}
 	case err != nil:
 		return fail(err)
@@ -151,6 +160,25 @@ func (s *dynamoStore) createTable(ctx context.Context) error {
 		return fail(err)
 	}
 	return nil
+}
+
+// sayCreated logs the table just created: INFO at a local endpoint, WARN in
+// an AWS account.
+func (s *dynamoStore) sayCreated(log *slog.Logger, t *types.TableDescription) {
+	if log == nil {
+		return
+	}
+	arn := ""
+	if t != nil {
+		arn = aws.ToString(t.TableArn)
+	}
+	if s.local {
+		log.Info("created the lease table", "table", s.table, "where", s.where, "arn", arn)
+		return
+	}
+	log.Warn("created the lease table in your AWS account (-create-table): on-demand billing, kept until you delete it; for a local store set AWS_ENDPOINT_URL_DYNAMODB (./bootstrap.sh local)",
+		"table", s.table, "where", s.where, "arn", arn,
+		"delete_with", "aws dynamodb delete-table --table-name "+s.table)
 }
 
 func (s *dynamoStore) load(ctx context.Context, key string) (lease, error) {

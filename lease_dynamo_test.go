@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -328,5 +329,40 @@ func TestDynamo_missing_table_is_a_configuration_error(t *testing.T) {
 	_, err := s.load(ctxT(t), testKey(t))
 	if !errors.As(err, new(configError)) || !strings.Contains(fmt.Sprint(err), table) || !lasting(err, 1) {
 		t.Fatalf("load from a missing table: %v; want a configError naming %s", err, table)
+	}
+}
+
+// TestDynamo_create_table_in_aws_account_warns_with_arn: -create-table
+// against an AWS account (no endpoint override) makes a billed table that
+// outlives the process, so baton says so at WARN with the table's ARN; at
+// a local endpoint an INFO line; a table already there, nothing.
+func TestDynamo_create_table_in_aws_account_warns_with_arn(t *testing.T) {
+	url := needServer(t, "BATON_TEST_DYNAMO")
+	for _, tc := range []struct {
+		name  string
+		local bool
+		want  string
+	}{{"aws account", false, "level=WARN"}, {"local endpoint", true, "level=INFO"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := fmt.Sprintf("baton-test-warn-%d", time.Now().UnixNano())
+			s := testDynamo(t, url, table)
+			s.local = tc.local // DynamoDB Local standing in for an AWS account
+			var buf strings.Builder
+			log := slog.New(slog.NewTextHandler(&buf, nil))
+			must(t, s.createTable(ctxT(t), log))
+			t.Cleanup(func() { dropTable(t, table) })
+			got := buf.String()
+			if !strings.Contains(got, tc.want) || !strings.Contains(got, "arn=arn:aws:dynamodb:") || !strings.Contains(got, "table="+table) {
+				t.Fatalf("log after creating %s: %q, want %s naming the table and its ARN", table, got, tc.want)
+			}
+			if !tc.local && !strings.Contains(got, "delete-table --table-name "+table) {
+				t.Errorf("WARN does not say how to delete the table: %q", got)
+			}
+			buf.Reset()
+			must(t, s.createTable(ctxT(t), log))
+			if buf.Len() != 0 {
+				t.Errorf("the table existed, yet baton logged: %q", buf.String())
+			}
+		})
 	}
 }

@@ -582,6 +582,7 @@ func start(ctx context.Context, cfg *config, io sysio) error {
 	if cfg.Mode == "lambda" && io.getenv("AWS_LAMBDA_RUNTIME_API") == "" {
 		return errors.New("-mode lambda needs AWS_LAMBDA_RUNTIME_API: run it under Lambda or aws-lambda-rie")
 	}
+	cfg.storeLog = log
 	st, err := newStore(ctx, *cfg)
 	if err != nil {
 		return err
