@@ -364,7 +364,7 @@ cmd_deploy() {
   done
   [[ ${TAGS:-} != *redis* ]] || die "deploy: the template is for the default (DynamoDB) build; unset TAGS"
   if [[ -z $dry_run ]]; then
-    command -v aws >/dev/null || die "deploy needs the AWS CLI (aws): see README.md, Deploy to AWS"
+    command -v aws >/dev/null || die "deploy needs the AWS CLI (aws): see README.md, Deploy to Lambda"
   fi
   # The AWS CLI v1 reads only AWS_DEFAULT_REGION.
   [[ -z ${AWS_REGION:-} || -n ${AWS_DEFAULT_REGION:-} ]] || export AWS_DEFAULT_REGION=$AWS_REGION

@@ -5,7 +5,8 @@
 // partition in DynamoDB (or Redis, built with -tags redis) records the
 // owner, a fencing epoch and the offset; the running invocation passes the
 // baton to the next one with conditional writes before its deadline. See
-// README.md and DESIGN.md.
+// README.md, REFERENCE.md and DESIGN.md. Licensed under the Apache License
+// 2.0 (LICENSE).
 //
 // Modes:
 //   - lambda: the AWS Lambda handler; chosen when AWS_LAMBDA_RUNTIME_API is
@@ -16,8 +17,9 @@
 //     partition with its own lease (partitions.go).
 //   - process: a long-running process owning -partitions, each with its own
 //     lease; SIGINT/SIGTERM hands over to a waiting successor or releases.
-//   - demo: with no -brokers, an in-process Kafka (kfake), the memory lease
-//     store and overlapping short invocations, to watch baton work.
+//   - demo: with no setting at all (or -mode demo), an in-process Kafka
+//     (kfake), the memory lease store and overlapping short invocations,
+//     to watch baton work.
 //
 // Every flag has a BATON_* environment fallback; `baton -h` lists them.
 package main

@@ -150,7 +150,7 @@ func (w withDLQ) restart(ctx context.Context) (int64, error) {
 }
 
 // sinkUsage is -sink's line in baton -h: every sink parseSink takes.
-const sinkUsage = "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see README), stdout or discard"
+const sinkUsage = "kafka://TOPIC, kafka+txn://TOPIC (exactly once; see DESIGN.md), stdout or discard"
 
 // parseSink checks a -sink value: kafka://TOPIC, kafka+txn://TOPIC (exactly
 // once, txn.go), stdout or discard.

@@ -2,7 +2,7 @@
 // the action keeps, the dead letters, and the consumed offset become
 // durable together, in one Kafka transaction per commit.
 //
-// Why it is sound (README, "Exactly once"): the transactional.id is the
+// Why it is sound (DESIGN.md, "Exactly once"): the transactional.id is the
 // lease key, and only an owner of the lease ever uses it. A new owner's
 // InitProducerID bumps the producer epoch, so the broker aborts the old
 // owner's open transaction and refuses its writes and commits from then on:
