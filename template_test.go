@@ -90,7 +90,7 @@ func templateConfig(t *testing.T, getenv func(string) string) (*config, error) {
 func genTemplate(t *testing.T, n, k int) map[string]any {
 	t.Helper()
 	var tmpl map[string]any
-	b, err := renderTemplate(n, k)
+	b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 	if err == nil {
 		err = json.Unmarshal(b, &tmpl)
 	}
@@ -506,7 +506,7 @@ func TestTemplate_schedules(t *testing.T) {
 	for _, shape := range templateShapes {
 		n, k := shape.n, shape.k
 		t.Run(fmt.Sprintf("%d partitions in groups of %d", n, k), func(t *testing.T) {
-			b, err := renderTemplate(n, k)
+			b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 			must(t, err)
 			tmpl := genTemplate(t, n, k)
 			if res := tmplSection(t, tmpl, "Resources"); len(res) > cfnMaxResources || len(b) > cfnMaxTemplateBytes {
@@ -581,7 +581,7 @@ func TestTemplate_schedules(t *testing.T) {
 		n, k int
 		ok   bool
 	}{{493, 1, true}, {494, 1, false}, {1972, 4, true}, {1973, 4, false}} {
-		if _, err := renderTemplate(c.n, c.k); (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), "-partition-count") {
+		if _, err := renderTemplate(c.n, c.k, memoryDefaultMB(1)); (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), "-partition-count") {
 			t.Errorf("%d partitions in groups of %d: %v, want ok = %v", c.n, c.k, err, c.ok)
 		}
 	}
@@ -635,10 +635,10 @@ func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []sched
 func TestTemplate_generated(t *testing.T) {
 	file, err := os.ReadFile("template.json")
 	must(t, err)
-	if want, err := renderTemplate(1, 1); err != nil || !bytes.Equal(file, want) {
+	if want, err := renderTemplate(1, 1, memoryDefaultMB(1)); err != nil || !bytes.Equal(file, want) {
 		t.Errorf("template.json is not baton template's output (%v): after editing it, run go run . template >/tmp/t.json && mv /tmp/t.json template.json", err)
 	}
-	large, _ := renderTemplate(100, 4)
+	large, _ := renderTemplate(100, 4, memoryDefaultMB(4))
 	for _, c := range []struct {
 		args   []string
 		code   int
@@ -1059,7 +1059,7 @@ func TestTemplate_slots_cover_every_partition(t *testing.T) {
 	}
 	for _, k := range []int{1, 3, 4} {
 		for _, n := range counts {
-			b, err := renderTemplate(n, k)
+			b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 			must(t, err)
 			var tmpl struct {
 				Resources map[string]struct {
