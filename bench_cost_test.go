@@ -22,7 +22,8 @@ import (
 )
 
 // groupSizes are the numbers of partitions one function owns in the cost
-// figures.
+// figures. The largest is cost.go's benchGroup, on whose memory the
+// template's MemorySize default stands.
 var groupSizes = []int{1, 4, 8}
 
 // The modest load of the cost section: each partition gets costRate records
