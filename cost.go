@@ -64,11 +64,12 @@ func memoryFor(rss int64) int {
 	return max(mb, memMin)
 }
 
-// What the full bench run of 2026-11-29 (README.md, Performance) measured,
+// What the full bench run of 2026-11-29 (./bootstrap.sh bench, the published
+// Performance figures) measured,
 // which the template's defaults and estimate stand on:
 //   - benchGroup quiet partitions (100 records/s of 200 B each, the largest
 //     group the bench runs) in one process peaked at benchGroupRSS;
-//   - a 128 MB function read about benchRate records/s of 200 B, or
+//   - a benchMemMB (128 MB) function read about benchRate records/s of 200 B, or
 //     benchRate2K of 2 KiB, through a Kafka sink (lambda_128_rps_kafka,
 //     _rps_kafka_2k: 45,889 and 11,171);
 //   - one partition under Lambda's default lease made benchReadsPerMin reads
@@ -110,8 +111,9 @@ func checkMemory(mb int) error {
 	return nil
 }
 
-// estimate is a month of n partitions in groups of k (the last may be
-// smaller), each group a function of mb MB, at Lambda's default lease.
+// estimate is a month of n partitions in groups of at most k (a slot of
+// the topic each), each group a function of mb MB, at Lambda's default
+// lease.
 type estimate struct {
 	n, k, mb, functions int
 	gbSeconds, requests float64
