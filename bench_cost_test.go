@@ -22,7 +22,8 @@ import (
 )
 
 // groupSizes are the numbers of partitions one function owns in the cost
-// figures.
+// figures. The largest is cost.go's benchGroup, on whose memory the
+// template's MemorySize default stands.
 var groupSizes = []int{1, 4, 8}
 
 // The modest load of the cost section: each partition gets costRate records
@@ -31,21 +32,6 @@ const (
 	costRate = 100
 	costSize = 200
 )
-
-// The rule for a function's memory: peak RSS × memHeadroom, rounded up to
-// a multiple of memStep MB, at least the Lambda minimum of 128 MB.
-const (
-	memHeadroom = 1.5
-	memStep     = 64
-	memMin      = 128
-)
-
-// memoryFor is the MemorySize the rule gives for a peak RSS in bytes.
-func memoryFor(rss int64) int {
-	need := float64(rss) / (1 << 20) * memHeadroom
-	mb := (int(need) + memStep - 1) / memStep * memStep
-	return max(mb, memMin)
-}
 
 // groupRSS runs baton -mode process owning partitions 0..k-1 of a kfake
 // topic of k partitions that gets costRate records a second of costSize

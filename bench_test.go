@@ -959,27 +959,9 @@ func newCountingStore(s store) *countingStore {
 
 func (c *countingStore) counts() (int64, int64) { return c.reads.Load(), c.writes.Load() }
 
-// The Lambda schedule the store figures assume (DESIGN.md): a 15-minute
-// function started every 14 minutes per partition, so the successor
-// arrives a minute before the owner's deadline.
-const (
-	lambdaTimeout   = 15 * time.Minute
-	lambdaEvery     = 14 * time.Minute
-	lambdaMemoryMiB = 128
-)
-
-// Prices (us-east-1 list prices, no free tier), as of pricesDate: Lambda
-// arm64 duration and requests; DynamoDB on-demand request units (a
-// strongly consistent read of an item up to 4 KB is one read unit, a write
-// of up to 1 KB one write unit; a failed conditional write still costs one).
-const (
-	pricesDate           = "2025-01-31"
-	lambdaArmGBSecondUSD = 0.0000133334
-	lambdaRequestUSD     = 0.20 / 1e6
-	dynamoWriteUnitUSD   = 0.625 / 1e6
-	dynamoReadUnitUSD    = 0.125 / 1e6
-	monthHours           = 730 // AWS's month for pricing
-)
+// lambdaMemoryMiB is the function's memory in the store section's cost:
+// the Lambda schedule and the prices are in cost.go.
+const lambdaMemoryMiB = 128
 
 // perMinute counts cs's reads and writes a minute from one of the owner's
 // commits to the first one at least least later, so that the window holds
@@ -1109,24 +1091,6 @@ func (b *bench) storeOps(t *testing.T, s store) {
 	b.note("cost: Lambda %d MB arm64 all month $%.3f (%.0f GB-s, %.0f invocations), DynamoDB on-demand $%.3f; us-east-1 prices as of %s",
 		lambdaMemoryMiB, lambdaUSD, gbSeconds, invocations, storeUSD, pricesDate)
 	b.figure("cost_per_partition_month_usd", "%.2f", lambdaUSD+storeUSD)
-}
-
-// lambdaCommitEvery is the commit interval under Lambda's default lease.
-const lambdaCommitEvery = lambdaTTL / commitsPerTTL
-
-// lambdaMonthUSD is what a function of mb MB costs a month on the Lambda
-// schedule, running all month: its GB-seconds and invocations.
-func lambdaMonthUSD(mb int) (usd, gbSeconds, invocations float64) {
-	month := float64(monthHours) * 3600 // seconds
-	gbSeconds = float64(mb) / 1024 * month
-	invocations = month / lambdaEvery.Seconds()
-	return gbSeconds*lambdaArmGBSecondUSD + invocations*lambdaRequestUSD, gbSeconds, invocations
-}
-
-// storeMonthUSD is a month of DynamoDB on-demand calls at reads and writes
-// a minute.
-func storeMonthUSD(reads, writes float64) float64 {
-	return float64(monthHours) * 60 * (reads*dynamoReadUnitUSD + writes*dynamoWriteUnitUSD)
 }
 
 // goBuild builds the package in dir into out with the flags of the Lambda

@@ -11,7 +11,8 @@
 #                                       ends with one "name: value" line per figure on stdout
 #   ./bootstrap.sh deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]
 #                                       build the zip, upload it, generate the template for
-#                                       PartitionCount and PartitionsPerInvocation, deploy it
+#                                       PartitionCount and PartitionsPerInvocation (and its cost
+#                                       estimate, on stderr), deploy it
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -322,8 +323,19 @@ deploy_usage() {
   [[ -z ${1:-} ]] || log "deploy: $1"
   log "usage: $0 deploy [--dry-run] --stack NAME --bucket S3BUCKET [--param KEY=VALUE ...]"
   log "  KEY is a template.json parameter: Brokers and Topic are required, the rest optional;"
-  log "  PartitionCount and PartitionsPerInvocation (default 1, or the stack's) shape the generated template"
+  log "  PartitionCount and PartitionsPerInvocation (default 1, or the stack's) shape the generated template;"
+  log "  MemorySize (default 128 MB a group of up to 8 partitions, or the stack's) sizes it; baton template prints the month's cost"
   exit 2
+}
+
+# template_params FILE: the names of the template's parameters that --param
+# may set, space-separated (CodeBucket and CodeKey are deploy's).
+template_params() {
+  python3 - "$1" <<'PY'
+import json, sys
+names = json.load(open(sys.argv[1]))["Parameters"]
+print(" ".join(n for n in names if n not in ("CodeBucket", "CodeKey")))
+PY
 }
 
 # deploy_run CMD...: run CMD, or under --dry-run (cmd_deploy's dry_run) print
@@ -335,7 +347,7 @@ deploy_run() {
 
 cmd_deploy() {
   cd "$ROOT"
-  local dry_run="" stack="" bucket="" params=() rest=() p count="" per="" k v
+  local dry_run="" stack="" bucket="" params=() rest=() p count="" per="" mem="" k v
   while (($#)); do
     case $1 in
       --dry-run) dry_run=1 ;;
@@ -359,6 +371,7 @@ cmd_deploy() {
       CodeBucket | CodeKey) deploy_usage "--param ${p%%=*}: deploy sets it" ;;
       PartitionCount) count=${p#*=} ;;
       PartitionsPerInvocation) per=${p#*=} ;;
+      MemorySize) mem=${p#*=}; rest+=("$p") ;;
       *) rest+=("$p") ;;
     esac
   done
@@ -372,24 +385,36 @@ cmd_deploy() {
   # The template is generated for its partition count and group size, so
   # these two keep the stack's values when not given, as every other
   # parameter does; a new stack (or a dry run) starts from 1 and 1.
-  if [[ -z $dry_run && ( -z $count || -z $per ) ]]; then
+  # MemorySize too, so that the template's estimate of the cost (on stderr)
+  # is of the memory CloudFormation keeps; not given and no stack, the
+  # template's default for the group size.
+  if [[ -z $dry_run && ( -z $count || -z $per || -z $mem ) ]]; then
     while read -r k v; do
       case $k in
         PartitionCount) count=${count:-$v} ;;
         PartitionsPerInvocation) per=${per:-$v} ;;
+        MemorySize) [[ -n $mem ]] || { mem=$v; log "deploy: MemorySize $v, the stack's (--param MemorySize=MB changes it)"; } ;;
       esac
     done < <(aws cloudformation describe-stacks --stack-name "$stack" --output text \
-      --query 'Stacks[0].Parameters[?starts_with(ParameterKey, `Partition`)].[ParameterKey,ParameterValue]' 2>/dev/null || true)
+      --query 'Stacks[0].Parameters[?starts_with(ParameterKey, `Partition`) || ParameterKey == `MemorySize`].[ParameterKey,ParameterValue]' 2>/dev/null || true)
   elif [[ -z $count || -z $per ]]; then
     log "deploy: dry run: PartitionCount or PartitionsPerInvocation not given is 1 here; a real deploy keeps the stack's"
   fi
   count=${count:-1} per=${per:-1}
-  local dir=$CACHE/deploy/$stack
+  local dir=$CACHE/deploy/$stack memflag=()
+  [[ -z $mem ]] || memflag=(-memory-size "$mem")
   mkdir -p "$dir"
-  step "go run . template -partition-count $count -partitions-per-invocation $per > $dir/template.json"
-  go run . template -partition-count "$count" -partitions-per-invocation "$per" >"$dir/template.json.new" ||
-    deploy_usage "--param PartitionCount=$count --param PartitionsPerInvocation=$per: see above"
+  step "go run . template -partition-count $count -partitions-per-invocation $per${mem:+ -memory-size $mem} > $dir/template.json"
+  go run . template -partition-count "$count" -partitions-per-invocation "$per" "${memflag[@]}" >"$dir/template.json.new" ||
+    deploy_usage "--param PartitionCount=$count --param PartitionsPerInvocation=$per${mem:+ --param MemorySize=$mem}: see above"
   mv "$dir/template.json.new" "$dir/template.json"
+  # aws cloudformation deploy drops a --parameter-overrides key the template
+  # lacks without a word, so a misspelt key would deploy its default: refuse
+  # it here, in a dry run too.
+  local known; known=$(template_params "$dir/template.json")
+  for p in "${params[@]}"; do
+    [[ " $known " == *" ${p%%=*} "* ]] || deploy_usage "--param ${p%%=*}: the template has no such parameter; it has: $known"
+  done
   log "template: $(stat -c %s "$dir/template.json") bytes, schedules: $(( (count + per - 1) / per )), concurrency: about $(( 2 * ((count + per - 1) / per) )) executions"
   ARCH=arm64 cmd_zip   # the template's function is arm64
   local key; key=$stack/function-$(sha256sum function.zip | cut -d' ' -f1).zip

@@ -37,53 +37,66 @@ const (
 	scheduleType        = "AWS::Scheduler::Schedule"
 )
 
-// memoryDefaultMB is the function's MemorySize default for groups of k
-// partitions: 128 MB a partition, the benchmarked figure for one, up to
-// Lambda's 10,240 MB. (A guess past one partition until it is measured.)
-func memoryDefaultMB(k int) int { return min(128*k, 10240) }
-
 // templateMain is baton template (not in baton -h: ./bootstrap.sh deploy
-// runs it). Exit 2 for a bad flag, the message naming it.
+// runs it). Exit 2 for a bad flag, the message naming it. stdout is the
+// template alone, so the estimate of its cost goes to stderr.
 func templateMain(args []string, sys sysio) int {
 	fs := flag.NewFlagSet("baton template", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	n := fs.Int("partition-count", 1, "partitions 0..N-1 of the topic, one schedule per group")
 	k := fs.Int("partitions-per-invocation", 1, "partitions per group: each schedule's invocation reads K")
+	mb := fs.Int("memory-size", 0, fmt.Sprintf("the function's MemorySize default and the estimate's, %d to %d MB (default: %d for groups of up to %d partitions, %d more for each %d more)",
+		memMin, memMax, memoryDefaultMB(1), benchGroup, memoryDefaultMB(1), benchGroup))
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(sys.stdout)
-		fmt.Fprintln(sys.stdout, "usage: baton template [-partition-count N] [-partitions-per-invocation K] > template.json")
+		fmt.Fprintln(sys.stdout, "usage: baton template [-partition-count N] [-partitions-per-invocation K] [-memory-size MB] > template.json")
 		fs.PrintDefaults()
 		return 0
 	}
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err == nil && !flagSet(fs, "memory-size") {
+		*mb = memoryDefaultMB(min(*k, *n))
+	}
 	var out []byte
 	if err == nil {
-		out, err = renderTemplate(*n, *k)
+		out, err = renderTemplate(*n, *k, *mb)
 	}
 	if err != nil {
 		fmt.Fprintf(sys.stderr, "baton template: %v\n", err)
 		return 2
 	}
 	_, _ = sys.stdout.Write(out)
+	estimateMonth(*n, *k, *mb).print(sys.stderr)
 	return 0
 }
 
-// renderTemplate is the template for n partitions in groups of k: the
+// flagSet is whether the command line gave the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// renderTemplate is the template for n partitions in groups of k, each
+// group a function of mb MB unless the deploy says otherwise: the
 // embedded one with one copy of its model schedule per group, each naming
 // its slot of the topic, and its
 // PartitionCount, PartitionsPerInvocation and MemorySize parameters set to
-// say so (the first two allow only the generated values). k above n makes
-// one group of all n.
-func renderTemplate(n, k int) ([]byte, error) {
+// say so (the first two allow only the generated values; MemorySize's is
+// its default). k above n makes one group of all n.
+func renderTemplate(n, k, mb int) ([]byte, error) {
 	if n < 1 || n > cfnMaxTemplateBytes/2 {
 		// Each partition takes two bytes of some input at least.
 		return nil, fmt.Errorf("-partition-count %d: want 1 to %d (no template could name more)", n, cfnMaxTemplateBytes/2)
 	}
 	if k < 1 {
 		return nil, fmt.Errorf("-partitions-per-invocation %d: want 1 or more", k)
+	}
+	if err := checkMemory(mb); err != nil {
+		return nil, err
 	}
 	v, err := decodeOrdered(json.NewDecoder(bytes.NewReader(templateJSON)))
 	if err != nil {
@@ -131,7 +144,7 @@ func renderTemplate(n, k int) ([]byte, error) {
 		p.set("AllowedValues", []any{value})
 	}
 	if p := params.obj("MemorySize"); p != nil {
-		p.set("Default", json.Number(strconv.Itoa(memoryDefaultMB(min(k, n)))))
+		p.set("Default", json.Number(strconv.Itoa(mb)))
 	}
 	var b bytes.Buffer
 	writeJSON(&b, tmpl, "")

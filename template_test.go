@@ -15,7 +15,9 @@ import (
 	"go/parser"
 	"go/token"
 	"maps"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -90,7 +92,7 @@ func templateConfig(t *testing.T, getenv func(string) string) (*config, error) {
 func genTemplate(t *testing.T, n, k int) map[string]any {
 	t.Helper()
 	var tmpl map[string]any
-	b, err := renderTemplate(n, k)
+	b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 	if err == nil {
 		err = json.Unmarshal(b, &tmpl)
 	}
@@ -506,7 +508,7 @@ func TestTemplate_schedules(t *testing.T) {
 	for _, shape := range templateShapes {
 		n, k := shape.n, shape.k
 		t.Run(fmt.Sprintf("%d partitions in groups of %d", n, k), func(t *testing.T) {
-			b, err := renderTemplate(n, k)
+			b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 			must(t, err)
 			tmpl := genTemplate(t, n, k)
 			if res := tmplSection(t, tmpl, "Resources"); len(res) > cfnMaxResources || len(b) > cfnMaxTemplateBytes {
@@ -581,7 +583,7 @@ func TestTemplate_schedules(t *testing.T) {
 		n, k int
 		ok   bool
 	}{{493, 1, true}, {494, 1, false}, {1972, 4, true}, {1973, 4, false}} {
-		if _, err := renderTemplate(c.n, c.k); (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), "-partition-count") {
+		if _, err := renderTemplate(c.n, c.k, memoryDefaultMB(1)); (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), "-partition-count") {
 			t.Errorf("%d partitions in groups of %d: %v, want ok = %v", c.n, c.k, err, c.ok)
 		}
 	}
@@ -635,10 +637,10 @@ func schedules(t *testing.T, tmpl map[string]any, params map[string]any) []sched
 func TestTemplate_generated(t *testing.T) {
 	file, err := os.ReadFile("template.json")
 	must(t, err)
-	if want, err := renderTemplate(1, 1); err != nil || !bytes.Equal(file, want) {
+	if want, err := renderTemplate(1, 1, memoryDefaultMB(1)); err != nil || !bytes.Equal(file, want) {
 		t.Errorf("template.json is not baton template's output (%v): after editing it, run go run . template >/tmp/t.json && mv /tmp/t.json template.json", err)
 	}
-	large, _ := renderTemplate(100, 4)
+	large, _ := renderTemplate(100, 4, memoryDefaultMB(4))
 	for _, c := range []struct {
 		args   []string
 		code   int
@@ -1059,7 +1061,7 @@ func TestTemplate_slots_cover_every_partition(t *testing.T) {
 	}
 	for _, k := range []int{1, 3, 4} {
 		for _, n := range counts {
-			b, err := renderTemplate(n, k)
+			b, err := renderTemplate(n, k, memoryDefaultMB(min(k, n)))
 			must(t, err)
 			var tmpl struct {
 				Resources map[string]struct {
@@ -1101,6 +1103,208 @@ func TestTemplate_slots_cover_every_partition(t *testing.T) {
 				if i := slices.IndexFunc(owners, func(o int) bool { return o != 1 }); i >= 0 {
 					t.Fatalf("%d partitions in groups of %d, the topic at %d: partition %d has %d schedules; want 1", n, k, count, i, owners[i])
 				}
+			}
+		}
+	}
+}
+
+// costDoc is the text that holds the bench's figures: PERFORMANCE.md once
+// the README's Performance section has moved there, else README.md.
+func costDoc(t *testing.T) (name, text string) {
+	t.Helper()
+	for _, name := range []string{"PERFORMANCE.md", "README.md"} {
+		b, err := os.ReadFile(name)
+		if err == nil {
+			return name, string(b)
+		}
+		if !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("neither PERFORMANCE.md nor README.md is here: the bench's cost figures are in one of them")
+	return "", ""
+}
+
+// templateRun is baton template with args: its exit code, stdout and stderr.
+func templateRun(t *testing.T, args ...string) (int, []byte, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := batonMain(t.Context(), append([]string{"template"}, args...), sysio{func(string) string { return "" }, &stdout, &stderr})
+	return code, stdout.Bytes(), stderr.String()
+}
+
+// estimatedPerPartition is the month's cost a partition that baton
+// template's estimate on stderr states.
+func estimatedPerPartition(t *testing.T, stderr string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`total: \$[0-9.]+ a month, \$([0-9.]+) a partition`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("the estimate states no total a partition (want \"total: $X a month, $Y a partition\"):\n%s", stderr)
+	}
+	usd, err := strconv.ParseFloat(m[1], 64)
+	must(t, err)
+	return usd
+}
+
+// TestTemplate_default_memory_matches_cost_table: the template's MemorySize
+// default for groups of 1, 4 and 8 is the memory the bench's sizing rule
+// gives the peak RSS the cost table states (128 MB), and the estimate baton
+// template prints for groups of k is within 10% of the table's cost a
+// partition for k: the deploy is what the table prices.
+func TestTemplate_default_memory_matches_cost_table(t *testing.T) {
+	doc, text := costDoc(t)
+	m := regexp.MustCompile(`cost_per_partition_month_usd_k1 / _k4 / _k8 \| ([0-9.]+) / ([0-9.]+) / ([0-9.]+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("%s has no line \"cost_per_partition_month_usd_k1 / _k4 / _k8 | A / B / C\", the bench's cost a partition-month for groups of 1, 4 and 8, which the template's estimate is checked against", doc)
+	}
+	// The cost table's rows: | k | peak RSS | MemorySize | ...
+	rows := map[int][2]string{}
+	for _, r := range regexp.MustCompile(`(?m)^\| (\d+) \| ([0-9.]+) MiB \| (\d+) MB \|`).FindAllStringSubmatch(text, -1) {
+		k, _ := strconv.Atoi(r[1])
+		rows[k] = [2]string{r[2], r[3]}
+	}
+	// A multiple of k partitions, as the bench's groups are full; 100 in
+	// groups of 4 is README's example.
+	for i, c := range []struct{ k, n int }{{1, 100}, {4, 100}, {8, 200}} {
+		want := memMin // group_kK_memory_mb of the run of 2026-11-29
+		if r, ok := rows[c.k]; ok {
+			rss, err := strconv.ParseFloat(r[0], 64)
+			must(t, err)
+			want, _ = strconv.Atoi(r[1])
+			if got := memoryFor(int64(rss * (1 << 20))); got != want {
+				t.Errorf("%s: k = %d: %s MiB peak RSS sizes at %d MB by the bench's rule, the table says %d MB", doc, c.k, r[0], got, want)
+			}
+		} else {
+			t.Logf("%s has no cost table row for k = %d (| k | peak RSS | MemorySize | ...): want %d MB, the bench's", doc, c.k, want)
+		}
+		params := tmplSection(t, genTemplate(t, c.n, c.k), "Parameters")
+		if got := tmplDig(t, params, "MemorySize", "Default"); got != float64(want) {
+			t.Errorf("groups of %d: MemorySize Default = %v, want %d MB as the cost table is priced", c.k, got, want)
+		}
+		code, _, stderr := templateRun(t, "-partition-count", strconv.Itoa(c.n), "-partitions-per-invocation", strconv.Itoa(c.k))
+		if code != 0 {
+			t.Fatalf("baton template: exit %d: %s", code, stderr)
+		}
+		table, err := strconv.ParseFloat(m[i+1], 64)
+		must(t, err)
+		if got := estimatedPerPartition(t, stderr); math.Abs(got-table) > 0.1*table {
+			t.Errorf("%d partitions in groups of %d: the estimate is $%.2f a partition-month, %s's cost_per_partition_month_usd_k%d is %.2f: more than 10%% apart", c.n, c.k, got, doc, c.k, table)
+		}
+	}
+}
+
+// TestTemplate_estimate: baton template's stdout is the template alone,
+// and its stderr the month's cost of what it describes, per partition and
+// in all, with the prices' date, the memory and the throughput a partition.
+func TestTemplate_estimate(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		n, k, mb  int
+		mentioned []string
+	}{
+		{[]string{"-partition-count", "100", "-partitions-per-invocation", "4"}, 100, 4, 128, []string{
+			"25 functions of 128 MB", "Lambda duration: 8,212,500 GB-s, $109.50 ($1.10 a partition)",
+			"Lambda requests: 78,214", "20,586,000 reads, 35,478,000 writes", "4.7 and 8.1 a minute a partition",
+			"$24.75 ($0.25 a partition)", "total: $134.26 a month, $1.34 a partition",
+			"about 46,000 records/s of 200 B (11,000/s of 2 KiB)", "shared by its 4 partitions: about 11,500/s (2,750/s) a partition",
+		}},
+		{[]string{"-partition-count=6", "-partitions-per-invocation=4", "-memory-size=1024"}, 6, 4, 1024, []string{
+			"2 functions of 1024 MB", "throughput at 1024 MB", "its up to 4 partitions",
+		}},
+		{nil, 1, 1, 128, []string{"1 partitions, 1 an invocation: 1 functions of 128 MB", "total: $4.63 a month, $4.63 a partition"}},
+	} {
+		code, stdout, stderr := templateRun(t, c.args...)
+		if code != 0 {
+			t.Fatalf("baton template %v: exit %d: %s", c.args, code, stderr)
+		}
+		var tmpl map[string]any
+		if err := json.Unmarshal(stdout, &tmpl); err != nil {
+			t.Fatalf("baton template %v: stdout is not the template alone: %v", c.args, err)
+		}
+		want, err := renderTemplate(c.n, c.k, c.mb)
+		must(t, err)
+		if !bytes.Equal(stdout, want) {
+			t.Errorf("baton template %v: stdout is not renderTemplate(%d, %d, %d)", c.args, c.n, c.k, c.mb)
+		}
+		if got := tmplDig(t, tmplSection(t, tmpl, "Parameters"), "MemorySize", "Default"); got != float64(c.mb) {
+			t.Errorf("baton template %v: MemorySize Default = %v, want %d", c.args, got, c.mb)
+		}
+		for _, s := range append(c.mentioned, "us-east-1 list prices of "+pricesDate, "no free tier") {
+			if !strings.Contains(stderr, s) {
+				t.Errorf("baton template %v: the estimate does not say %q:\n%s", c.args, s, stderr)
+			}
+		}
+		e := estimateMonth(c.n, c.k, c.mb)
+		if got := estimatedPerPartition(t, stderr); math.Abs(got-e.perPartition()) > 0.005 {
+			t.Errorf("baton template %v: $%.2f a partition, want %.4f", c.args, got, e.perPartition())
+		}
+	}
+}
+
+// TestTemplate_memory_size: -memory-size takes Lambda's range and names
+// itself otherwise, with nothing on stdout.
+func TestTemplate_memory_size(t *testing.T) {
+	for _, v := range []string{"0", "64", "127", "10241", "-128", "1GB", ""} {
+		code, stdout, stderr := templateRun(t, "-memory-size="+v)
+		if code != 2 || len(stdout) > 0 || !strings.Contains(stderr, "-memory-size") {
+			t.Errorf("baton template -memory-size=%s: exit %d, %d bytes out, stderr %q; want exit 2, nothing out, stderr naming -memory-size", v, code, len(stdout), stderr)
+		}
+	}
+	for _, mb := range []int{128, 130, 10240} {
+		code, stdout, stderr := templateRun(t, "-memory-size", strconv.Itoa(mb), "-partition-count", "32", "-partitions-per-invocation", "4")
+		if code != 0 {
+			t.Fatalf("baton template -memory-size %d: exit %d: %s", mb, code, stderr)
+		}
+		var tmpl map[string]any
+		must(t, json.Unmarshal(stdout, &tmpl))
+		if got := tmplDig(t, tmplSection(t, tmpl, "Parameters"), "MemorySize", "Default"); got != float64(mb) {
+			t.Errorf("-memory-size %d: MemorySize Default = %v", mb, got)
+		}
+	}
+	// Past the largest group the bench measured, 128 MB more a group of 8.
+	for k, want := range map[int]int{1: 128, 8: 128, 9: 256, 16: 256, 17: 384, 1000: memMax} {
+		if got := memoryDefaultMB(k); got != want {
+			t.Errorf("memoryDefaultMB(%d) = %d, want %d", k, got, want)
+		}
+	}
+}
+
+// TestDeploy_dry_run_checks_params: ./bootstrap.sh deploy --dry-run shows
+// the template's estimate, for the MemorySize given, and refuses a --param
+// the generated template lacks (as a real deploy does: aws cloudformation
+// deploy would drop it without a word) or a MemorySize Lambda lacks, exit
+// 2 naming it, before building anything.
+func TestDeploy_dry_run_checks_params(t *testing.T) {
+	for _, tool := range []string{"bash", "python3", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("deploy needs %s: %v", tool, err)
+		}
+	}
+	stack := fmt.Sprintf("baton-test-dry-run-%d", os.Getpid())
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(".cache", "deploy", stack)) })
+	base := []string{"deploy", "--dry-run", "--stack", stack, "--bucket", "my-bucket",
+		"--param", "Brokers=b:9092", "--param", "Topic=orders", "--param", "PartitionCount=100", "--param", "PartitionsPerInvocation=4"}
+	for _, c := range []struct {
+		params    []string
+		mentioned []string
+	}{
+		{[]string{"--param", "MemorySize=1024", "--param", "Topics=orders"}, []string{
+			"25 functions of 1024 MB", "total: $", // the estimate, before the refusal
+			"--param Topics: the template has no such parameter", "it has: Brokers Topic PartitionCount",
+		}},
+		{[]string{"--param", "MemorySize=64"}, []string{"-memory-size 64: want 128 to 10240", "--param MemorySize=64"}},
+	} {
+		cmd := exec.CommandContext(t.Context(), "./bootstrap.sh", append(base, c.params...)...)
+		cmd.Env = append(os.Environ(), "TAGS=")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 2 {
+			t.Errorf("deploy --dry-run %v: exit %d (%v), want 2:\n%s", c.params, code, err, stderr.String())
+		}
+		for _, s := range c.mentioned {
+			if !strings.Contains(stderr.String(), s) {
+				t.Errorf("deploy --dry-run %v: stderr does not say %q:\n%s", c.params, s, stderr.String())
 			}
 		}
 	}
