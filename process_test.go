@@ -171,6 +171,7 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
 	dA, _ := testDeps(t, r.s, nil)
 	dA.action = failOn("3", errBadValue)
+	logA := captureLog(t, dA)
 	dB, _ := testDeps(t, r.s, nil)
 	ctx, stop := context.WithCancel(r.ctx)
 	defer stop()
@@ -183,6 +184,12 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	l, err := r.s.load(ctx, r.key)
 	if err != nil || l.State != stateRunning || !strings.HasPrefix(l.Owner, "process") || strings.Contains(l.Owner, "#") {
 		t.Fatalf("lease %+v, %v; want B's first run still owning it", l, err)
+	}
+	if n := logA.count(`msg="superseded by a newer owner`, "by="+l.Owner+" ", "end=stale"); n != 1 {
+		t.Errorf("A logged %d lines that B (%s) superseded it before its next try, want 1", n, l.Owner)
+	}
+	if n := logA.count("exiting because this process was replaced"); n != 1 {
+		t.Errorf("A logged %d lines that it exits because it was replaced, want 1", n)
 	}
 	stop()
 	waitDone(t, "B", doneB, 10*time.Second)
