@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,17 +201,17 @@ func handler(cfg *config, d *deps) func(context.Context, json.RawMessage) (outco
 }
 
 // runProcess owns each listed partition with its own lease until a signal
-// ends the context or every partition is handed over. With -partitions all
-// it follows the topic (followTopic): a partition added while it runs is
-// owned as the others are within one refresh. Every goroutine it starts has
-// ended when it returns.
+// ends the context or every partition is handed over. A listed partition
+// the topic lacks ends it before anything is owned (startPartitions). With
+// -partitions all it follows the topic (followTopic): a partition added
+// while it runs is owned as the others are within one refresh. A partition
+// a newer owner takes is logged as superseded, and when newer owners took
+// them all, one line says the process exits because it was replaced. Every
+// goroutine it starts has ended when it returns.
 func runProcess(ctx context.Context, cfg *config, d *deps) error {
-	parts := cfg.Partitions
-	if parts == nil {
-		var err error
-		if parts, err = listPartitions(ctx, cfg, d, cfg.Topic); err != nil {
-			return err
-		}
+	parts, err := startPartitions(ctx, cfg, d)
+	if err != nil {
+		return err
 	}
 	tick, owner := d.now().UnixMilli(), newOwnerID("process")
 	if cfg.MetricsAddr != "" {
@@ -228,10 +229,11 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 	defer stopWatching()
 	var (
 		wg    sync.WaitGroup
-		mu    sync.Mutex // guards owned, live and errs, which grow as the topic does
+		mu    sync.Mutex // guards owned, live, errs and by, which grow as the topic does
 		owned []int32
 		live  int
 		errs  []error
+		by    []string // the newer owner of each partition superseded
 	)
 	logLeft := func() {
 		mu.Lock()
@@ -253,10 +255,14 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 			owned, live = append(owned, p), live+1
 			inv := invocation{Topic: cfg.Topic, Partition: p, Tick: tick, Owner: fmt.Sprintf("%s/%d", owner, p)}
 			wg.Go(func() {
-				_, err := ownPartition(ctx, cfg, d, inv, true)
+				out, err := ownPartition(ctx, cfg, d, inv, true)
+				newer, gone := superseded(ctx, cfg, d, inv, out, err, owner)
 				mu.Lock()
 				defer mu.Unlock()
 				errs, live = append(errs, err), live-1
+				if gone {
+					by = append(by, newer)
+				}
 				if live == 0 {
 					stopWatching()
 				}
@@ -268,7 +274,95 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 		wg.Go(func() { followTopic(wctx, cfg, d, int32(len(parts)), own) })
 	}
 	wg.Wait()
+	if len(owned) > 0 && len(by) == len(owned) {
+		// Nothing failed and no signal came: newer owners took every
+		// partition, as in a rolling deploy, or a second replica started.
+		d.log.Info("every partition went to a newer owner: exiting because this process was replaced",
+			"topic", cfg.Topic, "partitions", owned, "by", processes(by))
+	}
 	return errors.Join(errs...)
+}
+
+// startPartitions is what process mode owns at start: -partitions, or with
+// -partitions all every partition the topic has. A listing that fails on
+// an error that may heal is tried again, as a run that fails before owning
+// is (ownPartition); a missing topic is given missingTopicTries tries. A
+// listed partition the topic lacks is a usage error, found before anything
+// is owned: a fixed list is checked once, here, and not waited for.
+func startPartitions(ctx context.Context, cfg *config, d *deps) ([]int32, error) {
+	all, err := listPartitionsRetrying(ctx, cfg, d, cfg.Topic)
+	if err != nil || cfg.Partitions == nil {
+		return all, err
+	}
+	n := int32(len(all))
+	var lacking []string
+	for _, p := range cfg.Partitions {
+		if p >= n {
+			lacking = append(lacking, strconv.Itoa(int(p)))
+		}
+	}
+	if lacking == nil {
+		return cfg.Partitions, nil
+	}
+	no, have := "partition", fmt.Sprintf("%d partitions, 0-%d", n, n-1)
+	if len(lacking) > 1 {
+		no = "partitions"
+	}
+	if n == 1 {
+		have = "1 partition, 0"
+	}
+	return nil, usageError{optionErr("partitions", "topic %q has no %s %s (it has %s): list only partitions it has (a fixed list is checked once, at start), or give -partitions all to read every partition, those added later included",
+		cfg.Topic, no, strings.Join(lacking, ", "), have)}
+}
+
+// superseded reports whether a partition's runs ended because a newer
+// owner took it (handed over, fenced, or found newer before owning) while
+// the process was not stopping, and logs it; newer names that owner.
+func superseded(ctx context.Context, cfg *config, d *deps, inv invocation, out outcome, err error, owner string) (newer string, gone bool) {
+	switch {
+	case err != nil || ctx.Err() != nil:
+		return "", false
+	case out.End != endHanded && out.End != endFenced && out.End != endStale && out.End != endDuplicate:
+		return "", false
+	}
+	newer = newerOwner(ctx, cfg, d, inv, owner)
+	d.log.Info("superseded by a newer owner: this process no longer reads the partition",
+		"topic", inv.Topic, "partition", inv.Partition, "by", newer, "end", out.End)
+	return newer, true
+}
+
+// newerOwner names who holds a partition this process lost: the lease's
+// owner, or its successor while the record still names this process;
+// "unknown" when the record does not say (or was not read).
+func newerOwner(ctx context.Context, cfg *config, d *deps, inv invocation, owner string) string {
+	sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
+	defer cancel()
+	l, err := d.store.load(sctx, leaseKey(cfg.Group, inv.Topic, inv.Partition))
+	switch {
+	case err != nil:
+		return "unknown"
+	case l.Owner != "" && !strings.HasPrefix(l.Owner, owner+"/"):
+		return l.Owner
+	case l.Successor != "":
+		return l.Successor
+	}
+	return "unknown"
+}
+
+// processes are the distinct owners behind runs' owner ids: process-1a2b
+// for process-1a2b/3 and process-1a2b/3#1.
+func processes(owners []string) []string {
+	var ids []string
+	for _, o := range owners {
+		o, _, _ = strings.Cut(o, "#")
+		if i := strings.LastIndex(o, "/"); i > 0 {
+			o = o[:i]
+		}
+		if !slices.Contains(ids, o) {
+			ids = append(ids, o)
+		}
+	}
+	return ids
 }
 
 // partitionRefresh is how often process mode with -partitions all lists the
@@ -325,6 +419,12 @@ func logLeftRunning(cfg *config, d *deps, parts []int32, owner string) {
 		case strings.HasPrefix(l.Owner, owner+"/") && l.State == stateRunning:
 			left = append(left, fmt.Sprintf("%d until %s", p, time.UnixMilli(l.ExpiresAt).UTC().Format(time.RFC3339)))
 		}
+	}
+	if left == nil {
+		// Every lease was handed over or released already: nothing to
+		// wait for, and no alarm.
+		d.log.Info("forced exit by a second signal: no lease left running", "topic", cfg.Topic, "partitions", "none")
+		return
 	}
 	d.log.Error("forced exit by a second signal: leases left running; another owner takes each once it ends (plus -skew)",
 		"topic", cfg.Topic, "partitions", strings.Join(left, ", "), "skew", cfg.Skew)
@@ -570,6 +670,9 @@ func batonMain(ctx context.Context, args []string, io sysio) int {
 	}
 	if err := start(ctx, cfg, io); err != nil {
 		fmt.Fprintf(io.stderr, "baton: %v\n", err)
+		if errors.As(err, new(usageError)) {
+			return 2 // a value the topic refuses: -partitions
+		}
 		return 1
 	}
 	return 0

@@ -187,7 +187,9 @@ func slotInvocations(ctx context.Context, cfg *config, d *deps, inv invocation, 
 
 // listPartitionsRetrying is listPartitions, tried again after an error that
 // may heal (as ownPartition retries a run that failed before owning) while
-// ctx leaves time.
+// ctx leaves time: within the call for a Lambda slot (slotInvocations);
+// until the brokers answer or a signal comes at a process's start
+// (startPartitions), which has no deadline.
 func listPartitionsRetrying(ctx context.Context, cfg *config, d *deps, topic string) ([]int32, error) {
 	pause := cmp.Or(d.pause, time.Second)
 	for failed := 1; ; failed++ {

@@ -171,6 +171,7 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
 	dA, _ := testDeps(t, r.s, nil)
 	dA.action = failOn("3", errBadValue)
+	logA := captureLog(t, dA)
 	dB, _ := testDeps(t, r.s, nil)
 	ctx, stop := context.WithCancel(r.ctx)
 	defer stop()
@@ -183,6 +184,12 @@ func TestProcess_restart_yields_to_newer_process(t *testing.T) {
 	l, err := r.s.load(ctx, r.key)
 	if err != nil || l.State != stateRunning || !strings.HasPrefix(l.Owner, "process") || strings.Contains(l.Owner, "#") {
 		t.Fatalf("lease %+v, %v; want B's first run still owning it", l, err)
+	}
+	if n := logA.count(`msg="superseded by a newer owner`, "by="+l.Owner+" ", "end=stale"); n != 1 {
+		t.Errorf("A logged %d lines that B (%s) superseded it before its next try, want 1", n, l.Owner)
+	}
+	if n := logA.count("exiting because this process was replaced"); n != 1 {
+		t.Errorf("A logged %d lines that it exits because it was replaced, want 1", n)
 	}
 	stop()
 	waitDone(t, "B", doneB, 10*time.Second)
@@ -261,19 +268,19 @@ func TestProcess_transient_error_before_owning_retries(t *testing.T) {
 		t.Parallel()
 		r := newProcessRig(t, newMemStore(), 2)
 		r.cfg.KafkaTimeout = 300 * time.Millisecond
-		r.cfg.Partitions = []int32{0, 1} // listed: no client asks for the count first
+		r.cfg.Partitions = []int32{0, 1}
 		d, _ := testDeps(t, r.s, r.rec)
 		var clients atomic.Int32
 		silent := silentBroker(t)
 		d.kafka = func(opts ...kgo.Opt) (*kgo.Client, error) {
-			if clients.Add(1) == 1 { // the first run's brokers do not answer
+			if clients.Add(1) == 2 { // after the listing at start, the first run's brokers do not answer
 				opts = append(opts, kgo.SeedBrokers(silent))
 			}
 			return kgo.NewClient(opts...)
 		}
 		r.readsEvery(t, d, 2)
-		if n := clients.Load(); n != 3 {
-			t.Errorf("%d Kafka clients made, want 3: one a partition, and one for the failed run's next try", n)
+		if n := clients.Load(); n != 4 {
+			t.Errorf("%d Kafka clients made, want 4: the listing, one a partition, and one for the failed run's next try", n)
 		}
 	})
 }
@@ -333,8 +340,9 @@ func silentBroker(t *testing.T) string {
 
 // TestProcess_config_error_ends_the_process: an error no retry mends ends
 // its partition's runs, and the process with it once none is left: a
-// source topic still missing after missingTopicTries tries, a partition the
-// topic lacks, a password or a broker certificate refused.
+// source topic still missing after missingTopicTries tries (of the listing
+// at start), a partition the topic lacks (found by that listing, before
+// any run), a password or a broker certificate refused.
 func TestProcess_config_error_ends_the_process(t *testing.T) {
 	pki := newPKI(t)
 	for _, tt := range []struct {
@@ -344,9 +352,9 @@ func TestProcess_config_error_ends_the_process(t *testing.T) {
 		want    []string
 	}{
 		{"missing topic", func(_ *testing.T, c *config) { c.Topic, c.Partitions = "absent", []int32{0, 1} },
-			2 * missingTopicTries, []string{`"absent"`, "UNKNOWN_TOPIC_OR_PARTITION"}},
+			missingTopicTries, []string{`"absent"`, "UNKNOWN_TOPIC_OR_PARTITION"}},
 		{"partition out of range", func(_ *testing.T, c *config) { c.Partitions = []int32{5} },
-			1, []string{"partition 5 out of range", "0..1"}},
+			1, []string{"-partitions (BATON_PARTITIONS)", "no partition 5", "2 partitions, 0-1"}},
 		{"wrong password", func(t *testing.T, c *config) {
 			c.Brokers = secureCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "alice", "right")).ListenAddrs()
 			c.SASL, c.SASLUser, c.SASLPassword, c.Partitions = saslPlain, "alice", newSecret("wrong"), []int32{0}
@@ -466,8 +474,159 @@ func TestProcess_partition_added_is_read(t *testing.T) {
 		if w := r.rec.writesPer(); w[2] != 0 || w[3] != 0 {
 			t.Errorf("a process given -partitions 0,1 read partitions added later: %v", w)
 		}
-		if n := kafka.n.Load(); n != 2 {
-			t.Errorf("%d Kafka clients made, want 2 (one a partition: a fixed list lists nothing)", n)
+		if n := kafka.n.Load(); n != 3 {
+			t.Errorf("%d Kafka clients made, want 3 (the listing at start, then one a partition: a fixed list is not listed again)", n)
+		}
+	})
+}
+
+// TestProcess_partition_not_in_topic_exits_2: -partitions naming a
+// partition the topic lacks is a usage error found at start, before any
+// lease is touched: exit 2, naming the flag, its variable, the partition
+// and the topic's count. The old process ran the others and reported it
+// only at shutdown.
+func TestProcess_partition_not_in_topic_exits_2(t *testing.T) {
+	s, storeEnv := cliStore(t)
+	cluster := newCluster(t, 3, "orders")
+	group := strings.ReplaceAll(testKey(t), "/", ".")
+	env := with(storeEnv, "BATON_BROKERS", strings.Join(cluster.ListenAddrs(), ","), "BATON_TOPIC", "orders", "BATON_GROUP", group, "BATON_SINK", "discard")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"flag", []string{"-partitions", "0,7"}, env,
+			[]string{"-partitions (BATON_PARTITIONS)", `topic "orders" has no partition 7 `, "it has 3 partitions, 0-2", "-partitions all"}},
+		{"variable, two lacking", nil, with(env, "BATON_PARTITIONS", "9,1,7"),
+			[]string{"-partitions (BATON_PARTITIONS)", "no partitions 9, 7 ", "it has 3 partitions"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+			defer cancel()
+			code, _, stderr := runBaton(ctx, tc.args, tc.env)
+			if code != 2 || ctx.Err() != nil {
+				t.Errorf("exit %d (context %v), want 2 at start", code, ctx.Err())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("the message does not say %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("stderr:\n%s", stderr)
+			}
+			for _, p := range []int32{0, 1, 2, 7, 9} {
+				if l, err := s.load(ctxT(t), leaseKey(group, "orders", p)); !errors.Is(err, errNotFound) {
+					t.Errorf("partition %d: lease %+v, %v; want none written", p, l, err)
+				}
+			}
+		})
+	}
+}
+
+// TestProcess_listing_error_at_start_retries: the brokers do not answer
+// the first listing of the topic's partitions in time. With -partitions
+// all, and with a fixed list (checked against the topic at start), the
+// listing is tried again as a run that fails before owning is, and the
+// process reads every partition instead of exiting.
+func TestProcess_listing_error_at_start_retries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		parts []int32
+	}{{"all", nil}, {"fixed list", []int32{0, 1}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newProcessRig(t, newMemStore(), 2)
+			r.cfg.KafkaTimeout = 300 * time.Millisecond
+			r.cfg.Partitions = tc.parts
+			d, _ := testDeps(t, r.s, r.rec)
+			logs := captureLog(t, d)
+			var clients atomic.Int32
+			silent := silentBroker(t)
+			d.kafka = func(opts ...kgo.Opt) (*kgo.Client, error) {
+				if clients.Add(1) == 1 { // the listing's brokers do not answer
+					opts = append(opts, kgo.SeedBrokers(silent))
+				}
+				return kgo.NewClient(opts...)
+			}
+			r.readsEvery(t, d, 2)
+			if n := clients.Load(); n != 4 {
+				t.Errorf("%d Kafka clients made, want 4: two listings, then one a partition", n)
+			}
+			if n := logs.count("listing the topic's partitions failed; trying again"); n != 1 {
+				t.Errorf("%d lines say the listing is tried again, want 1", n)
+			}
+		})
+	}
+}
+
+// TestProcess_superseded_logs_and_exits: a second process on the same
+// store and topic takes every partition from the first, as a rolling
+// deploy (or a second replica) does. The first logs one INFO line a
+// partition naming the newer owner, then one line saying it exits because
+// it was replaced, by whom, and ends with no error (exit 0). The newer
+// one, stopped by its signal, says nothing of the kind.
+func TestProcess_superseded_logs_and_exits(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newProcessRig(t, b.open(t), 3)
+		produced, stopProducing := flowing(t, r.ctx, r.cfg, 3, 0)
+		d1, _ := testDeps(t, r.s, r.rec)
+		oldLog := captureLog(t, d1)
+		old := runningProcess(r.ctx, r.cfg, d1)
+		waitFor(t, "the old process to read every partition", 5*time.Second, func() bool { return len(r.rec.writesPer()) == 3 })
+		time.Sleep(2 * time.Millisecond) // a later start is a newer tick
+		d2, _ := testDeps(t, r.s, r.rec)
+		newLog := captureLog(t, d2)
+		nctx, stopNew := context.WithCancel(r.ctx)
+		fresh := runningProcess(nctx, r.cfg, d2)
+		waitDone(t, "old process, handing every partition over,", old, 10*time.Second)
+		newer := ""
+		for p := range int32(3) {
+			owner := mustLoad(t, r.s, leaseKey(r.cfg.Group, "src", p)).Owner
+			if lines := oldLog.lines("level=INFO", `msg="superseded by a newer owner`, fmt.Sprintf("partition=%d ", p), "by="+owner+" "); len(lines) != 1 {
+				t.Errorf("partition %d: %d INFO lines say it was superseded by %s, want 1:\n%s", p, len(lines), owner, strings.Join(oldLog.lines(`msg="superseded`), ""))
+			}
+			newer, _, _ = strings.Cut(owner, "/")
+		}
+		if n := oldLog.count(`msg="superseded`); n != 3 {
+			t.Errorf("%d lines say superseded, want 3, one a partition", n)
+		}
+		if lines := oldLog.lines("level=INFO", "exiting because this process was replaced", "by=["+newer+"]", `partitions="[0 1 2]"`); len(lines) != 1 {
+			t.Errorf("%d lines say the old process exits because %s replaced it, want 1:\n%s", len(lines), newer, strings.Join(oldLog.lines("was replaced"), ""))
+		}
+		total := r.drain(t, produced, stopProducing, 10*time.Second)
+		stopNew()
+		waitDone(t, "new process", fresh, 10*time.Second)
+		wantTally(t, r.rec.tally(total), 0, 3)
+		if n := newLog.count(`msg="superseded`) + newLog.count("was replaced"); n != 0 {
+			t.Errorf("the newer process, stopped by its signal, logged %d lines of being superseded or replaced", n)
+		}
+	})
+}
+
+// TestProcess_forced_exit_with_no_lease_left: a second signal after every
+// lease was released or handed over leaves nothing running: the line says
+// none, not an ERROR with "partitions" empty. With one left, it is an
+// ERROR naming it.
+func TestProcess_forced_exit_with_no_lease_left(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		s, cfg := b.open(t), testConfig(t, nil, "src")
+		d, _ := testDeps(t, s, nil)
+		logs := captureLog(t, d)
+		owner := "process-0a0b"
+		for p := range int32(2) {
+			l := mustTake(t, s, leaseKey(cfg.Group, "src", p), lease{}, claim{Owner: fmt.Sprintf("%s/%d", owner, p), Tick: 1000})
+			mustRelease(t, s, l, 5)
+		}
+		logLeftRunning(cfg, d, []int32{0, 1}, owner)
+		if lines := logs.lines("level=INFO", "forced exit", "no lease left running", "partitions=none"); len(lines) != 1 || logs.count("level=ERROR") != 0 || logs.count(`partitions=""`) != 0 {
+			t.Errorf("with every lease released: want one INFO line saying none is left, got:\n%s", strings.Join(logs.lines("forced exit"), ""))
+		}
+		mustTake(t, s, leaseKey(cfg.Group, "src", 2), lease{}, claim{Owner: owner + "/2", Tick: 1000})
+		logLeftRunning(cfg, d, []int32{0, 1, 2}, owner)
+		if lines := logs.lines("level=ERROR", "leases left running", `partitions="2 until `); len(lines) != 1 {
+			t.Errorf("with partition 2 running: want one ERROR line naming it, got:\n%s", strings.Join(logs.lines("forced exit"), ""))
 		}
 	})
 }
