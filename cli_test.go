@@ -448,3 +448,21 @@ func TestBadInput_missing_brokers_is_not_demo(t *testing.T) {
 		t.Fatalf("-topic without brokers: exit %d, stderr %q; want exit 2 naming -brokers", code, stderr)
 	}
 }
+
+// A mistyped flag names itself and points to -h once: parseConfig's error
+// and batonMain's hint both said it (issue 22).
+func TestBadInput_flag_typo_hint_once(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		name string // what the message must name
+	}{
+		{[]string{"-brokres", "x"}, "-brokres"},
+		{[]string{"-brokers", "b:9092", "orders"}, `"orders"`},
+		{[]string{"ctl", "status", "-brokres", "x"}, "-brokres"},
+	} {
+		code, _, stderr := runBaton(ctxT(t), tc.args, nil)
+		if n := strings.Count(stderr, " -h lists the "); code != 2 || n != 1 || !strings.Contains(stderr, tc.name) {
+			t.Errorf("%q: exit %d, the hint %d times; want exit 2, %s named and the hint once:\n%s", tc.args, code, n, tc.name, stderr)
+		}
+	}
+}

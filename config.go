@@ -229,10 +229,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%v (baton -h lists the flags)", err)
+		return nil, err // -h, or an unknown flag: batonMain adds the hint to baton -h
 	}
 	if fs.NArg() > 0 {
 		return nil, unexpectedArg(args, fs.NArg())
@@ -337,7 +334,7 @@ func unexpectedArg(args []string, left int) error {
 	if _, err := strconv.ParseBool(args[i]); err == nil && i > 0 && switches[prev] {
 		return optionErr(prev, "a switch takes no separate value: write -%s or -%s=%s, not -%s %s", prev, prev, args[i], prev, args[i])
 	}
-	return fmt.Errorf("unexpected argument %q: flags come as -name value, and a -name=value after it (baton -h lists the flags)", args[i])
+	return fmt.Errorf("unexpected argument %q: flags come as -name value, and a -name=value after it", args[i])
 }
 
 // splitList reads a comma-separated list, dropping empty entries.
