@@ -466,3 +466,30 @@ func TestBadInput_flag_typo_hint_once(t *testing.T) {
 		}
 	}
 }
+
+// A duration logs as text ("1s"), in JSON as in text: JSON's default is
+// raw nanoseconds ("skew":1000000000). Keys ending in _ms stay numbers.
+func TestLogger_durations_are_text(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		env  map[string]string
+		want []string
+	}{
+		{"process", nil, []string{`"skew":"1s"`, `"gap":"2.5ms"`, `"waited_ms":1500`}},
+		{"lambda", nil, []string{`"skew":"1s"`, `"gap":"2.5ms"`, `"waited_ms":1500`}},
+		{"lambda", map[string]string{"AWS_LAMBDA_LOG_FORMAT": "Text"}, []string{"skew=1s", "run.gap=2.5ms", "waited_ms=1500"}},
+	} {
+		f, err := os.CreateTemp(t.TempDir(), "log")
+		must(t, err)
+		log := newLogger(tc.mode, f, fakeEnv(tc.env))
+		log.Info("timings", "skew", time.Second, slog.Group("run", "gap", 2500*time.Microsecond), "waited_ms", int64(1500))
+		f.Close()
+		b, err := os.ReadFile(f.Name())
+		must(t, err)
+		for _, w := range tc.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s %v: the line does not hold %s:\n%s", tc.mode, tc.env, w, b)
+			}
+		}
+	}
+}
