@@ -133,6 +133,9 @@ func TestBadInput_command_lines(t *testing.T) {
 		// names (item 10)
 		{"lease table name too short", []string{"-lease-table", "t1"}, nil, 2, []string{"-lease-table (BATON_LEASE_TABLE)"}},
 		{"unknown flag", []string{"-frobnicate"}, nil, 2, []string{"-frobnicate"}},
+		// metric lines (issue 22)
+		{"BATON_EMF neither 0 nor 1", nil, map[string]string{"BATON_EMF": "yes"}, 2, []string{"BATON_EMF", `"yes"`}},
+		{"BATON_EMF=0 under Lambda", []string{"-mode", "lambda"}, map[string]string{"BATON_EMF": "0"}, 2, []string{"BATON_EMF", "Lambda"}},
 		{"a stray argument", []string{"orders"}, nil, 2, []string{`"orders"`}},
 		// ctl (items 3 and 8)
 		{"ctl unknown command", []string{"ctl", "frobnicate"}, nil, 2, []string{`"frobnicate"`, "status, seek, pause, resume"}},
