@@ -134,6 +134,9 @@ func TestBadInput_command_lines(t *testing.T) {
 		// names (item 10)
 		{"lease table name too short", []string{"-lease-table", "t1"}, nil, 2, []string{"-lease-table (BATON_LEASE_TABLE)"}},
 		{"unknown flag", []string{"-frobnicate"}, nil, 2, []string{"-frobnicate"}},
+		// metric lines (issue 22)
+		{"BATON_EMF neither 0 nor 1", nil, map[string]string{"BATON_EMF": "yes"}, 2, []string{"BATON_EMF", `"yes"`}},
+		{"BATON_EMF=0 under Lambda", []string{"-mode", "lambda"}, map[string]string{"BATON_EMF": "0"}, 2, []string{"BATON_EMF", "Lambda"}},
 		{"a stray argument", []string{"orders"}, nil, 2, []string{`"orders"`}},
 		// ctl (items 3 and 8)
 		{"ctl unknown command", []string{"ctl", "frobnicate"}, nil, 2, []string{`"frobnicate"`, "status, seek, pause, resume"}},
@@ -466,5 +469,50 @@ func TestBadInput_missing_brokers_is_not_demo(t *testing.T) {
 	code, _, stderr = runBaton(ctx, []string{"-topic", "orders"}, nil)
 	if code != 2 || !strings.Contains(stderr, "-brokers (BATON_BROKERS)") {
 		t.Fatalf("-topic without brokers: exit %d, stderr %q; want exit 2 naming -brokers", code, stderr)
+	}
+}
+
+// A mistyped flag names itself and points to -h once: parseConfig's error
+// and batonMain's hint both said it (issue 22).
+func TestBadInput_flag_typo_hint_once(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		name string // what the message must name
+	}{
+		{[]string{"-brokres", "x"}, "-brokres"},
+		{[]string{"-brokers", "b:9092", "orders"}, `"orders"`},
+		{[]string{"ctl", "status", "-brokres", "x"}, "-brokres"},
+	} {
+		code, _, stderr := runBaton(ctxT(t), tc.args, nil)
+		if n := strings.Count(stderr, " -h lists the "); code != 2 || n != 1 || !strings.Contains(stderr, tc.name) {
+			t.Errorf("%q: exit %d, the hint %d times; want exit 2, %s named and the hint once:\n%s", tc.args, code, n, tc.name, stderr)
+		}
+	}
+}
+
+// A duration logs as text ("1s"), in JSON as in text: JSON's default is
+// raw nanoseconds ("skew":1000000000). Keys ending in _ms stay numbers.
+func TestLogger_durations_are_text(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		env  map[string]string
+		want []string
+	}{
+		{"process", nil, []string{`"skew":"1s"`, `"gap":"2.5ms"`, `"waited_ms":1500`}},
+		{"lambda", nil, []string{`"skew":"1s"`, `"gap":"2.5ms"`, `"waited_ms":1500`}},
+		{"lambda", map[string]string{"AWS_LAMBDA_LOG_FORMAT": "Text"}, []string{"skew=1s", "run.gap=2.5ms", "waited_ms=1500"}},
+	} {
+		f, err := os.CreateTemp(t.TempDir(), "log")
+		must(t, err)
+		log := newLogger(tc.mode, f, fakeEnv(tc.env))
+		log.Info("timings", "skew", time.Second, slog.Group("run", "gap", 2500*time.Microsecond), "waited_ms", int64(1500))
+		f.Close()
+		b, err := os.ReadFile(f.Name())
+		must(t, err)
+		for _, w := range tc.want {
+			if !strings.Contains(string(b), w) {
+				t.Errorf("%s %v: the line does not hold %s:\n%s", tc.mode, tc.env, w, b)
+			}
+		}
 	}
 }

@@ -125,6 +125,7 @@ type config struct {
 
 	KafkaOpts   []kgo.Opt // extra client options (tests)
 	MetricsAddr string    // process mode: serve /metrics here
+	EMF         string    // BATON_EMF: "1" on, "0" off, "" on unless on a terminal (emfWriter)
 }
 
 // option is one flag and its environment fallback.
@@ -166,7 +167,7 @@ var switches = map[string]bool{"create-table": true, "tls": true}
 var envOnly = []option{
 	{"", passwordEnv, "", "password for -sasl plain and scram (or use -sasl-secret)"},
 	{"", "BATON_LOG_LEVEL", "info", "process mode and ctl: debug, info, warn or error (under Lambda, AWS_LAMBDA_LOG_LEVEL)"},
-	{"", "BATON_EMF", "", "process mode on a terminal: 1 prints the EMF metric lines too (off a terminal they always go to stderr)"},
+	{"", "BATON_EMF", "", "process mode: the EMF metric lines on stderr; 1 on, 0 off (default: on, but off on a terminal); under Lambda always on"},
 }
 
 // backendOptions are the options of each lease store; only the store this
@@ -231,10 +232,7 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%v (baton -h lists the flags)", err)
+		return nil, err // -h, or an unknown flag: batonMain adds the hint to baton -h
 	}
 	if fs.NArg() > 0 {
 		return nil, unexpectedArg(args, fs.NArg())
@@ -293,6 +291,10 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 			bad("metrics-addr", "want host:port in process mode, got %q in %s mode", c.MetricsAddr, c.Mode)
 		}
 	}
+	c.EMF = getenv("BATON_EMF")
+	if err := c.checkEMF(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.CreateTable, err = strconv.ParseBool(*v["create-table"]); err != nil {
 		bad("create-table", "want true or false, got %q", *v["create-table"])
 	}
@@ -339,7 +341,19 @@ func unexpectedArg(args []string, left int) error {
 	if _, err := strconv.ParseBool(args[i]); err == nil && i > 0 && switches[prev] {
 		return optionErr(prev, "a switch takes no separate value: write -%s or -%s=%s, not -%s %s", prev, prev, args[i], prev, args[i])
 	}
-	return fmt.Errorf("unexpected argument %q: flags come as -name value, and a -name=value after it (baton -h lists the flags)", args[i])
+	return fmt.Errorf("unexpected argument %q: flags come as -name value, and a -name=value after it", args[i])
+}
+
+// checkEMF checks BATON_EMF. Under Lambda the EMF lines are baton's
+// CloudWatch metrics, so 0 is refused rather than ignored.
+func (c *config) checkEMF() error {
+	switch {
+	case !slices.Contains([]string{"", "0", "1"}, c.EMF):
+		return fmt.Errorf("BATON_EMF: want 1 (metric lines on) or 0 (off), or leave it unset; got %q", c.EMF)
+	case c.EMF == "0" && c.Mode == "lambda":
+		return errors.New("BATON_EMF: 0 is for process mode; under Lambda the metric (EMF) lines are baton's CloudWatch metrics and stay on: unset it")
+	}
+	return nil
 }
 
 // splitList reads a comma-separated list, dropping empty entries.

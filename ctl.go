@@ -326,6 +326,7 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tTICK\tEPOCH\tSTATE\tSTART\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR\tSUCCESSOR TICK")
 	now := d.now()
+	found := 0
 	for _, p := range parts {
 		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
 		if errors.Is(err, errNotFound) {
@@ -335,11 +336,27 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 		if err != nil {
 			return err
 		}
-		expires := time.UnixMilli(l.ExpiresAt).Sub(now).Round(time.Second).String()
+		found++
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now, cfg.Skew), l.Epoch, l.State,
-			lo[p], offsetText(l.Offset), hw[p], lagText(l.Offset, hw[p]), expires, offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
+			lo[p], offsetText(l.Offset), hw[p], lagText(l.Offset, hw[p]), expiresText(l, now), offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil || found > 0 {
+		return err
+	}
+	// Nothing at all is more often a mistyped group than a pipeline that
+	// never ran.
+	_, err = fmt.Fprintf(out, "no lease record for topic %q in group %q: check -group (BATON_GROUP) names the group baton runs with (default %q); "+
+		"a partition gets its record when baton first runs it\n", cfg.Topic, cfg.Group, defaultGroup)
+	return err
+}
+
+// expiresText is the time left on a lease; a released one has none: the
+// next owner takes it at once.
+func expiresText(l lease, now time.Time) string {
+	if l.State == stateReleased {
+		return "-"
+	}
+	return time.UnixMilli(l.ExpiresAt).Sub(now).Round(time.Second).String()
 }
 
 // lagText is how far offset is behind the log's end: an offset past the

@@ -230,3 +230,56 @@ func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
 		wantEnd(t, "owner", o, err, endReleased)
 	})
 }
+
+// statusCell is the column named col of partition p's row in ctl status
+// output (a column before SUCCESSOR TICK, whose name has a space).
+func statusCell(t *testing.T, out string, p int, col string) string {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	i := slices.Index(strings.Fields(lines[0]), col)
+	for _, line := range lines[1:] {
+		if f := strings.Fields(line); i >= 0 && len(f) > i && f[0] == fmt.Sprint(p) {
+			return f[i]
+		}
+	}
+	t.Fatalf("no %s for partition %d in:\n%s", col, p, out)
+	return ""
+}
+
+// ctl status on a group with no lease records says so and points to -group:
+// a mistyped group showed a table of "none" and nothing else (issue 22).
+func TestCtl_status_without_leases_suggests_group(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 2)
+		d, _ := testDeps(t, r.s, nil)
+		out := runCtlT(t, r.ctx, r.cfg, d, "status")
+		for _, w := range []string{"no lease record", fmt.Sprintf("%q", r.cfg.Group), "-group (BATON_GROUP)"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("status of a group with no leases does not say %s:\n%s", w, out)
+			}
+		}
+		mustTake(t, r.s, r.key, lease{}, claim{Owner: "A", Tick: 1000})
+		if out := runCtlT(t, r.ctx, r.cfg, d, "status"); strings.Contains(out, "-group") {
+			t.Errorf("status with a lease suggests checking -group:\n%s", out)
+		}
+	})
+}
+
+// A released lease has no expiry to count down: its EXPIRES is "-", a
+// running one's the time left (issue 22).
+func TestCtl_status_released_shows_no_expiry(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		r := newRig(t, b.open(t), 2)
+		d, _ := testDeps(t, r.s, nil)
+		mustProduce(t, r.cfg.Brokers, numbered(0, 10)...) // offset 7 within the log
+		mustRelease(t, r.s, mustTake(t, r.s, r.key, lease{}, claim{Owner: "old", Tick: 1000}), 7)
+		mustTake(t, r.s, leaseKey(r.cfg.Group, "src", 1), lease{}, claim{Owner: "live", Tick: 1000})
+		out := runCtlT(t, r.ctx, r.cfg, d, "status")
+		if got := statusCell(t, out, 0, "EXPIRES"); got != "-" {
+			t.Errorf("released lease: EXPIRES %q, want -:\n%s", got, out)
+		}
+		if left, err := time.ParseDuration(statusCell(t, out, 1, "EXPIRES")); err != nil || left <= 0 || left > time.Minute {
+			t.Errorf("running lease: EXPIRES %v (%v), want the minute left:\n%s", left, err, out)
+		}
+	})
+}

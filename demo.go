@@ -29,7 +29,14 @@ const (
 	demoRate       = time.Millisecond // one record a partition
 )
 
+// runDemo runs the demo with the action in consume.go: a fork's own.
 func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
+	return runDemoWith(ctx, w, log, action)
+}
+
+// runDemoWith runs the demo with act as the action. The tally counts what
+// act dropped as dropped, not lost: a fork's filter is no loss.
+func runDemoWith(ctx context.Context, w io.Writer, log *slog.Logger, act actionFunc) error {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(demoPartitions, demoTopic))
 	if err != nil {
 		return fmt.Errorf("demo kafka: %w", err)
@@ -43,7 +50,8 @@ func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
 	if log.Enabled(ctx, slog.LevelDebug) {
 		quiet = log
 	}
-	d := &deps{store: newMemStore(), kafka: kgo.NewClient, now: time.Now, log: quiet, stdout: io.Discard, wrapSink: rec.wrap}
+	d := &deps{store: newMemStore(), kafka: kgo.NewClient, now: time.Now, log: quiet, stdout: io.Discard,
+		action: rec.watch(act), wrapSink: rec.wrap}
 	fmt.Fprintf(w, "baton demo: in-process Kafka at %v, memory lease store, topic %q with %d partitions\n", cfg.Brokers, demoTopic, demoPartitions)
 	fmt.Fprintf(w, "a producer writes a record a millisecond per partition for %v; an invocation with a %v deadline starts every %v per partition\n", demoProduce, demoLife, demoEvery)
 
@@ -62,8 +70,8 @@ func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
 	stopSchedule()
 	wg.Wait()
 	t := rec.tally(total)
-	fmt.Fprintf(w, "produced=%d delivered=%d lost=%d duplicated=%d reordered=%d handoffs=%d max_gap_ms=%.1f\n",
-		t.Produced, t.Delivered, t.Lost, t.Duplicated, t.Reordered, t.Handoffs, float64(t.MaxGap.Microseconds())/1000)
+	fmt.Fprintf(w, "produced=%d delivered=%d dropped=%d lost=%d duplicated=%d reordered=%d handoffs=%d max_gap_ms=%.1f\n",
+		t.Produced, t.Delivered, t.Dropped, t.Lost, t.Duplicated, t.Reordered, t.Handoffs, float64(t.MaxGap.Microseconds())/1000)
 	if t.Lost > 0 || t.Reordered > 0 {
 		return fmt.Errorf("demo lost %d and reordered %d records", t.Lost, t.Reordered)
 	}

@@ -12,6 +12,10 @@ import (
 	"log/slog"
 )
 
-func runDemo(context.Context, io.Writer, *slog.Logger) error {
+func runDemo(ctx context.Context, w io.Writer, log *slog.Logger) error {
+	return runDemoWith(ctx, w, log, action)
+}
+
+func runDemoWith(context.Context, io.Writer, *slog.Logger, actionFunc) error {
 	return errors.New("the demo is not in the Lambda build (-tags lambda.norpc): go run . runs it")
 }

@@ -595,12 +595,18 @@ func listPartitions(ctx context.Context, cfg *config, d *deps, topic string) ([]
 // newLogger writes JSON under Lambda (text when AWS_LAMBDA_LOG_FORMAT says
 // Text) at AWS_LAMBDA_LOG_LEVEL; in process mode, text on a terminal and
 // JSON otherwise, at BATON_LOG_LEVEL. Credentials never reach a log line.
+// Durations read as text ("1s") in both: JSON would write nanoseconds.
 func newLogger(mode string, w io.Writer, getenv func(string) string) *slog.Logger {
 	level, json := getenv("BATON_LOG_LEVEL"), !isTerminal(w)
 	if mode == "lambda" {
 		level, json = getenv("AWS_LAMBDA_LOG_LEVEL"), !strings.EqualFold(getenv("AWS_LAMBDA_LOG_FORMAT"), "text")
 	}
-	opts := &slog.HandlerOptions{Level: logLevel(level)}
+	opts := &slog.HandlerOptions{Level: logLevel(level), ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
 	if json {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -35,6 +35,21 @@ var emfMetrics = []emfMetric{
 	{"UnscheduledPartitions", "Count"}, // a slot's partitions past what its invocation was sized for (partitions.go)
 }
 
+// emfWriter is where EMF lines go: stdout under Lambda, where CloudWatch
+// reads them; in process mode stderr, beside the logs, so stdout holds only
+// records. On a terminal they would bury the log lines, so there only when
+// BATON_EMF=1 asks for them; BATON_EMF=0 turns them off anywhere in process
+// mode. nil: none.
+func emfWriter(cfg *config, stdout, stderr io.Writer) io.Writer {
+	switch {
+	case cfg.Mode == "lambda":
+		return stdout
+	case cfg.EMF == "0", cfg.EMF == "" && isTerminal(stderr):
+		return nil
+	}
+	return stderr
+}
+
 // emfMu keeps EMF lines whole when partitions share one writer.
 var emfMu sync.Mutex
 

@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +161,61 @@ func TestMetrics_empty_partition_lag_is_zero(t *testing.T) {
 	if progress == 0 {
 		t.Fatalf("no progress line in %s", logs.String())
 	}
+}
+
+// BATON_EMF=0 turns the EMF lines off in process mode, on a terminal or
+// off it; 1 turns them on; unset, they are on but on a terminal. Under
+// Lambda they are the metrics: always on stdout, and 0 is refused.
+func TestMetrics_emf_switch(t *testing.T) {
+	var stdout, file bytes.Buffer
+	// isTerminal takes any character device for one: /dev/null will do.
+	term, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	must(t, err)
+	defer term.Close()
+	for _, tc := range []struct {
+		mode, emf string
+		stderr    io.Writer
+		want      io.Writer
+	}{
+		{"process", "", &file, &file},
+		{"process", "", term, nil},
+		{"process", "1", &file, &file},
+		{"process", "1", term, term},
+		{"process", "0", &file, nil},
+		{"process", "0", term, nil},
+		{"lambda", "", &file, &stdout},
+		{"lambda", "1", &file, &stdout},
+	} {
+		args := []string{"-mode", tc.mode, "-brokers", "b:9092", "-topic", "src"}
+		cfg, err := parseConfig(args, fakeEnv(map[string]string{"BATON_EMF": tc.emf}))
+		if err != nil {
+			t.Fatalf("%s BATON_EMF=%q: %v", tc.mode, tc.emf, err)
+		}
+		if got := emfWriter(cfg, &stdout, tc.stderr); got != tc.want {
+			t.Errorf("%s BATON_EMF=%q, stderr %T: EMF lines to %v, want %v", tc.mode, tc.emf, tc.stderr, emfTarget(got, &stdout, term), emfTarget(tc.want, &stdout, term))
+		}
+	}
+	for _, tc := range []struct{ mode, emf, want string }{
+		{"process", "yes", `"yes"`},
+		{"process", "true", `"true"`},
+		{"lambda", "0", "Lambda"},
+	} {
+		_, err := parseConfig([]string{"-mode", tc.mode, "-brokers", "b:9092", "-topic", "src"}, fakeEnv(map[string]string{"BATON_EMF": tc.emf}))
+		if err == nil || !strings.Contains(err.Error(), "BATON_EMF") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s BATON_EMF=%q: error %v; want one naming BATON_EMF and %s", tc.mode, tc.emf, err, tc.want)
+		}
+	}
+}
+
+// emfTarget says which of the writers w is.
+func emfTarget(w, stdout, term io.Writer) string {
+	switch w {
+	case nil:
+		return "none"
+	case stdout:
+		return "stdout"
+	case term:
+		return "stderr (a terminal)"
+	}
+	return "stderr (a file)"
 }

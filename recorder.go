@@ -101,12 +101,29 @@ type recorder struct {
 	mu        sync.Mutex
 	writes    map[int32][]write
 	acks      map[ackKey]time.Time // when the broker took each record, if told
+	dropped   map[ackKey]bool      // source records the action returned nothing for (watch)
 	handoffs  []handoff
 	onHandoff func(handoff)
 }
 
 func newRecorder(onHandoff func(handoff)) *recorder {
-	return &recorder{writes: map[int32][]write{}, acks: map[ackKey]time.Time{}, onHandoff: onHandoff}
+	return &recorder{writes: map[int32][]write{}, acks: map[ackKey]time.Time{}, dropped: map[ackKey]bool{}, onHandoff: onHandoff}
+}
+
+// watch wraps an action so the tally counts the records it dropped as
+// dropped, not lost: it notes each record act returned nothing for. A
+// record it never saw, or kept and the sink never got, is still lost.
+func (r *recorder) watch(act actionFunc) actionFunc {
+	return func(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		at, n := ackKey{rec.Partition, rec.Offset}, len(out) // before act changes rec
+		out, err := act(rec, out)
+		if err == nil && len(out) == n {
+			r.mu.Lock()
+			r.dropped[at] = true
+			r.mu.Unlock()
+		}
+		return out, err
+	}
 }
 
 type ackKey struct {
@@ -156,15 +173,18 @@ func (r *recorder) note(owner string, rec *kgo.Record) {
 	r.writes[rec.Partition] = append(ws, write{owner, rec.Offset, now})
 }
 
-// A tally compares what reached the sink with what was produced.
+// A tally compares what reached the sink with what was produced. Dropped
+// are the records missing at the sink that gone accounts for.
 type tally struct {
-	Produced, Delivered, Lost, Duplicated, Reordered, Handoffs int
-	MaxGap                                                     time.Duration
+	Produced, Delivered, Dropped, Lost, Duplicated, Reordered, Handoffs int
+	MaxGap                                                              time.Duration
 }
 
 // add counts one partition's delivered source offsets, in the order they
 // arrived, against n records produced at offsets 0..n-1, and returns the
-// missing ones that gone (nil: none) does not account for.
+// missing ones that gone (nil: none) does not account for: the action
+// dropped them (the recorder), or they went to the dead-letter topic (the
+// chaos runs).
 func (t *tally) add(offsets []int64, n int64, gone func(int64) bool) (missing []int64) {
 	t.Produced += int(n)
 	seen := map[int64]bool{}
@@ -180,7 +200,11 @@ func (t *tally) add(offsets []int64, n int64, gone func(int64) bool) (missing []
 		last = max(last, o)
 	}
 	for o := range n {
-		if !seen[o] && (gone == nil || !gone(o)) {
+		switch {
+		case seen[o]:
+		case gone != nil && gone(o):
+			t.Dropped++
+		default:
 			t.Lost++
 			missing = append(missing, o)
 		}
@@ -199,7 +223,7 @@ func (r *recorder) tally(produced []int64) tally {
 		for _, w := range r.writes[int32(p)] {
 			offsets = append(offsets, w.Offset)
 		}
-		t.add(offsets, n, nil)
+		t.add(offsets, n, func(o int64) bool { return r.dropped[ackKey{int32(p), o}] })
 	}
 	for _, h := range r.handoffs {
 		t.MaxGap = max(t.MaxGap, h.Gap)
