@@ -698,23 +698,14 @@ func start(ctx context.Context, cfg *config, io sysio) error {
 	if err != nil {
 		return err
 	}
-	// EMF lines go where CloudWatch reads them: stdout under Lambda; in
-	// process mode stderr, beside the logs, so stdout holds only records.
-	// On a terminal they would bury the log lines, so there only when
-	// BATON_EMF=1 asks for them.
-	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: io.stdout, emf: io.stderr}
+	d := &deps{store: st, kafka: kgo.NewClient, now: time.Now, log: log, stdout: io.stdout, emf: emfWriter(cfg, io.stdout, io.stderr)}
 	switch {
 	case cfg.Mode == "lambda":
-		d.emf = io.stdout
 		lambda.StartWithOptions(lambdaHandler(handler(cfg, d)), lambda.WithContext(ctx))
 		return nil
 	case isTerminal(io.stderr):
-		// A person is watching: a status line a partition every few
-		// seconds, and the metric lines only when asked for.
+		// A person is watching: a status line a partition every few seconds.
 		d.progress = terminalProgress
-		if io.getenv("BATON_EMF") != "1" {
-			d.emf = nil
-		}
 	}
 	return runProcess(ctx, cfg, d)
 }
