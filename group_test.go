@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -247,30 +246,4 @@ func TestLambda_lost_record_recreated_and_read_on(t *testing.T) {
 		// What A read past its last commit before the loss may be read again.
 		wantTally(t, r.rec.tally(total), r.rec.count(strings.TrimSuffix(a.Owner, "#1"))-int(a.From), -1)
 	})
-}
-
-// TestGroup_offset_read_survives_a_slow_answer: the run's client cuts off
-// any request unanswered past its overhead (the produce limits: a tenth of
-// a second at short leases); a group offset read the broker answers later
-// than that is sent again, not the run's error.
-func TestGroup_offset_read_survives_a_slow_answer(t *testing.T) {
-	t.Parallel()
-	cluster := newCluster(t, 1, "src")
-	cfg := testConfig(t, cluster.ListenAddrs(), "src")
-	g := testGroup(t, cfg, 0)
-	must(t, g.commit(ctxT(t), 42))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.RequestTimeoutOverhead(100*time.Millisecond))
-	must(t, err)
-	defer cl.Close()
-	g.cl = cl
-	var slowed atomic.Int32
-	cluster.ControlKey(int16(kmsg.OffsetFetch), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if slowed.Add(1) == 1 {
-			cluster.SleepControl(func() { time.Sleep(400 * time.Millisecond) })
-		}
-		return nil, nil, false
-	})
-	if at, err := g.committed(ctxT(t)); err != nil || at != 42 {
-		t.Fatalf("group offset %d, %v; want 42, read again after the first answer came too late (%d reads)", at, err, slowed.Load())
-	}
 }
