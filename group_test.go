@@ -7,9 +7,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +250,28 @@ func TestLambda_lost_record_recreated_and_read_on(t *testing.T) {
 		// What A read past its last commit before the loss may be read again.
 		wantTally(t, r.rec.tally(total), r.rec.count(strings.TrimSuffix(a.Owner, "#1"))-int(a.From), -1)
 	})
+}
+
+// TestRetry_cut_off_request_is_sent_again: a group offset read or commit
+// that the client cut off unanswered (a read past its deadline: the produce
+// limits bound every request of the run's client, a tenth of a second at
+// short leases) is sent again within the caller's time, as a busy machine
+// under the e2e tests showed it must be: the run failed on it.
+func TestRetry_cut_off_request_is_sent_again(t *testing.T) {
+	var tries atomic.Int32
+	cutOff := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	err := retry(ctxT(t), func() error {
+		if tries.Add(1) < 3 {
+			return cutOff
+		}
+		return nil
+	})
+	if err != nil || tries.Load() != 3 {
+		t.Fatalf("%v after %d tries; want success at the third", err, tries.Load())
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 100*time.Millisecond)
+	defer cancel()
+	if err := retry(ctx, func() error { return cutOff }); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("always cut off: %v; want the cut-off error once the caller's time is up", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -277,11 +278,13 @@ func (g groupOffset) send(ctx context.Context, req kmsg.Request, codes func(kmsg
 
 // retry repeats a request the broker asks to repeat: CONCURRENT_TRANSACTIONS
 // while the last transaction completes, UNSTABLE_OFFSET_COMMIT, or a moving
-// coordinator.
+// coordinator; and one the client cut off unanswered: the produce limits
+// bound every request of the run's client (sinkOpts), a tenth of a second
+// at short leases, which a loaded broker can miss.
 func retry(ctx context.Context, do func() error) error {
 	for {
 		err := do()
-		if err == nil || !(errors.Is(err, kerr.ConcurrentTransactions) || kerr.IsRetriable(err)) {
+		if err == nil || !(errors.Is(err, kerr.ConcurrentTransactions) || kerr.IsRetriable(err) || errors.Is(err, os.ErrDeadlineExceeded)) {
 			return err
 		}
 		select {
