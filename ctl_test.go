@@ -55,7 +55,7 @@ func TestCtl_seek_pause_resume(t *testing.T) {
 		mustProduce(t, cfg.Brokers, numbered(0, 5000)...)
 		d, _ := testDeps(t, s, rec)
 		// A slow action keeps the owner mid-stream.
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Microsecond)
 			return append(out, r), nil
 		}
@@ -189,7 +189,7 @@ func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
 			return nil
 		}}
 		d, _ := testDeps(t, slow, rec)
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Microsecond)
 			return append(out, r), nil
 		}

@@ -165,7 +165,7 @@ func TestHandler_container_reuse(t *testing.T) {
 		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
 		d, kafka := testDeps(t, r.s, r.rec)
 		// A slow action, so the first call cannot read them all.
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(100 * time.Microsecond)
 			return append(out, r), nil
 		}
@@ -310,7 +310,7 @@ func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
 			return err
 		}
 		da, _ := testDeps(t, fa, r.rec)
-		da.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		da.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Millisecond)
 			return append(out, r), nil
 		}
