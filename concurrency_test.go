@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -197,4 +199,141 @@ func testConcurrencyOrder(t *testing.T, b backend, sinkTo string) {
 	}
 	wantKeyOrder(t, r.rec.on(0))
 	t.Logf("%s: %d records, %d delivered twice (B's since its last commit); at most %d in the action at once", b.name, tl.Produced, tl.Duplicated, g.most)
+}
+
+// misbehaving is an action that fails on the value "bad", panics on
+// "boom", waits for its context on "hang" (a call that never answers), and
+// keeps the rest.
+func misbehaving(ctx context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	switch string(r.Value) {
+	case "bad":
+		return out, errBadValue
+	case "boom":
+		panic("the action fell over")
+	case "hang":
+		<-ctx.Done()
+		return out, ctx.Err()
+	}
+	return append(out, r), nil
+}
+
+// keyed is records of src/0 with these values, each under its own key.
+func keyed(values ...string) []*kgo.Record {
+	var rs []*kgo.Record
+	for i, v := range values {
+		rs = append(rs, &kgo.Record{Topic: "src", Key: []byte("k" + strconv.Itoa(i)), Value: []byte(v)})
+	}
+	return rs
+}
+
+// TestConcurrency_failed_and_timed_out_records_dead_lettered: a record the
+// action fails on and one whose call outlasts -action-timeout go to the
+// dead-letter topic, one at a time and eight at once; the others reach the
+// sink in order. Without -dlq the run stops at the first, uncommitted.
+func TestConcurrency_failed_and_timed_out_records_dead_lettered(t *testing.T) {
+	values := []string{"ok", "ok", "bad", "ok", "hang", "ok", "ok", "ok"}
+	for _, n := range []int{1, 8} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, newMemStore(), 1, "dlq")
+			r.cfg.DLQ, r.cfg.Concurrency, r.cfg.ActionTimeout = "dlq", n, 300*time.Millisecond
+			d, _ := testDeps(t, r.s, r.rec)
+			d.action = misbehaving
+			mustProduce(t, r.cfg.Brokers, keyed(values...)...)
+			out, err := runTo(t, r.cfg, d, 0, int64(len(values)))
+			wantEnd(t, "A, past both records, at shutdown", out, err, endReleased)
+			if got, want := sinkOffsets(r.rec, 0), []int64{0, 1, 3, 5, 6, 7}; !slices.Equal(got, want) || out.DeadLettered != 2 {
+				t.Fatalf("sink offsets %v, %d dead letters; want %v and 2", got, out.DeadLettered, want)
+			}
+			dls := consumeN(t, r.cfg.Brokers, "dlq", 2)
+			if h := headerMap(dls[1]); string(dls[1].Value) != "hang" || !strings.Contains(h["baton.error"], "-action-timeout") {
+				t.Fatalf("second dead letter %q, error %q; want hang, and -action-timeout named", dls[1].Value, h["baton.error"])
+			}
+		})
+		t.Run("n"+strconv.Itoa(n)+"/no-dlq", func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, newMemStore(), 1)
+			r.cfg.Concurrency, r.cfg.ActionTimeout = n, 300*time.Millisecond
+			d, _ := testDeps(t, r.s, r.rec)
+			d.action = misbehaving
+			mustProduce(t, r.cfg.Brokers, keyed("ok", "hang", "ok", "ok")...)
+			out, err := invoke(r.ctx, r.cfg, d, invocation{"src", 0, 1000, "A"}, 5*time.Second)()
+			if !errors.Is(err, errActionTimeout) || out.To != 1 {
+				t.Fatalf("outcome %+v, %v; want the timeout's error, released at offset 1", out, err)
+			}
+			if got := sinkOffsets(r.rec, 0); !slices.Equal(got, []int64{0}) {
+				t.Fatalf("sink offsets %v; want only what came before the record that hung", got)
+			}
+		})
+	}
+}
+
+// TestConcurrency_panic_in_the_action_is_caught: a panic on a worker ends
+// the run as one in a lone action does, released at the last commit; the
+// process lives on.
+func TestConcurrency_panic_in_the_action_is_caught(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, newMemStore(), 1)
+	r.cfg.Concurrency = 8
+	d, _ := testDeps(t, r.s, r.rec)
+	d.action = misbehaving
+	mustProduce(t, r.cfg.Brokers, keyed("ok", "ok", "boom", "ok")...)
+	out, err := invoke(r.ctx, r.cfg, d, invocation{"src", 0, 1000, "A"}, 5*time.Second)()
+	if err == nil || !strings.Contains(err.Error(), "the action fell over") || out.End != endError {
+		t.Fatalf("outcome %+v, %v; want the run ended by the panic", out, err)
+	}
+	if l := mustLoad(t, r.s, r.key); l.State != stateReleased || l.Offset > 2 {
+		t.Fatalf("lease %+v; want released at or before the record that panicked", l)
+	}
+}
+
+// TestConcurrency_hot_key_holds_back_its_key_then_fetching: while one key's
+// call hangs, the records of other keys go on through the action up to
+// the window's bound (windowPerWorker a worker), and then nothing more is
+// fetched; once it answers, everything reaches the sink in order.
+func TestConcurrency_hot_key_holds_back_its_key_then_fetching(t *testing.T) {
+	t.Parallel()
+	const n, total = 4, 200
+	r := newRig(t, newMemStore(), 1)
+	r.cfg.Concurrency = n
+	release := make(chan struct{})
+	var calls, hotCalls atomic.Int32
+	d, _ := testDeps(t, r.s, r.rec)
+	d.action = func(ctx context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		calls.Add(1)
+		if string(rec.Key) == "hot" {
+			if hotCalls.Add(1) == 1 {
+				<-release
+			}
+		}
+		return append(out, rec), nil
+	}
+	recs := numbered(0, total)
+	for i, rec := range recs {
+		rec.Key = []byte(concKey(int64(i)))
+		if i%50 == 0 {
+			rec.Key = []byte("hot")
+		}
+	}
+	mustProduce(t, r.cfg.Brokers, recs...)
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	wait := invoke(ctx, r.cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	// The hot record holds a place, and the window's others were called.
+	if got, most := calls.Load(), int32(n*windowPerWorker); got < 2 || got > most {
+		t.Fatalf("%d action calls while the hot key hung; want other keys going on, at most %d (the window)", got, most)
+	}
+	if got := r.rec.count("A"); got != 0 {
+		t.Fatalf("%d records written while the first one hung; want none: the sink gets them in order", got)
+	}
+	close(release)
+	waitCommitted(t, r.cfg, d, "src", 0, total)
+	cancel()
+	if _, err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if tl := r.rec.tally([]int64{total}); tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated != 0 {
+		t.Fatalf("sink: %+v; want every record once, in order", tl)
+	}
 }

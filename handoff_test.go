@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,13 +157,27 @@ func TestHandoff_zombie_owner(t *testing.T) {
 	})
 }
 
+// TestHandler_container_reuse runs two calls in one container, one record
+// at a time and with -concurrency 8 (keyed records, so that 8 run at once):
+// nothing of a call outlives it, its workers included.
 func TestHandler_container_reuse(t *testing.T) {
+	for _, n := range []int{1, 8} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) { testContainerReuse(t, n) })
+	}
+}
+
+func testContainerReuse(t *testing.T, concurrency int) {
 	eachBackend(t, false, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
+		r.cfg.Concurrency = concurrency
 		// The records are there before the first call: a producer
 		// running beside the calls would start goroutines of its own.
 		const total = 20000
-		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+		recs := numbered(0, total)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
 		d, kafka := testDeps(t, r.s, r.rec)
 		// A slow action, so the first call cannot read them all.
 		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
