@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,5 +336,55 @@ func TestConcurrency_hot_key_holds_back_its_key_then_fetching(t *testing.T) {
 	}
 	if tl := r.rec.tally([]int64{total}); tl.Lost != 0 || tl.Reordered != 0 || tl.Duplicated != 0 {
 		t.Fatalf("sink: %+v; want every record once, in order", tl)
+	}
+}
+
+// TestConcurrency_one_is_today: with -concurrency 1 (the default) the run
+// starts no worker and calls the action on its own goroutine, one record
+// at a time in offset order, and the hot path allocates nothing a record
+// (hotAllocs, as TestHotPath_allocs: skipped under -race).
+func TestConcurrency_one_is_today(t *testing.T) {
+	t.Run("one at a time", func(t *testing.T) {
+		r := newRig(t, newMemStore(), 1)
+		r.cfg.Concurrency = 1
+		var order []int64
+		workers := -1
+		d, _ := testDeps(t, r.s, r.rec)
+		d.action = func(_ context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+			if workers < 0 {
+				buf := make([]byte, 1<<20)
+				workers = strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*inflight).worker")
+			}
+			order = append(order, rec.Offset) // no lock: a second goroutine here is a race -race reports
+			return append(out, rec), nil
+		}
+		recs := numbered(0, 500)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
+		if _, err := runTo(t, r.cfg, d, 0, 500); err != nil {
+			t.Fatal(err)
+		}
+		if workers != 0 || !slices.IsSorted(order) || len(order) != 500 {
+			t.Fatalf("%d workers running; action saw %d records, in offset order: %v; want no worker, 500 in order", workers, len(order), slices.IsSorted(order))
+		}
+	})
+	t.Run("allocs", func(t *testing.T) { hotAllocs(t, matching(nil, action)) })
+}
+
+// TestConcurrency_deadline_margin_counts_the_slowest_action: the run stops
+// before the deadline by its margin and the slowest action call seen, since
+// it waits for the calls in flight before it hands over.
+func TestConcurrency_deadline_margin_counts_the_slowest_action(t *testing.T) {
+	deadline := time.Now().Add(time.Hour)
+	p := &run{cfg: &config{MarginFloor: 500 * time.Millisecond}, deadline: deadline}
+	if got, want := p.stopAt(), deadline.Add(-500*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("one at a time: stop at %v, want %v", got, want)
+	}
+	p.fly = &inflight{}
+	p.fly.slowest.Store(int64(2 * time.Second))
+	if got, want := p.stopAt(), deadline.Add(-2500*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("with a 2 s action seen: stop at %v, want %v", got, want)
 	}
 }

@@ -69,7 +69,7 @@ func sinkClient(t testing.TB) *kgo.Client {
 // pending records to act and the sink.
 func hotRun(s sink, act actionFunc) *run {
 	never := time.Unix(1<<40, 0)
-	return &run{cfg: &config{}, d: &deps{now: time.Now}, k: &kafka{sink: s},
+	return &run{cfg: &config{Concurrency: 1}, d: &deps{now: time.Now}, k: &kafka{sink: s},
 		act: act, alone: [2]int64{noOffset, noOffset},
 		nextCommit: never, validUntil: never}
 }
