@@ -117,6 +117,10 @@ var errActionTimeout = errors.New("the action took longer than -action-timeout")
 // call runs the action on s's record, catching a panic for the run to
 // raise again on its own goroutine.
 func (f *inflight) call(s *inFlight) {
+	if err := f.ctx.Err(); err != nil {
+		s.err = err // the run ended: what was queued is not called
+		return
+	}
 	start := time.Now()
 	defer func() {
 		for took, was := time.Since(start).Nanoseconds(), f.slowest.Load(); took > was && !f.slowest.CompareAndSwap(was, took); {
