@@ -312,10 +312,23 @@ func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 // successor takes the lease after it ended, and the two owners' writes
 // never overlap.
 func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
+	for _, n := range []int{1, 4} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) { testSlowActionStops(t, n) })
+	}
+}
+
+// testSlowActionStops is TestHandoff_slow_action_stops_at_lease_end with
+// concurrency records in the action at once (keyed, so they are).
+func testSlowActionStops(t *testing.T, concurrency int) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
+		r.cfg.Concurrency = concurrency
 		const total = 300
-		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+		recs := numbered(0, total)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
 		fa := newFaultStore(r.s)
 		var expires atomic.Int64 // the expiry A last wrote
 		fa.after = func(call storeCall, got lease, err error) error {
