@@ -1,8 +1,9 @@
 //go:build !redis
 
 // bench_dynamo_test.go is what the default build measures: throughput,
-// handoffs on the memory store and DynamoDB Local, crashes, the store's
-// traffic and cost, peak RSS, start time, sizing and the cost per group size.
+// an action waiting on I/O with -concurrency (bench_io_test.go), handoffs
+// on the memory store and DynamoDB Local, crashes, the store's traffic and
+// cost, peak RSS, start time, sizing and the cost per group size.
 
 package main
 
@@ -20,6 +21,7 @@ import (
 
 func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "throughput", b.throughput)
+	b.phase(t, "io", b.io)
 	b.phase(t, "handoff", func(t *testing.T) {
 		n, check := pick(b, 20, handoffRuns), pick(b, 50*time.Millisecond, defaultReadEvery)
 		brokers := newCluster(t, 1, "memory", "dynamodb").ListenAddrs()
