@@ -79,8 +79,7 @@ type ioResult struct {
 
 // ioRun runs one invocation with -concurrency n and ioAction over topic
 // (records long) into sinkTo, committing every commitEvery, and measures it
-// between two commits: the first at least warm after the first that wrote
-// anything, and the first at least window after that.
+// over the commits of the stretch ioWindow picks.
 func (b *bench) ioRun(t *testing.T, brokers []string, topic, sinkTo string, n int, records int64, commitEvery, warm, window time.Duration) (ioResult, error) {
 	cfg := baseConfig(t, "-mode=lambda", "-brokers="+strings.Join(brokers, ","), "-topic="+topic, "-sink="+sinkTo,
 		"-group="+strings.ReplaceAll(testKey(t), "/", "."), "-concurrency="+strconv.Itoa(n))
