@@ -698,7 +698,7 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	inLog := true
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p.highWater = max(p.highWater, fp.HighWatermark)
-		if len(fp.Records) > 0 && fp.Records[0].Offset != p.next {
+		if len(fp.Records) > 0 && fp.Records[0].Offset != p.readTo() {
 			inLog = p.stillInLog(fp)
 		}
 	})
@@ -722,15 +722,21 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 // counted and the lease records the new position at the next step; from
 // past the end the run starts again by -start, as inLog does, and the
 // batch is dropped (false).
+//
+// With records in the window (inflight.go) the reading is past them, at
+// readTo: offsets expired past it are counted, and the offset written moves
+// past them as the window's records are written.
 func (p *run) stillInLog(fp kgo.FetchTopicPartition) bool {
-	first := fp.Records[0].Offset
+	first, want := fp.Records[0].Offset, p.readTo()
 	switch {
-	case p.next < 0:
+	case want < 0:
 		return true
-	case first > p.next && p.next < fp.LogStartOffset:
-		p.expire(p.next, min(first, fp.LogStartOffset))
-		p.next = min(first, fp.LogStartOffset)
-	case first < p.next && p.next > fp.HighWatermark:
+	case first > want && want < fp.LogStartOffset:
+		p.expire(want, min(first, fp.LogStartOffset))
+		if want == p.next {
+			p.next = min(first, fp.LogStartOffset)
+		}
+	case first < want && want > fp.HighWatermark:
 		p.moveTo(p.pastEnd(fp.LogStartOffset, fp.HighWatermark))
 		p.moved, p.nextCommit = true, p.d.now()
 		return false
@@ -739,6 +745,15 @@ func (p *run) stillInLog(fp kgo.FetchTopicPartition) bool {
 	}
 	p.nextCommit = p.d.now()
 	return true
+}
+
+// readTo is the next offset a fetch should start at: the next to write, or
+// past the records in the window.
+func (p *run) readTo() int64 {
+	if f := p.fly; f != nil && f.n > 0 {
+		return f.upto
+	}
+	return p.next
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {
