@@ -208,7 +208,7 @@ func TestRun_retention_overtook_reader(t *testing.T) {
 		mustProduce(t, r.cfg.Brokers, numbered(10, 90)...)
 		deleteRecords(t, r.cfg.Brokers, 60)
 		hold.Remove()
-		time.Sleep(4 * r.cfg.FetchWait) // the fetch past the deletion comes while 5 hangs
+		waitFor(t, "the fetch past the deletion, while 5 hangs", 10*time.Second, func() bool { return len(expiredLines(lb)) > 0 })
 		close(release)
 		waitFor(t, "A to read to the end", 10*time.Second, func() bool { return r.rec.lastOffset() == 99 })
 		r.waitLease(t, "the lease to record the end", func(l lease) bool { return l.Offset == 100 })
