@@ -1,8 +1,9 @@
 //go:build !redis
 
 // bench_dynamo_test.go is what the default build measures: throughput,
-// handoffs on the memory store and DynamoDB Local, crashes, the store's
-// traffic and cost, peak RSS, start time, sizing and the cost per group size.
+// an action waiting on I/O with -concurrency (bench_io_test.go), handoffs
+// on the memory store and DynamoDB Local, crashes, the store's traffic and
+// cost, peak RSS, start time, sizing and the cost per group size.
 
 package main
 
@@ -20,6 +21,7 @@ import (
 
 func benchBuild(t *testing.T, b *bench) {
 	b.phase(t, "throughput", b.throughput)
+	b.phase(t, "io", b.io)
 	b.phase(t, "handoff", func(t *testing.T) {
 		n, check := pick(b, 20, handoffRuns), pick(b, 50*time.Millisecond, defaultReadEvery)
 		brokers := newCluster(t, 1, "memory", "dynamodb").ListenAddrs()
@@ -36,7 +38,7 @@ func benchBuild(t *testing.T, b *bench) {
 		commitEvery := pick(b, 500*time.Millisecond, defaultCommitEvery)
 		t.Run("baton", func(t *testing.T) {
 			t.Parallel()
-			ttl, skew := pick(b, 4*time.Second, defaultTTL), pick(b, 100*time.Millisecond, defaultSkew) // the shortest lease the produce limits allow with this skew
+			ttl, skew := pick(b, 4500*time.Millisecond, defaultTTL), pick(b, 100*time.Millisecond, defaultSkew) // the shortest lease the produce limits allow with this skew (a third of it, less two skews, at least 1.3 s)
 			r := batonCrash(t, b.ctx, compiledBackend(t).open(t), ttl, skew, commitEvery)
 			b.note("crash: baton on %s, ttl %v, skew %v, commit every %v%s; killed %v after a commit; B started at the crash; one record a %v",
 				storeName, ttl, skew, commitEvery, pick(b, fmt.Sprintf(" (-quick: shortened; defaults %v, %v, %v)", defaultTTL, defaultSkew, defaultCommitEvery), " (the defaults)"), r.committed.Round(time.Millisecond), chainRate)

@@ -158,6 +158,33 @@ func (c *cgroup) write(files map[string]string, optional ...string) error {
 	return nil
 }
 
+// throttled is the share of the quota periods the cgroup ran in that its
+// CPU quota ran out in (cpu.stat), or 0 where the kernel does not say.
+func (c *cgroup) throttled() float64 {
+	for _, dir := range c.dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
+		if err != nil {
+			continue
+		}
+		var periods, throttled float64
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				switch f[0] {
+				case "nr_periods":
+					periods = v
+				case "nr_throttled":
+					throttled = v
+				}
+			}
+		}
+		if periods > 0 {
+			return throttled / periods
+		}
+	}
+	return 0
+}
+
 // peak is the most memory the cgroup's processes were charged (page cache
 // included), or 0 where the kernel does not say.
 func (c *cgroup) peak() int64 {
@@ -185,10 +212,11 @@ func (c *cgroup) command(bin string, args ...string) *exec.Cmd {
 
 // A sizingResult is one run of the binary in a cgroup.
 type sizingResult struct {
-	rps    float64 // records a second between the first and the last commit seen
-	hwm    int64   // the process's peak resident set
-	cgPeak int64   // the cgroup's peak charge
-	err    error   // why there is no rate (killed for memory, too few commits)
+	rps       float64 // records a second between the first and the last commit seen
+	hwm       int64   // the process's peak resident set
+	cgPeak    int64   // the cgroup's peak charge
+	throttled float64 // the share of CPU quota periods in which the quota ran out
+	err       error   // why there is no rate (killed for memory, too few commits)
 }
 
 func (r sizingResult) rate() string {
@@ -199,11 +227,11 @@ func (r sizingResult) rate() string {
 }
 
 // sizingRun runs baton -mode process in a new cgroup of mb's CPU and memory,
-// over topic (n records from its start) into sink, for at least window of
-// commits after the first, and measures it. The lease record's expiry gives
+// over topic (n records from its start) into sink, with any extra flags,
+// for at least window of commits after the first, and measures it. The lease record's expiry gives
 // each commit's time exactly: the owner writes its clock at the commit plus
 // the TTL.
-func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, topic, sink string, n int64, window time.Duration, s *dynamoStore, table string) sizingResult {
+func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, topic, sink string, n int64, window time.Duration, s *dynamoStore, table string, extra ...string) sizingResult {
 	t.Helper()
 	name := fmt.Sprintf("baton-bench-%d-%d", os.Getpid(), time.Now().UnixNano())
 	cg, err := newCgroup(t, name, float64(mb)/lambdaMBPerCPU, int64(mb)<<20)
@@ -212,8 +240,8 @@ func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, to
 	}
 	group := strings.ReplaceAll(name, "-", ".")
 	commitEvery := window / 8
-	cmd := cg.command(bin, "-mode=process", "-brokers="+strings.Join(brokers, ","), "-topic="+topic, "-partitions=0",
-		"-sink="+sink, "-group="+group, "-lease-table="+table, "-commit-interval="+commitEvery.String())
+	cmd := cg.command(bin, append([]string{"-mode=process", "-brokers=" + strings.Join(brokers, ","), "-topic=" + topic, "-partitions=0",
+		"-sink=" + sink, "-group=" + group, "-lease-table=" + table, "-commit-interval=" + commitEvery.String()}, extra...)...)
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL_DYNAMODB="+os.Getenv("BATON_TEST_DYNAMO"), "BATON_LOG_LEVEL=warn")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -246,7 +274,7 @@ func (b *bench) sizingRun(t *testing.T, bin string, mb int, brokers []string, to
 			last = l
 		}
 	}
-	r := sizingResult{cgPeak: cg.peak()}
+	r := sizingResult{cgPeak: cg.peak(), throttled: cg.throttled()}
 	r.hwm, _ = vmHWM(cmd.Process.Pid)
 	if span := time.Duration(last.ExpiresAt-first.ExpiresAt) * time.Millisecond; span < 2*commitEvery {
 		r.err = fmt.Errorf("commits only %v apart: too few records for the rate (%d)", span, n)

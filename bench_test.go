@@ -131,6 +131,12 @@ func baseConfig(t testing.TB, args ...string) *config {
 // partition 0 of topic.
 func fill(t testing.TB, ctx context.Context, brokers []string, topic string, n, size int) {
 	t.Helper()
+	fillKeyed(t, ctx, brokers, topic, n, size, nil)
+}
+
+// fillKeyed is fill with record i's key keyOf(i); nil: no keys.
+func fillKeyed(t testing.TB, ctx context.Context, brokers []string, topic string, n, size int, keyOf func(i int) []byte) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	if err != nil {
@@ -142,7 +148,11 @@ func fill(t testing.TB, ctx context.Context, brokers []string, topic string, n, 
 	var failed atomic.Pointer[error]
 	for i := range n {
 		at := (i * 4099) % (1 << 20)
-		cl.Produce(ctx, &kgo.Record{Value: pool[at : at+size]}, func(_ *kgo.Record, err error) {
+		r := &kgo.Record{Value: pool[at : at+size]}
+		if keyOf != nil {
+			r.Key = keyOf(i)
+		}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.CompareAndSwap(nil, &err)
 			}

@@ -620,7 +620,7 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 // plan's slow stretch when the invocation is the slow one.
 func (h *chaosHarness) action(inv invocation) actionFunc {
 	s, first := h.plan.slow, true
-	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	return func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if s != nil && inv.Partition == s.p && s.slows(inv.Owner, first, time.Since(h.began)) {
 			h.slowed.Add(1)
 			time.Sleep(s.d)

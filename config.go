@@ -64,6 +64,10 @@ const (
 	minCommitEvery = 100 * time.Millisecond
 )
 
+// maxConcurrency bounds -concurrency: each record in flight is a
+// goroutine's worth of work and windowPerWorker records of memory.
+const maxConcurrency = 1024
+
 // tableName reports whether DynamoDB accepts s as a table name: 3 to 255
 // of A-Z a-z 0-9 _ . -. (As a regexp, {3,255} compiles into 255 copies at
 // every start: a millisecond of a cold start.)
@@ -93,6 +97,9 @@ type config struct {
 	SinkTopic  string
 	DLQ        string
 	Match      *regexp.Regexp
+
+	Concurrency   int           // records of one partition in the action at once (inflight.go)
+	ActionTimeout time.Duration // an action call longer than this fails its record; 0: no limit
 
 	LeaseTable   string       // DynamoDB table
 	CreateTable  bool         // create the DynamoDB table when missing (local runs)
@@ -142,6 +149,8 @@ var options = []option{
 	{"sink", "BATON_SINK", "stdout", sinkUsage},
 	{"dlq", "BATON_DLQ", "", "dead-letter topic for records the action fails on or the sink refuses for good; empty stops the run instead"},
 	{"match", "BATON_MATCH", "", "keep only records whose value matches this regexp"},
+	{"concurrency", "BATON_CONCURRENCY", "1", fmt.Sprintf("records of one partition in the action at once, never two of one key (1 to %d; 1: one at a time, in offset order)", maxConcurrency)},
+	{"action-timeout", "BATON_ACTION_TIMEOUT", "0", "an action call longer than this fails its record: to -dlq, or the run stops (0: no limit)"},
 	{"lease-table", "BATON_LEASE_TABLE", defaultLeaseTable, "DynamoDB lease table"},
 	{"create-table", "BATON_CREATE_TABLE", "false", "create the DynamoDB lease table when missing (local runs; a switch: -create-table or -create-table=false)"},
 	{"redis", "BATON_REDIS", "", "Redis address host:port or redis://URL (built with -tags redis)"},
@@ -285,6 +294,12 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 		if c.Match, err = regexp.Compile(m); err != nil {
 			bad("match", "%v", err)
 		}
+	}
+	if c.Concurrency, err = strconv.Atoi(*v["concurrency"]); err != nil || c.Concurrency < 1 || c.Concurrency > maxConcurrency {
+		bad("concurrency", "want a whole number from 1 to %d, got %q", maxConcurrency, *v["concurrency"])
+	}
+	if c.ActionTimeout, err = time.ParseDuration(*v["action-timeout"]); err != nil || c.ActionTimeout < 0 {
+		bad("action-timeout", "want a duration like 2s, or 0 for no limit; got %q", *v["action-timeout"])
 	}
 	if c.MetricsAddr = *v["metrics-addr"]; c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil || c.Mode != "process" {

@@ -21,11 +21,19 @@ import (
 )
 
 // action is baton's conditional step: the function a fork edits. It sees
-// every record of the partition in order and appends to out what goes to
-// the sink: nothing (drop), r itself (keep, changed or not), or records of
-// its own (change into new ones, or fan out). It returns out. An error sends
-// the record to the dead-letter topic (-dlq), or stops the run with the
-// record uncommitted.
+// every record of the partition and appends to out what goes to the sink:
+// nothing (drop), r itself (keep, changed or not), or records of its own
+// (change into new ones, or fan out). It returns out. An error sends the
+// record to the dead-letter topic (-dlq), or stops the run with the record
+// uncommitted.
+//
+// With -concurrency 1 (the default) it is called for one record at a time,
+// in offset order. With N above 1 it is called for up to N records of the
+// partition at once, on N goroutines, never for two records of one key at
+// once, and the records of a key in offset order: it must be safe to call
+// concurrently. What it returns is written in offset order either way.
+// ctx ends with -action-timeout, or when the run ends; an action that
+// waits on I/O should pass it on. A shutdown signal does not end it.
 //
 // The run passes the same out, emptied, for every record, so an action that
 // keeps or drops allocates nothing. The sink is done with the records
@@ -34,23 +42,23 @@ import (
 // sink sends those later). r's fields may be changed, but not its Offset or
 // Partition: the owner gives each record returned the partition and offset
 // of the record it came from.
-func action(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+func action(ctx context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	return append(out, r), nil
 }
 
 // actionFunc is an action's type: action, or a test's.
-type actionFunc func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error)
+type actionFunc func(ctx context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error)
 
 // matching puts a -match filter in front of an action.
 func matching(re *regexp.Regexp, next actionFunc) actionFunc {
 	if re == nil {
 		return next
 	}
-	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	return func(ctx context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if !re.Match(r.Value) {
 			return out, nil
 		}
-		return next(r, out)
+		return next(ctx, r, out)
 	}
 }
 
@@ -64,13 +72,16 @@ const (
 // run is one owned stretch of a partition, from taking the baton to
 // passing it on.
 type run struct {
-	cfg *config
-	d   *deps
-	log *slog.Logger
-	inv invocation
-	k   *kafka
-	act actionFunc
-	out []*kgo.Record // what the action returned for the last record: its memory is reused
+	cfg  *config
+	d    *deps
+	log  *slog.Logger
+	inv  invocation
+	k    *kafka
+	act  actionFunc
+	actx context.Context // the action's context with one record at a time (inflight.go has its own)
+	out  []*kgo.Record   // what the action returned for the last record: its memory is reused
+	fly  *inflight       // -concurrency above 1: the records in the action at once
+	wake chan struct{}   // a timer fired, or an action returned (inflight)
 
 	l               lease     // the record as the owner last wrote or read it
 	next            int64     // next offset to read: all before it went to the sink
@@ -120,7 +131,7 @@ type run struct {
 
 func newRun(cfg *config, d *deps, log *slog.Logger, inv invocation, l lease, k *kafka) *run {
 	now := d.now()
-	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l,
+	p := &run{cfg: cfg, d: d, log: log, inv: inv, k: k, act: d.action, l: l, wake: make(chan struct{}, 1),
 		next: l.Offset, committed: l.Offset, from: l.Offset, started: now, groupAt: noOffset,
 		alone:      [2]int64{noOffset, noOffset},
 		validUntil: time.UnixMilli(l.ExpiresAt).Add(-cfg.RenewMargin),
@@ -140,6 +151,11 @@ func (p *run) outcome(end string) outcome {
 // deadline nears, the context ends (process shutdown), or it is fenced.
 func (p *run) own(ctx context.Context) (out outcome, err error) {
 	defer p.disarm()
+	p.actx = context.WithoutCancel(ctx) // an action cut short by a shutdown would dead-letter its record
+	if n := p.cfg.Concurrency; n > 1 {
+		p.fly = newInflight(ctx, p.act, n, p.cfg.ActionTimeout, p.wake)
+		defer p.fly.close() // every worker ends with the run
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			// The sink may hold part of a batch: release at the last commit,
@@ -241,6 +257,7 @@ func (p *run) step(ctx context.Context) (done bool, out outcome, err error) {
 		p.reread(ctx)
 	}
 	if p.l.asked(now, p.cfg.Skew) && !p.backingOff(now) {
+		p.settle(ctx)
 		out, ok, err := p.handOver(ctx)
 		if !ok {
 			p.reread(ctx) // the successor changed: read it again and go on
@@ -311,6 +328,7 @@ func (p *run) seek(ctx context.Context) error {
 // client does not consume yet, as when the first step, right after the run
 // added it, applies a seek that waited for a new owner.
 func (p *run) moveTo(offset int64) {
+	p.dropWindow()
 	p.k.cl.RemoveConsumePartitions(map[string][]int32{p.inv.Topic: {p.inv.Partition}})
 	p.k.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{p.inv.Topic: {p.inv.Partition: kgo.NewOffset().At(offset)}})
 	p.next, p.pending, p.alone = offset, nil, [2]int64{noOffset, noOffset}
@@ -336,7 +354,7 @@ func (p *run) stopAt() time.Time {
 	if p.deadline.IsZero() {
 		return time.Unix(1<<40, 0)
 	}
-	return p.deadline.Add(-margin(p.cfg.MarginFloor, p.slowest))
+	return p.deadline.Add(-margin(p.cfg.MarginFloor, p.slowest) - p.slowestAction())
 }
 
 // nearHandoff: under Lambda the successor arrives about a minute before the
@@ -489,6 +507,14 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	}
 	p.rewound++
 	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
+	p.readFrom(to)
+	return true
+}
+
+// readFrom makes the reading go on at to, dropping what was fetched and
+// what the actions in flight hold.
+func (p *run) readFrom(to int64) {
+	p.dropWindow()
 	tp := map[string][]int32{p.inv.Topic: {p.inv.Partition}}
 	if to < 0 { // SetOffsets skips a negative offset: start over instead
 		p.k.cl.RemoveConsumePartitions(tp)
@@ -497,7 +523,6 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 		p.k.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{p.inv.Topic: {p.inv.Partition: {Epoch: -1, Offset: to}}})
 	}
 	p.next, p.pending = to, nil
-	return true
 }
 
 // reset drops what the sink holds after a failure, so that it takes
@@ -545,6 +570,12 @@ func (p *run) poll(ctx context.Context) error {
 		until = earliest(until, p.nextRead)
 	}
 	p.arm(until)
+	if p.fly != nil && p.alone[0] != noOffset && p.next >= p.alone[1] {
+		p.alone = [2]int64{noOffset, noOffset} // read alone, all of it: back to many at once
+	}
+	if p.fly != nil && p.alone[0] == noOffset {
+		return p.pollMany(ctx, until)
+	}
 	if len(p.pending) == 0 {
 		p.pending = p.fetch(ctx, until)
 		if err := p.topicThere(ctx); err != nil {
@@ -636,7 +667,7 @@ func (p *run) arm(until time.Time) {
 func (p *run) alarm(t *time.Timer, was, at time.Time, flag *atomic.Bool) (*time.Timer, time.Time) {
 	switch {
 	case t == nil:
-		t = time.AfterFunc(at.Sub(p.d.now()), func() { flag.Store(true) })
+		t = time.AfterFunc(at.Sub(p.d.now()), func() { flag.Store(true); p.signal() })
 	case !at.Equal(was):
 		t.Reset(at.Sub(p.d.now()))
 	}
@@ -655,11 +686,19 @@ func (p *run) disarm() {
 func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 	pctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
+	if f := p.fly; f != nil {
+		// A result of an action in flight ends the fetch: it is to be written.
+		f.kick.Store(&cancel)
+		defer f.kick.Store(nil)
+		if len(f.done) > 0 {
+			cancel()
+		}
+	}
 	fs := p.k.cl.PollFetches(pctx)
 	inLog := true
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p.highWater = max(p.highWater, fp.HighWatermark)
-		if len(fp.Records) > 0 && fp.Records[0].Offset != p.next {
+		if len(fp.Records) > 0 && fp.Records[0].Offset != p.readTo() {
 			inLog = p.stillInLog(fp)
 		}
 	})
@@ -683,15 +722,21 @@ func (p *run) fetch(ctx context.Context, until time.Time) []*kgo.Record {
 // counted and the lease records the new position at the next step; from
 // past the end the run starts again by -start, as inLog does, and the
 // batch is dropped (false).
+//
+// With records in the window (inflight.go) the reading is past them, at
+// readTo: offsets expired past it are counted, and the offset written moves
+// past them as the window's records are written.
 func (p *run) stillInLog(fp kgo.FetchTopicPartition) bool {
-	first := fp.Records[0].Offset
+	first, want := fp.Records[0].Offset, p.readTo()
 	switch {
-	case p.next < 0:
+	case want < 0:
 		return true
-	case first > p.next && p.next < fp.LogStartOffset:
-		p.expire(p.next, min(first, fp.LogStartOffset))
-		p.next = min(first, fp.LogStartOffset)
-	case first < p.next && p.next > fp.HighWatermark:
+	case first > want && want < fp.LogStartOffset:
+		p.expire(want, min(first, fp.LogStartOffset))
+		if want == p.next {
+			p.next = min(first, fp.LogStartOffset)
+		}
+	case first < want && want > fp.HighWatermark:
 		p.moveTo(p.pastEnd(fp.LogStartOffset, fp.HighWatermark))
 		p.moved, p.nextCommit = true, p.d.now()
 		return false
@@ -700,6 +745,15 @@ func (p *run) stillInLog(fp kgo.FetchTopicPartition) bool {
 	}
 	p.nextCommit = p.d.now()
 	return true
+}
+
+// readTo is the next offset a fetch should start at: the next to write, or
+// past the records in the window.
+func (p *run) readTo() int64 {
+	if f := p.fly; f != nil && f.n > 0 {
+		return f.upto
+	}
+	return p.next
 }
 
 func (p *run) handle(ctx context.Context, r *kgo.Record) error {
@@ -715,8 +769,14 @@ func (p *run) handle(ctx context.Context, r *kgo.Record) error {
 // process sends a record through the action to the sink, or to the
 // dead-letter topic.
 func (p *run) process(ctx context.Context, r *kgo.Record) error {
-	out, err := p.act(r, p.out[:0])
+	out, err := callAction(p.actx, p.act, p.cfg.ActionTimeout, r, p.out[:0])
 	p.out = out[:0]
+	return p.emit(ctx, r, out, err)
+}
+
+// emit sends what the action returned for r to the sink, or r to the
+// dead-letter topic; r is then handled, unless the lease lapsed first.
+func (p *run) emit(ctx context.Context, r *kgo.Record, out []*kgo.Record, err error) error {
 	if p.lapsed.Load() {
 		return errLapsed // the action outlasted the lease
 	}
@@ -987,6 +1047,7 @@ const closeAllowance = 150 * time.Millisecond
 func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 	ctx, cancel := p.endCtx(ctx)
 	defer cancel()
+	p.settle(ctx)
 	if err := p.flush(ctx); err != nil {
 		return p.release(ctx, p.committed, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,14 +49,29 @@ func runCtlT(t *testing.T, ctx context.Context, cfg *config, d *deps, args ...st
 	return out.String()
 }
 
+// TestCtl_seek_pause_resume: an operator's seeks forward and back, a pause
+// and a resume, obeyed by a running owner, one record at a time and with
+// -concurrency 8 (keyed records): nothing from before a seek is written
+// after it was applied, nothing while paused.
 func TestCtl_seek_pause_resume(t *testing.T) {
+	for _, n := range []int{1, 8} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) { testSeekPauseResume(t, n) })
+	}
+}
+
+func testSeekPauseResume(t *testing.T, concurrency int) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
 		s, rec, cfg, ctx := r.s, r.rec, r.cfg, r.ctx
-		mustProduce(t, cfg.Brokers, numbered(0, 5000)...)
+		cfg.Concurrency = concurrency
+		recs := numbered(0, 5000)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, cfg.Brokers, recs...)
 		d, _ := testDeps(t, s, rec)
 		// A slow action keeps the owner mid-stream.
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Microsecond)
 			return append(out, r), nil
 		}
@@ -189,7 +205,7 @@ func TestCtl_pause_after_seek_applies_seek_once(t *testing.T) {
 			return nil
 		}}
 		d, _ := testDeps(t, slow, rec)
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Microsecond)
 			return append(out, r), nil
 		}

@@ -60,7 +60,7 @@ func TestDemo_filtering_action_counts_dropped(t *testing.T) {
 }
 
 // thirdDropped drops every third record.
-func thirdDropped(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+func thirdDropped(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 	if r.Offset%3 == 0 {
 		return out, nil
 	}

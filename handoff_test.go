@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,16 +157,30 @@ func TestHandoff_zombie_owner(t *testing.T) {
 	})
 }
 
+// TestHandler_container_reuse runs two calls in one container, one record
+// at a time and with -concurrency 8 (keyed records, so that 8 run at once):
+// nothing of a call outlives it, its workers included.
 func TestHandler_container_reuse(t *testing.T) {
+	for _, n := range []int{1, 8} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) { testContainerReuse(t, n) })
+	}
+}
+
+func testContainerReuse(t *testing.T, concurrency int) {
 	eachBackend(t, false, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
+		r.cfg.Concurrency = concurrency
 		// The records are there before the first call: a producer
 		// running beside the calls would start goroutines of its own.
 		const total = 20000
-		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+		recs := numbered(0, total)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
 		d, kafka := testDeps(t, r.s, r.rec)
 		// A slow action, so the first call cannot read them all.
-		d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(100 * time.Microsecond)
 			return append(out, r), nil
 		}
@@ -297,10 +312,23 @@ func TestHandoff_ask_answer_lost_connects(t *testing.T) {
 // successor takes the lease after it ended, and the two owners' writes
 // never overlap.
 func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
+	for _, n := range []int{1, 4} {
+		t.Run("n"+strconv.Itoa(n), func(t *testing.T) { testSlowActionStops(t, n) })
+	}
+}
+
+// testSlowActionStops is TestHandoff_slow_action_stops_at_lease_end with
+// concurrency records in the action at once (keyed, so they are).
+func testSlowActionStops(t *testing.T, concurrency int) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		r := newRig(t, b.open(t), 1)
+		r.cfg.Concurrency = concurrency
 		const total = 300
-		mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+		recs := numbered(0, total)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
 		fa := newFaultStore(r.s)
 		var expires atomic.Int64 // the expiry A last wrote
 		fa.after = func(call storeCall, got lease, err error) error {
@@ -310,7 +338,7 @@ func TestHandoff_slow_action_stops_at_lease_end(t *testing.T) {
 			return err
 		}
 		da, _ := testDeps(t, fa, r.rec)
-		da.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		da.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 			time.Sleep(200 * time.Millisecond)
 			return append(out, r), nil
 		}

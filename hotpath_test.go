@@ -69,7 +69,7 @@ func sinkClient(t testing.TB) *kgo.Client {
 // pending records to act and the sink.
 func hotRun(s sink, act actionFunc) *run {
 	never := time.Unix(1<<40, 0)
-	return &run{cfg: &config{}, d: &deps{now: time.Now}, k: &kafka{sink: s},
+	return &run{cfg: &config{Concurrency: 1}, d: &deps{now: time.Now}, k: &kafka{sink: s},
 		act: act, alone: [2]int64{noOffset, noOffset},
 		nextCommit: never, validUntil: never}
 }
@@ -121,7 +121,7 @@ func TestHotPath_allocs(t *testing.T) {
 // A fork whose action allocates (a new value for each record) passes: what
 // the action allocates is the fork's, not baton's (issue 22).
 func TestHotPath_allocs_allocating_action(t *testing.T) {
-	hotAllocs(t, func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	hotAllocs(t, func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		r.Value = bytes.ToUpper(r.Value)
 		return append(out, r), nil
 	})
@@ -166,7 +166,7 @@ func actionAllocs(batch []*kgo.Record, act actionFunc) float64 {
 	var out []*kgo.Record
 	pass := func(rs []*kgo.Record) {
 		for _, r := range rs {
-			out, _ = act(r, out[:0])
+			out, _ = act(context.Background(), r, out[:0])
 		}
 	}
 	pass(batch)

@@ -81,7 +81,7 @@ func TestMetrics_emf_counts_match_the_run(t *testing.T) {
 	d, _ := testDeps(t, newMemStore(), newRecorder(nil))
 	d.emf = &emf
 	// Keep even values, dead-letter multiples of 7.
-	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		var n int
 		fmt.Sscan(string(r.Value), &n)
 		switch {

@@ -142,7 +142,7 @@ func TestProcess_failed_partition_starts_again(t *testing.T) {
 	mustProduce(t, r.cfg.Brokers, numbered(0, 10)...)
 	d, _ := testDeps(t, r.s, r.rec)
 	var fixed atomic.Bool
-	d.action = func(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	d.action = func(_ context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if rec.Offset == 3 && !fixed.Load() {
 			return nil, errors.New("cannot handle record 3")
 		}

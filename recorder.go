@@ -114,9 +114,9 @@ func newRecorder(onHandoff func(handoff)) *recorder {
 // dropped, not lost: it notes each record act returned nothing for. A
 // record it never saw, or kept and the sink never got, is still lost.
 func (r *recorder) watch(act actionFunc) actionFunc {
-	return func(rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	return func(ctx context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		at, n := ackKey{rec.Partition, rec.Offset}, len(out) // before act changes rec
-		out, err := act(rec, out)
+		out, err := act(ctx, rec, out)
 		if err == nil && len(out) == n {
 			r.mu.Lock()
 			r.dropped[at] = true

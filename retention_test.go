@@ -181,6 +181,45 @@ func TestRun_retention_overtook_reader(t *testing.T) {
 			}
 		})
 	})
+	t.Run("while records are in the window", func(t *testing.T) {
+		// -concurrency 4: offset 5's call hangs, so 5-9 wait in the window
+		// while the reading is at 10. Retention then deletes up to 60: the
+		// 50 past the window are expired, the 5 in hand are written.
+		r := newRig(t, newMemStore(), 1)
+		r.cfg.Concurrency = 4
+		recs := numbered(0, 10)
+		for i, rec := range recs {
+			rec.Key = []byte(concKey(int64(i)))
+		}
+		mustProduce(t, r.cfg.Brokers, recs...)
+		release := make(chan struct{})
+		d, _ := testDeps(t, r.s, r.rec)
+		d.action = func(_ context.Context, rec *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+			if rec.Offset == 5 {
+				<-release
+			}
+			return append(out, rec), nil
+		}
+		lb := captureLog(t, d)
+		stop, wait := r.start(d, 1000, "A")
+		waitFor(t, "A to write up to 4", 5*time.Second, func() bool { return r.rec.lastOffset() == 4 })
+		hold := r.cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Err: kerr.NotLeaderForPartition, Count: -1})
+		time.Sleep(4 * r.cfg.FetchWait)
+		mustProduce(t, r.cfg.Brokers, numbered(10, 90)...)
+		deleteRecords(t, r.cfg.Brokers, 60)
+		hold.Remove()
+		waitFor(t, "the fetch past the deletion, while 5 hangs", 10*time.Second, func() bool { return len(expiredLines(lb)) > 0 })
+		close(release)
+		waitFor(t, "A to read to the end", 10*time.Second, func() bool { return r.rec.lastOffset() == 99 })
+		r.waitLease(t, "the lease to record the end", func(l lease) bool { return l.Offset == 100 })
+		stop()
+		a, err := wait()
+		wantEnd(t, "A", a, err, endReleased)
+		wantOffsets(t, r.rec, 0, 100, 10, 60)
+		if got := expiredLines(lb); !slices.Equal(got, [][3]int64{{10, 60, 50}}) {
+			t.Fatalf("ERROR lines (from, to, count) %v; want one: 10, 60, 50 (5-9 were in hand)", got)
+		}
+	})
 }
 
 // TestRun_offset_past_log_end: the lease holds offset 500 and the log ends

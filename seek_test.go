@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestCtl_seek_applied_once_when_commit_fails(t *testing.T) {
 					return false
 				})
 				da, _ := testDeps(t, s, r.rec)
-				da.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+				da.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 					time.Sleep(time.Millisecond)
 					return append(out, r), nil
 				}

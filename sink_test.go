@@ -437,7 +437,7 @@ func wantDeadLetterHeaders(t *testing.T, dl *kgo.Record) map[string]string {
 
 // failOn is an action that fails on one value and keeps the others.
 func failOn(value string, err error) actionFunc {
-	return func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	return func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		if string(r.Value) == value {
 			return nil, err
 		}
@@ -580,7 +580,7 @@ func TestSink_kafka_new_records_keep_source_partition(t *testing.T) {
 	cfg := newRig(t, nil, 3, "out").cfg
 	cfg.SinkScheme, cfg.SinkTopic = "kafka", "out"
 	d, _ := testDeps(t, newMemStore(), nil)
-	d.action = func(r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	d.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
 		return append(out, &kgo.Record{Key: r.Key, Value: bytes.ToUpper(r.Value)}), nil
 	}
 	mustProduce(t, cfg.Brokers, &kgo.Record{Topic: "src", Partition: 2, Value: []byte("v")})

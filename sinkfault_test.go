@@ -371,14 +371,21 @@ var bigValue = bytes.Repeat([]byte("x"), 20<<10)
 // take, refused by the producer before it is sent or by the broker, goes to
 // the dead-letter topic and the run goes on. The dead letter, too large
 // itself, keeps its headers and the start of its value, and says so.
+// TestSink_oversized_record_dead_lettered: a record the producer or the
+// broker refuses for good goes to -dlq after one rewind, and the rest reach
+// the sink in order; also with -concurrency 8 (what the window held is
+// dropped at the rewind, and the records read alone are read one at a time).
 func TestSink_oversized_record_dead_lettered(t *testing.T) {
-	for _, refuser := range []string{"producer", "broker"} {
+	for _, refuser := range []string{"producer", "broker", "broker/n8"} {
 		for _, b := range backends(t) {
 			t.Run(refuser+"/"+b.name, func(t *testing.T) {
 				t.Parallel()
 				r, d, log := newKafkaSinkRig(t, b.open(t), 0, "dlq")
 				cfg := r.cfg
 				cfg.DLQ = "dlq"
+				if refuser == "broker/n8" {
+					refuser, cfg.Concurrency = "broker", 8
+				}
 				limit := 16 << 10
 				if refuser == "producer" {
 					cfg.KafkaOpts = []kgo.Opt{kgo.ProducerBatchMaxBytes(int32(limit))}
@@ -392,6 +399,11 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 					}, kerr.MessageTooLarge.Code)
 				}
 				rs := numbered(0, 4)
+				for i, rec := range rs {
+					if cfg.Concurrency > 1 {
+						rec.Key = []byte(concKey(int64(i))) // keyed, so they are in the action at once
+					}
+				}
 				rs[1].Value, rs[1].Headers = bigValue, []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}
 				mustProduce(t, cfg.Brokers, rs...)
 				out, err := runTo(t, cfg, d, 0, 4)
