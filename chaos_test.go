@@ -267,10 +267,11 @@ type idleWindow struct {
 // takes d over each of its first records, left of them (read again ones
 // included): an action calling something slow from that invocation. d is
 // up to most of the renew margin, the stretch one to two and a half
-// leases (with -concurrency N, N times the records, as N are slow at once). An owner that renews meanwhile yields between records and hands
-// over to a successor that asks; with stall its lease store writes fail
-// too while the stretch lasts (its network is slow), so its lease ends in
-// the middle of a batch while a successor waits, who is not slow.
+// leases (with -concurrency N, N times the records: N are slow at once).
+// An owner that renews meanwhile yields between records and hands over to
+// a successor that asks; with stall its lease store writes fail too while
+// the stretch lasts (its network is slow), so its lease ends in the middle
+// of a batch while a successor waits, who is not slow.
 type slowStretch struct {
 	p     int32
 	at    time.Duration
