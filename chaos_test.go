@@ -8,9 +8,15 @@
 // renewal held in flight across a taker's read. Then the invariants baton
 // promises, one writer at a time per partition among them.
 //
-//	go test -run TestChaos -v ./...                          # the 20 CI seeds
-//	go test -run TestChaos -chaos.seed 7 -v ./...             # one seed again
-//	go test -run TestChaos -chaos.duration 10m -timeout 0 ./... # a soak
+// Each seed runs with -concurrency 1 (subtests n1) and, every fourth of
+// the CI set, with 16 (n16): keyed records, an action that takes 0-2 ms,
+// and the checks that each key's records reach the sink in order and
+// never two of a key are in the action at once.
+//
+//	go test -run TestChaos -v ./...                          # the 20 CI seeds; 1, 5, 9, 13, 17 with N=16 too
+//	go test -run TestChaos -chaos.seed 7 -v ./...             # one seed again, with N=1 and N=16
+//	go test -run TestChaos -chaos.seed 7 -chaos.concurrency 16 ./... # with N=16 only
+//	go test -run TestChaos -chaos.duration 10m -timeout 0 ./... # a soak, half its time each
 //
 // A seed fixes the schedule and every fault drawn; goroutine timing still
 // varies, so a rerun replays the same faults, not the same interleaving.
@@ -24,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"maps"
@@ -47,16 +54,25 @@ import (
 var (
 	chaosSeed     = flag.Uint64("chaos.seed", 0, "run this one chaos seed (0: the fixed CI set)")
 	chaosDuration = flag.Duration("chaos.duration", 0, "soak: run seeds one after another for this long and print the totals")
+	chaosN        = flag.Int("chaos.concurrency", 0, "run the seeds with this -concurrency only (0: with 1, and with 16 on every fourth CI seed)")
 )
 
 const (
-	chaosSeeds      = 20
-	chaosPartitions = 3
-	chaosWindow     = 4 * time.Second         // faults and ticks
-	chaosLife       = 1200 * time.Millisecond // an invocation's deadline
-	chaosEvery      = 800 * time.Millisecond  // the schedule: overlap of 400 ms
-	chaosIdle       = 500 * time.Millisecond  // a source partition's idle while
-	chaosSinkLimit  = 16 << 10                // the sink producer's batch limit in runs with oversized records
+	chaosSeeds = 20
+	// With -concurrency 16 the CI runs every fourth seed only (1, 5, 9,
+	// 13, 17: between them, each kind of fault the run plans draw, in
+	// TestChaos and TestChaosTxn): each seed costs about 7 s of 4
+	// parallel slots, and all 20 would add nearly 3 minutes a build to
+	// a tight CI budget.
+	chaosConcurrency     = 16
+	chaosEveryConcurrent = 4
+	chaosKeys            = 64 // the keys the source's records spread over with -concurrency above 1
+	chaosPartitions      = 3
+	chaosWindow          = 4 * time.Second         // faults and ticks
+	chaosLife            = 1200 * time.Millisecond // an invocation's deadline
+	chaosEvery           = 800 * time.Millisecond  // the schedule: overlap of 400 ms
+	chaosIdle            = 500 * time.Millisecond  // a source partition's idle while
+	chaosSinkLimit       = 16 << 10                // the sink producer's batch limit in runs with oversized records
 )
 
 // chaosConfig: a 1 s lease, so frozen owners outlive it within a run.
@@ -80,7 +96,9 @@ type chaosStats struct {
 	storeFaults, asksLost, brokerFaults, stdoutFaults, refused, oversized, deleted               atomic.Int64
 	slowed, lateRenewals                                                                         atomic.Int64
 	produced, lost, reordered, twice, doubleWriters, doubleWrites, lostRecordOverlaps, rewinds   atomic.Int64
+	keysReordered, keyClashes                                                                    atomic.Int64
 	maxGap                                                                                       atomic.Int64 // ns, printed apart
+	mostInFlight                                                                                 atomic.Int64 // records in one run's action at once, printed apart
 }
 
 // counts are the stats line's names and counts, in its order.
@@ -88,11 +106,13 @@ func (s *chaosStats) counts() ([]string, []*atomic.Int64) {
 	return strings.Fields(`runs invocations handoffs crashes same_tick_retries successors_killed freezes duplicates_injected
 		stale_injected store_faults asks_lost broker_faults stdout_write_faults refused_produces oversized_records records_deleted
 		slow_records takes_read_before_a_renewal
-		produced lost reordered delivered_twice double_writers double_writes lost_record_overlap_writes sink_rewinds`),
+		produced lost reordered delivered_twice double_writers double_writes lost_record_overlap_writes sink_rewinds
+		keys_reordered key_clashes`),
 		[]*atomic.Int64{&s.runs, &s.invocations, &s.handoffs, &s.crashes, &s.retries, &s.successorsKilled, &s.freezes, &s.duplicates,
 			&s.stales, &s.storeFaults, &s.asksLost, &s.brokerFaults, &s.stdoutFaults, &s.refused, &s.oversized, &s.deleted,
 			&s.slowed, &s.lateRenewals,
-			&s.produced, &s.lost, &s.reordered, &s.twice, &s.doubleWriters, &s.doubleWrites, &s.lostRecordOverlaps, &s.rewinds}
+			&s.produced, &s.lost, &s.reordered, &s.twice, &s.doubleWriters, &s.doubleWrites, &s.lostRecordOverlaps, &s.rewinds,
+			&s.keysReordered, &s.keyClashes}
 }
 
 // add is not safe for concurrent use: the gap's maximum is a load and a store.
@@ -103,6 +123,7 @@ func (s *chaosStats) add(o *chaosStats) {
 		to[i].Add(n.Load())
 	}
 	s.maxGap.Store(max(s.maxGap.Load(), o.maxGap.Load()))
+	s.mostInFlight.Store(max(s.mostInFlight.Load(), o.mostInFlight.Load()))
 }
 
 func (s *chaosStats) String() string {
@@ -111,7 +132,8 @@ func (s *chaosStats) String() string {
 	for i, n := range ns {
 		fmt.Fprintf(&b, "%s=%d ", names[i], n.Load())
 	}
-	return fmt.Sprintf("%smax_handoff_gap_ms=%.1f", b.String(), float64(time.Duration(s.maxGap.Load()).Microseconds())/1000)
+	return fmt.Sprintf("%smax_handoff_gap_ms=%.1f most_in_flight=%d", b.String(), float64(time.Duration(s.maxGap.Load()).Microseconds())/1000,
+		s.mostInFlight.Load())
 }
 
 // TestChaos is the harness with the at-least-once sink (kafka://, or in
@@ -130,40 +152,88 @@ func chaosTest(t *testing.T, txn bool) {
 	ignore := goleak.IgnoreCurrent()
 	name := t.Name()
 	eachBackend(t, false, func(t *testing.T, b backend) {
-		var total chaosStats
+		totals := map[int]*chaosStats{}
+		for _, n := range chaosConcurrencies() {
+			totals[n] = new(chaosStats)
+		}
 		var mu sync.Mutex
-		run := func(t *testing.T, seed uint64, parallel bool) bool {
+		run := func(t *testing.T, seed uint64, n int, parallel bool) bool {
 			return t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 				if parallel {
 					t.Parallel()
 				}
-				st := chaosRun(t, b, seed, txn)
+				st := chaosRun(t, b, seed, txn, n)
 				mu.Lock()
 				defer mu.Unlock()
-				total.add(st)
+				totals[n].add(st)
 			})
+		}
+		// each runs f in a subtest per -concurrency, named n1 or n16; in
+		// parallel, the groups' seeds share the slots, and the shorter
+		// group fills the other's tail. Once its seeds are done, a group
+		// with more than one record at a time must have had records
+		// overlap in the action, or it tested nothing new.
+		each := func(t *testing.T, parallel bool, f func(t *testing.T, n int)) {
+			for _, n := range chaosConcurrencies() {
+				t.Run(fmt.Sprintf("n%d", n), func(t *testing.T) {
+					if parallel {
+						t.Parallel()
+					}
+					t.Cleanup(func() {
+						mu.Lock()
+						defer mu.Unlock()
+						if most := totals[n].mostInFlight.Load(); n > 1 && !t.Failed() && most < int64(n/2) {
+							t.Errorf("invariant records-overlap broken: at most %d records were in the action at once with -concurrency %d; want %d or more in some run",
+								most, n, n/2)
+						}
+					})
+					f(t, n)
+				})
+			}
 		}
 		switch {
 		case *chaosDuration > 0:
-			end := time.Now().Add(*chaosDuration)
-			for seed := uint64(1000); time.Now().Before(end) && run(t, seed, false); seed++ {
-			}
-			fmt.Printf("%s soak %s %v: %s\n", name, b.name, *chaosDuration, &total)
-		case *chaosSeed != 0:
-			run(t, *chaosSeed, false)
-		default:
-			t.Run("seeds", func(t *testing.T) {
-				for seed := uint64(1); seed <= chaosSeeds; seed++ {
-					run(t, seed, true)
+			// Each -concurrency soaks for its share of the time.
+			share := *chaosDuration / time.Duration(len(chaosConcurrencies()))
+			each(t, false, func(t *testing.T, n int) {
+				end := time.Now().Add(share)
+				for seed := uint64(1000); time.Now().Before(end) && run(t, seed, n, false); seed++ {
 				}
 			})
+			for _, n := range chaosConcurrencies() {
+				fmt.Printf("%s soak %s n%d %v: %s\n", name, b.name, n, *chaosDuration, totals[n])
+			}
+		case *chaosSeed != 0:
+			each(t, false, func(t *testing.T, n int) { run(t, *chaosSeed, n, false) })
+		default:
+			t.Run("seeds", func(t *testing.T) {
+				each(t, true, func(t *testing.T, n int) {
+					step := uint64(1)
+					if n > 1 && *chaosN == 0 {
+						step = chaosEveryConcurrent
+					}
+					for seed := uint64(1); seed <= chaosSeeds; seed += step {
+						run(t, seed, n, true)
+					}
+				})
+			})
 		}
-		t.Logf("%s: %s", b.name, &total)
+		for _, n := range chaosConcurrencies() {
+			t.Logf("%s n%d: %s", b.name, n, totals[n])
+		}
 	})
 	if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop")); err != nil {
 		t.Errorf("invariant every-goroutine-ended: %v", err)
 	}
+}
+
+// chaosConcurrencies are the -concurrency values the seeds run with.
+func chaosConcurrencies() []int {
+	if *chaosN > 0 {
+		return []int{*chaosN}
+	}
+	return []int{1, chaosConcurrency}
 }
 
 // A runPlan is what goes wrong in a run beyond its invocations' plans,
@@ -197,10 +267,11 @@ type idleWindow struct {
 // takes d over each of its first records, left of them (read again ones
 // included): an action calling something slow from that invocation. d is
 // up to most of the renew margin, the stretch one to two and a half
-// leases. An owner that renews meanwhile yields between records and hands
-// over to a successor that asks; with stall its lease store writes fail
-// too while the stretch lasts (its network is slow), so its lease ends in
-// the middle of a batch while a successor waits, who is not slow.
+// leases (with -concurrency N, N times the records: N are slow at once).
+// An owner that renews meanwhile yields between records and hands over to
+// a successor that asks; with stall its lease store writes fail too while
+// the stretch lasts (its network is slow), so its lease ends in the middle
+// of a batch while a successor waits, who is not slow.
 type slowStretch struct {
 	p     int32
 	at    time.Duration
@@ -255,7 +326,7 @@ func drawRunPlan(seed uint64, txn bool, cfg *config) *runPlan {
 	if rng.IntN(2) == 0 {
 		s := &slowStretch{p: int32(rng.IntN(chaosPartitions)), at: between(200*time.Millisecond, chaosWindow-time.Second),
 			d: between(20*time.Millisecond, cfg.RenewMargin*3/5), stall: rng.IntN(2) == 0}
-		s.left.Store(int64(between(cfg.TTL, cfg.TTL*5/2)/s.d) + 1)
+		s.left.Store((int64(between(cfg.TTL, cfg.TTL*5/2)/s.d) + 1) * int64(max(1, cfg.Concurrency)))
 		rp.slow = s
 	}
 	if rng.IntN(2) == 0 {
@@ -312,9 +383,11 @@ func (rp *runPlan) refuse(start time.Time) func(*kmsg.ProduceRequest) bool {
 
 // chaosSource produces the source topic as produce does (a numbered record
 // a partition every 2 ms), except while the run plan idles a partition, and
-// the plan's oversized records at their times. Its wait gives the count the
+// the plan's oversized records at their times. With keyed, each numbered
+// record has a key, chaosKey of its number, so the run's records spread
+// over lanes; the oversized ones have none. Its wait gives the count the
 // broker took per partition and where the oversized records landed.
-func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.Time, acked func(*kgo.Record)) (wait func() ([]int64, []ackKey), err error) {
+func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.Time, keyed bool, acked func(*kgo.Record)) (wait func() ([]int64, []ackKey), err error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -344,7 +417,11 @@ func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.
 			since := time.Since(start)
 			for p := range int32(chaosPartitions) {
 				if !rp.idling(p, since) {
-					cl.Produce(context.Background(), &kgo.Record{Topic: "src", Partition: p, Value: []byte(strconv.Itoa(n))}, done)
+					r := &kgo.Record{Topic: "src", Partition: p, Value: []byte(strconv.Itoa(n))}
+					if keyed {
+						r.Key = chaosKey(n)
+					}
+					cl.Produce(context.Background(), r, done)
 				}
 			}
 			for ; sent < len(rp.big) && rp.big[sent].at <= since; sent++ {
@@ -366,17 +443,27 @@ func chaosSource(ctx context.Context, brokers []string, rp *runPlan, start time.
 	}, nil
 }
 
-// chaosRun is one seeded run; it fails the test with the seed on any broken
-// invariant.
-func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
+// chaosKey is the key of the source's record number n: one of chaosKeys,
+// by a hash, so a key's records come at uneven spacing and two of a key are
+// often in the window together.
+func chaosKey(n int) []byte {
+	h := fnv.New32a()
+	h.Write(strconv.AppendInt(nil, int64(n), 10))
+	return strconv.AppendUint(nil, uint64(h.Sum32()%chaosKeys), 10)
+}
+
+// chaosRun is one seeded run with -concurrency n; it fails the test with
+// the seed on any broken invariant.
+func chaosRun(t *testing.T, b backend, seed uint64, txn bool, n int) *chaosStats {
 	rng := rand.New(rand.NewPCG(seed, 0x62746f6e))
 	fail := func(invariant, msg string) {
 		t.Helper()
-		t.Errorf("invariant %s broken (seed %d; rerun with -run '%s' -chaos.seed %d): %s",
-			invariant, seed, strings.Join(strings.SplitN(t.Name(), "/", 3)[:2], "/"), seed, msg)
+		t.Errorf("invariant %s broken (seed %d, -concurrency %d; rerun with -run '%s' -chaos.seed %d -chaos.concurrency %d): %s",
+			invariant, seed, n, strings.Join(strings.SplitN(t.Name(), "/", 3)[:2], "/"), seed, n, msg)
 	}
 	cluster := newCluster(t, chaosPartitions, "src", "out", "dlq")
 	cfg := chaosConfig(t, cluster.ListenAddrs())
+	cfg.Concurrency = n
 	rp := drawRunPlan(seed, txn, cfg)
 	h := &chaosHarness{cfg: cfg, plan: rp, rec: newRecorder(nil), log: testLogger(t), stdout: io.Discard, tags: map[ownerKey]*ownerTag{}}
 	scheme := map[bool]string{false: "kafka", true: "kafka+txn"}[txn]
@@ -410,7 +497,7 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	ctx := ctxT(t)
 	pctx, stopProducing := context.WithTimeout(ctx, chaosWindow)
 	defer stopProducing()
-	produced, err := chaosSource(pctx, cfg.Brokers, rp, start, h.rec.acked)
+	produced, err := chaosSource(pctx, cfg.Brokers, rp, start, n > 1, h.rec.acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,10 +554,16 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	// next commit, and may write until then.
 	order, cross := epochOrder(view.out, txn, view.place)
 	writers, doubled, double := h.doubleWriting()
+	keysReordered, keyMsg := 0, ""
+	if n > 1 { // one record at a time: order-kept is the check
+		keysReordered, keyMsg = keyOrder(view.out, view.place)
+	}
 	for _, c := range [][2]string{
 		{"nothing-lost", brokenIf(tl.Lost > 0, "%d of %d produced records never reached the sink (nor the dead-letter topic): %s",
 			tl.Lost, tl.Produced, strings.Join(view.missing, ", "))},
 		{"order-kept", brokenIf(tl.Reordered > 0, "%d records reached the sink out of order (duplicates removed)", tl.Reordered)},
+		{"key-order-kept", keyMsg},
+		{"one-key-at-a-time", brokenIf(h.keyClashes.Load() > 0, "the action had a record of a key while one of the same key was in it, %d times", h.keyClashes.Load())},
 		{"exactly-once", brokenIf(txn && tl.Duplicated > 0, "a read_committed consumer of the sink read %d records twice", tl.Duplicated)},
 		{"stdout-lines-whole", brokenIf(len(view.broken) > 0, "%d lines are not one JSON object each, first %s",
 			len(view.broken), strings.Join(view.broken[:min(1, len(view.broken))], ""))},
@@ -487,7 +580,8 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool) *chaosStats {
 	writes := h.rec.tally(total) // handoffs are seen at the sink's writes
 	for n, v := range map[*atomic.Int64]int{&h.runs: 1, &h.oversized: len(big), &h.produced: tl.Produced, &h.lost: tl.Lost,
 		&h.reordered: tl.Reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.doubleWriters: writers,
-		&h.doubleWrites: doubled, &h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load())} {
+		&h.doubleWrites: doubled, &h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load()),
+		&h.keysReordered: keysReordered} {
 		n.Store(int64(v))
 	}
 	if t.Failed() {
@@ -617,16 +711,58 @@ func (h *chaosHarness) start(ctx context.Context, inv invocation, pl plan, at ti
 }
 
 // action is an invocation's: it keeps every record, and is slow over the
-// plan's slow stretch when the invocation is the slow one.
+// plan's slow stretch when the invocation is the slow one. With
+// -concurrency above 1 it takes 0-2 ms a record besides, as a call to
+// another service would, so the records of a run overlap in it; and it
+// counts how many are in it at once, and two of one key in it at once.
 func (h *chaosHarness) action(inv invocation) actionFunc {
-	s, first := h.plan.slow, true
-	return func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
-		if s != nil && inv.Partition == s.p && s.slows(inv.Owner, first, time.Since(h.began)) {
-			h.slowed.Add(1)
-			time.Sleep(s.d)
-		}
-		first = false
-		return append(out, r), nil
+	a := &chaosAction{h: h, inv: inv, in: map[string]int{}}
+	a.first.Store(true)
+	return a.act
+}
+
+// chaosAction is one invocation's action; the run calls it from its
+// workers at once with -concurrency above 1.
+type chaosAction struct {
+	h     *chaosHarness
+	inv   invocation
+	first atomic.Bool // no record came yet
+
+	mu  sync.Mutex
+	in  map[string]int // per key: its records in the action now
+	now int            // records in the action now
+}
+
+func (a *chaosAction) act(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+	defer a.enter(string(r.Key))()
+	s, first := a.h.plan.slow, a.first.Swap(false)
+	switch {
+	case s != nil && a.inv.Partition == s.p && s.slows(a.inv.Owner, first, time.Since(a.h.began)):
+		a.h.slowed.Add(1)
+		time.Sleep(s.d)
+	case a.h.cfg.Concurrency > 1:
+		time.Sleep(rand.N(2 * time.Millisecond))
+	}
+	return append(out, r), nil
+}
+
+// enter notes a record of key in the action, and returns its leaving.
+func (a *chaosAction) enter(key string) (leave func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.in[key] > 0 {
+		a.h.keyClashes.Add(1)
+	}
+	a.in[key]++
+	a.now++
+	for most := a.h.mostInFlight.Load(); int64(a.now) > most && !a.h.mostInFlight.CompareAndSwap(most, int64(a.now)); {
+		most = a.h.mostInFlight.Load()
+	}
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.in[key]--
+		a.now--
 	}
 }
 
@@ -1113,16 +1249,17 @@ type sinkRecord struct {
 	source     int64 // the source offset it came from; -1: not tagged
 	gen, epoch int64 // its owner's lease generation and epoch; epoch -1: not tagged
 	owner      string
+	key        string // the record's key, as the source gave it
 }
 
-func tagged(partition int32, at int64, h map[string]string) sinkRecord {
+func tagged(partition int32, at int64, key string, h map[string]string) sinkRecord {
 	num := func(k string, none int64) int64 {
 		if v, err := strconv.ParseInt(h[k], 10, 64); err == nil {
 			return v
 		}
 		return none
 	}
-	return sinkRecord{partition, at, num(offsetHeader, -1), num(genHeader, 0), num(epochHeader, -1), h[ownerHeader]}
+	return sinkRecord{partition, at, num(offsetHeader, -1), num(genHeader, 0), num(epochHeader, -1), h[ownerHeader], key}
 }
 
 // sinkView reads what reached the sink: the sink topic and the dead-letter
@@ -1172,7 +1309,11 @@ func (v *sinkView) read(ctx context.Context, quiet time.Duration) {
 					h[x.Key] = *x.Value
 				}
 			}
-			r := tagged(l.Partition, n, h)
+			key := ""
+			if l.Key != nil {
+				key = *l.Key
+			}
+			r := tagged(l.Partition, n, key, h)
 			r.source = l.Offset
 			v.out = append(v.out, r)
 		}
@@ -1188,7 +1329,7 @@ func (v *sinkView) read(ctx context.Context, quiet time.Duration) {
 			if r.Topic == v.dlq {
 				v.dead = append(v.dead, r)
 			} else {
-				v.out = append(v.out, tagged(r.Partition, r.Offset, headerMap(r)))
+				v.out = append(v.out, tagged(r.Partition, r.Offset, string(r.Key), headerMap(r)))
 			}
 		})
 		failed := slices.ContainsFunc(fs.Errors(), func(e kgo.FetchError) bool {
@@ -1317,6 +1458,37 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 		}
 	}
 	return few(problems), cross
+}
+
+// keyOrder checks each key of each partition of the sink: the records of a
+// key reach it first in source offset order. A record read again after a
+// crash or a rewind repeats what came before it, at least once, and breaks
+// no order: only first deliveries count. It gives how many came first after
+// a later record of their key, and the first few.
+func keyOrder(rs []sinkRecord, place string) (reordered int, msg string) {
+	type partKey struct {
+		p   int32
+		key string
+	}
+	last := map[partKey]sinkRecord{}
+	seen := map[ackKey]bool{}
+	var problems []string
+	for _, r := range rs {
+		at := ackKey{r.partition, r.source}
+		if r.source < 0 || seen[at] {
+			continue // untagged: the sink epoch check names it
+		}
+		seen[at] = true
+		k := partKey{r.partition, r.key}
+		if l, ok := last[k]; ok && r.source < l.source {
+			reordered++
+			problems = append(problems, fmt.Sprintf("partition %d key %q: offset %d (%s %d) reached the sink first after offset %d (%s %d)",
+				r.partition, r.key, r.source, place, r.at, l.source, place, l.at))
+			continue
+		}
+		last[k] = r
+	}
+	return reordered, few(problems)
 }
 
 // doubleWriting finds two owners writing to a partition at once: a sink
@@ -1470,6 +1642,23 @@ func TestChaos_sink_epoch_check_sees_a_late_record(t *testing.T) {
 	v.read(ctxT(t), 500*time.Millisecond)
 	if got, _ := epochOrder(v.out, true, v.place); got != "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2" {
 		t.Fatalf("check says %q, want %q", got, "partition 1 offset 2 from epoch 1, after offset 1 from epoch 2")
+	}
+}
+
+// TestChaos_key_order_check_sees_a_late_record: the check flags a key's
+// record that first reaches the sink after a later one of its key, and
+// not a repeat (read again after a crash) nor another key's or partition's.
+func TestChaos_key_order_check_sees_a_late_record(t *testing.T) {
+	t.Parallel()
+	rec := func(p int32, at, source int64, key string) sinkRecord {
+		return sinkRecord{partition: p, at: at, source: source, key: key}
+	}
+	rs := []sinkRecord{rec(0, 0, 0, "a"), rec(0, 1, 2, "b"), rec(0, 2, 1, "a"), rec(0, 3, 0, "a"), rec(0, 4, 2, "b"),
+		rec(1, 0, 3, "a"), rec(1, 1, 1, "b"), rec(1, 2, 2, "a")}
+	n, msg := keyOrder(rs, "offset")
+	want := `partition 1 key "a": offset 2 (offset 2) reached the sink first after offset 3 (offset 0)`
+	if n != 1 || msg != want {
+		t.Fatalf("check says %d: %q; want 1: %q", n, msg, want)
 	}
 }
 
