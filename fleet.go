@@ -129,9 +129,11 @@ func (f *fleet) balance(ctx context.Context, parts []int32) {
 		if from == "" || counts[from] < mine+2 {
 			return
 		}
-		ps := held[from]
-		p := ps[len(ps)-1]
-		held[from], counts[from] = ps[:len(ps)-1], counts[from]-1
+		// Which of its partitions: spread by name too, so that two
+		// processes asking the same one at once seldom ask for one partition.
+		ps := spread(held[from], f.owner)
+		p := ps[0]
+		held[from], counts[from] = ps[1:], counts[from]-1
 		f.pursue(ctx, p, from, true)
 		mine++
 	}
