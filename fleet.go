@@ -53,10 +53,13 @@ func runFleet(ctx context.Context, cfg *config, d *deps, parts []int32, owner st
 	logLeft := func() { logLeftRunning(cfg, d, f.partitions(), owner) }
 	forcedExit.Store(&logLeft)
 	defer forcedExit.CompareAndSwap(&logLeft, nil)
+	wake := make(chan struct{}, 1)
+	f.watch(ctx, parts, wake)
 	refresh := time.Now()
 	for ctx.Err() == nil {
 		if cfg.Partitions == nil && time.Since(refresh) >= cmp.Or(d.refresh, partitionRefresh) {
 			if all, err := listPartitions(ctx, cfg, d, cfg.Topic); err == nil {
+				f.watch(ctx, all[len(parts):], wake)
 				parts = all
 			}
 			refresh = time.Now()
@@ -66,6 +69,7 @@ func runFleet(ctx context.Context, cfg *config, d *deps, parts []int32, owner st
 		select {
 		case <-ctx.Done():
 		case <-t.C:
+		case <-wake: // a lease released or handed over: look at once
 		}
 		t.Stop()
 	}
@@ -207,4 +211,34 @@ func (f *fleet) partitions() []int32 {
 	}
 	slices.Sort(ps)
 	return ps
+}
+
+// watch wakes the balancer when a partition's lease is released or handed
+// over, where the store can tell (Redis, memory): a process stopping
+// releases what nobody asked for, and the others take it at once rather
+// than at their next period. On DynamoDB the period's reads find it.
+func (f *fleet) watch(ctx context.Context, parts []int32, wake chan struct{}) {
+	for _, p := range parts {
+		changed, stop, err := watchOf(ctx, f.d.store, leaseKey(f.cfg.Group, f.cfg.Topic, p))
+		if err != nil {
+			return // errNoWatch, or a store that cannot now: the period's reads do
+		}
+		f.wg.Go(func() {
+			defer stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case _, ok := <-changed:
+					if !ok {
+						return
+					}
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+	}
 }
