@@ -127,6 +127,10 @@ func TestFleet_balances(t *testing.T) {
 		procs = append(procs, startFleetProc(t, r, client(t, r, b), nil))
 		took = waitShares(t, r, parts, []int{3, 3, 3, 3}, 2*period+time.Second)
 		t.Logf("%s: a fourth joined: 3/3/3/3 after %v", b.name, took)
+		d, _ := testDeps(t, r.s, nil)
+		if out := runCtlT(t, r.ctx, r.cfg, d, "status"); strings.Count(out, "process-") != parts+4 || !strings.Contains(out, "PROCESS") {
+			t.Fatalf("ctl status names the 12 owners and then each of the 4 processes with its count:\n%s", out)
+		}
 
 		procs[1].kill()
 		took = waitShares(t, r, parts, []int{4, 4, 4}, period+r.cfg.Skew+3*r.cfg.CommitEvery+time.Second)
