@@ -40,6 +40,7 @@ type fleet struct {
 
 	mu    sync.Mutex
 	runs  map[int32]bool // partitions with a run going on: owned, or taken or asked for
+	wake  chan struct{}  // look again now: a lease released, or a take lost to another process
 	fatal error          // a run that failed for good: the process ends with it
 	stop  context.CancelFunc
 }
@@ -49,17 +50,16 @@ type fleet struct {
 func runFleet(ctx context.Context, cfg *config, d *deps, parts []int32, owner string) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	f := &fleet{cfg: cfg, d: d, owner: owner, runs: map[int32]bool{}, stop: stop}
+	f := &fleet{cfg: cfg, d: d, owner: owner, runs: map[int32]bool{}, stop: stop, wake: make(chan struct{}, 1)}
 	logLeft := func() { logLeftRunning(cfg, d, f.partitions(), owner) }
 	forcedExit.Store(&logLeft)
 	defer forcedExit.CompareAndSwap(&logLeft, nil)
-	wake := make(chan struct{}, 1)
-	f.watch(ctx, parts, wake)
+	f.watch(ctx, parts)
 	refresh := time.Now()
 	for ctx.Err() == nil {
 		if cfg.Partitions == nil && time.Since(refresh) >= cmp.Or(d.refresh, partitionRefresh) {
 			if all, err := listPartitions(ctx, cfg, d, cfg.Topic); err == nil {
-				f.watch(ctx, all[len(parts):], wake)
+				f.watch(ctx, all[len(parts):])
 				parts = all
 			}
 			refresh = time.Now()
@@ -69,7 +69,7 @@ func runFleet(ctx context.Context, cfg *config, d *deps, parts []int32, owner st
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-		case <-wake: // a lease released or handed over: look at once
+		case <-f.wake: // a lease released or handed over, or a take lost: look at once
 		}
 		t.Stop()
 	}
@@ -190,7 +190,10 @@ func (f *fleet) pursue(ctx context.Context, p int32, from string, ask bool) {
 	// process's start time would when the owner started later.
 	inv := invocation{Topic: f.cfg.Topic, Partition: p, Tick: d.now().UnixMilli(), Owner: fmt.Sprintf("%s/%d", f.owner, p)}
 	f.wg.Go(func() {
-		_, err := ownPartition(ctx, f.cfg, &d, inv, true)
+		out, err := ownPartition(ctx, f.cfg, &d, inv, true)
+		if out.End == endStale && !ask {
+			f.signal() // another process took it first: there may be other free ones
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		delete(f.runs, p)
@@ -217,7 +220,7 @@ func (f *fleet) partitions() []int32 {
 // over, where the store can tell (Redis, memory): a process stopping
 // releases what nobody asked for, and the others take it at once rather
 // than at their next period. On DynamoDB the period's reads find it.
-func (f *fleet) watch(ctx context.Context, parts []int32, wake chan struct{}) {
+func (f *fleet) watch(ctx context.Context, parts []int32) {
 	for _, p := range parts {
 		changed, stop, err := watchOf(ctx, f.d.store, leaseKey(f.cfg.Group, f.cfg.Topic, p))
 		if err != nil {
@@ -233,12 +236,17 @@ func (f *fleet) watch(ctx context.Context, parts []int32, wake chan struct{}) {
 					if !ok {
 						return
 					}
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
+					f.signal()
 				}
 			}
 		})
+	}
+}
+
+// signal wakes the balancer.
+func (f *fleet) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
 }
