@@ -170,6 +170,9 @@ func TestFleet_steady_state_moves_nothing(t *testing.T) {
 	eachBackend(t, true, func(t *testing.T, b backend) {
 		const parts = 6
 		r := newRig(t, b.open(t), parts)
+		ctx, cancel := context.WithTimeout(context.Background(), 25*r.cfg.TTL+30*time.Second) // longer than ctxT's
+		t.Cleanup(cancel)
+		r.ctx = ctx
 		pctx, stopProducing := context.WithCancel(r.ctx)
 		defer stopProducing()
 		_, err := produce(pctx, r.cfg.Brokers, "src", parts, 10*time.Millisecond)
