@@ -3,7 +3,8 @@
 // bench_dynamo_test.go is what the default build measures: throughput,
 // an action waiting on I/O with -concurrency (bench_io_test.go), handoffs
 // on the memory store and DynamoDB Local, crashes, the store's traffic and
-// cost, peak RSS, start time, sizing and the cost per group size.
+// cost, a fleet of processes sharing partitions (bench_fleet_test.go), peak
+// RSS, start time, sizing and the cost per group size.
 
 package main
 
@@ -74,6 +75,7 @@ func benchBuild(t *testing.T, b *bench) {
 			b.storeOps(t, compiledBackend(t).open(t))
 		})
 	})
+	b.phase(t, "fleet", b.fleet)
 	bin := filepath.Join(t.TempDir(), "baton")
 	b.phase(t, "build", func(t *testing.T) { goBuild(t, ".", bin, "lambda.norpc") })
 	b.phase(t, "rss", func(t *testing.T) { b.rss(t, bin) })

@@ -277,6 +277,7 @@ BENCH_FIGURES=(
   group_k1_peak_rss_mib group_k4_peak_rss_mib group_k8_peak_rss_mib group_k1_memory_mb group_k4_memory_mb group_k8_memory_mb
   cost_per_partition_month_usd_k1 cost_per_partition_month_usd_k4 cost_per_partition_month_usd_k8
   cost_per_partition_month_usd_k4_ttl10s cost_per_partition_month_usd_k8_ttl10s
+  fleet_converge_s fleet_move_gap_p99_ms fleet_store_calls_per_min_per_process
 )
 
 # TestBench (bench_test.go) in both builds: baton and its franz-go baseline

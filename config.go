@@ -98,6 +98,7 @@ type config struct {
 	DLQ        string
 	Match      *regexp.Regexp
 
+	Balance       bool          // process mode: share the partitions with the rest of the fleet (fleet.go)
 	Concurrency   int           // records of one partition in the action at once (inflight.go)
 	ActionTimeout time.Duration // an action call longer than this fails its record; 0: no limit
 
@@ -157,6 +158,7 @@ var options = []option{
 	{"ttl", "BATON_TTL", "", fmt.Sprintf("lease length from each renewal (default: %v in lambda mode, else %v)", lambdaTTL, defaultTTL)},
 	{"skew", "BATON_SKEW", defaultSkew.String(), "clock skew allowance before an expired lease is taken"},
 	{"commit-interval", "BATON_COMMIT_INTERVAL", "", fmt.Sprintf("how often offsets are committed and the lease renewed (default: a quarter of -ttl, %v or %v)", defaultCommitEvery, lambdaTTL/commitsPerTTL)},
+	{"balance", "BATON_BALANCE", "true", "process mode: share the partitions with the other processes of -group (a fleet, balanced by hand-overs); a switch: -balance=false makes the newest process take them all"},
 	{"metrics-addr", "BATON_METRICS_ADDR", "", "process mode: serve Prometheus metrics at http://ADDR/metrics (like 127.0.0.1:9464)"},
 	{"tls", "BATON_TLS", "false", "connect to the brokers with TLS (a switch; implied by -tls-ca, -tls-cert and -sasl aws-msk-iam)"},
 	{"tls-ca", "BATON_TLS_CA", "", "PEM file of the CA that signed the brokers' certificates (default: the system roots)"},
@@ -169,7 +171,7 @@ var options = []option{
 
 // switches are the options that are boolean flags: -name alone means true,
 // -name=false turns one off, and a following word is not their value.
-var switches = map[string]bool{"create-table": true, "tls": true}
+var switches = map[string]bool{"create-table": true, "tls": true, "balance": true}
 
 // envOnly are the variables baton reads that have no flag: a password must
 // not show in process lists, and the log level is needed before flags are read.
@@ -309,6 +311,12 @@ func parseConfig(args []string, getenv func(string) string) (*config, error) {
 	c.EMF = getenv("BATON_EMF")
 	if err := c.checkEMF(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Balance, err = strconv.ParseBool(*v["balance"]); err != nil {
+		bad("balance", "want true or false, got %q", *v["balance"])
+	}
+	if set("balance") && c.Mode != "process" {
+		bad("balance", "process mode only: under Lambda each schedule names its partitions")
 	}
 	if c.CreateTable, err = strconv.ParseBool(*v["create-table"]); err != nil {
 		bad("create-table", "want true or false, got %q", *v["create-table"])

@@ -110,6 +110,7 @@ type run struct {
 	slowestCommit time.Duration // since the last metrics line
 	gap           time.Duration // from the hand-over write to the owner's first sink write
 	handedAt      time.Time     // when the baton was handed over; zero if taken
+	handedFrom    string        // who handed it over
 	paused        bool          // an operator paused reading (baton ctl pause)
 	pending       []*kgo.Record // fetched, not yet handled
 	stalled       bool          // sink writes paused: the lease was not renewed in time
@@ -792,6 +793,7 @@ func (p *run) emit(ctx context.Context, r *kgo.Record, out []*kgo.Record, err er
 	}
 	if len(out) > 0 && p.written == 0 && !p.handedAt.IsZero() {
 		p.gap = p.d.now().Sub(p.handedAt)
+		p.log.Info("first write after the hand-over", "from", p.handedFrom, "gap_ms", float64(p.gap.Microseconds())/1000)
 	}
 	for i, o := range out {
 		if i > 0 && p.lapsed.Load() {

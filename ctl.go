@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -327,6 +328,7 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tTICK\tEPOCH\tSTATE\tSTART\tOFFSET\tEND\tLAG\tEXPIRES\tSEEK\tPAUSED\tSUCCESSOR\tSUCCESSOR TICK")
 	now := d.now()
 	found := 0
+	owns := map[string]int{} // live leases by process (fleet.go)
 	for _, p := range parts {
 		l, err := d.store.load(ctx, leaseKey(cfg.Group, cfg.Topic, p))
 		if errors.Is(err, errNotFound) {
@@ -337,17 +339,39 @@ func ctlStatus(ctx context.Context, cfg *config, d *deps, k *kafka, parts []int3
 			return err
 		}
 		found++
+		if l.State == stateRunning && !l.expired(now, cfg.Skew) {
+			owns[processOf(l.Owner)]++
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%v\t%s\t%s\n", p, l.Owner, tickText(l.Tick, now, cfg.Skew), l.Epoch, l.State,
 			lo[p], offsetText(l.Offset), hw[p], lagText(l.Offset, hw[p]), expiresText(l, now), offsetText(l.Seek), l.Paused, orDash(l.Successor), tickText(l.SuccessorTick, now, cfg.Skew))
 	}
-	if err := tw.Flush(); err != nil || found > 0 {
+	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if found > 0 {
+		return processTable(out, owns)
 	}
 	// Nothing at all is more often a mistyped group than a pipeline that
 	// never ran.
 	_, err = fmt.Fprintf(out, "no lease record for topic %q in group %q: check -group (BATON_GROUP) names the group baton runs with (default %q); "+
 		"a partition gets its record when baton first runs it\n", cfg.Topic, cfg.Group, defaultGroup)
 	return err
+}
+
+// processTable says how many partitions each owner (a process, or a
+// Lambda invocation of a group) holds a live lease for: a fleet's balance
+// at a glance.
+func processTable(out io.Writer, owns map[string]int) error {
+	if len(owns) == 0 {
+		return nil
+	}
+	who := slices.Sorted(maps.Keys(owns))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPROCESS\tPARTITIONS")
+	for _, w := range who {
+		fmt.Fprintf(tw, "%s\t%d\n", w, owns[w])
+	}
+	return tw.Flush()
 }
 
 // expiresText is the time left on a lease; a released one has none: the

@@ -178,6 +178,10 @@ func TestE2E_process_restarts_and_sigkill(t *testing.T) {
 	t.Parallel()
 	w := newE2EWorld(t, procPartitions, 2*time.Minute)
 	leases, group, sink, env := w.leases, w.group, w.sink, w.env(t)
+	// Rolling restarts of the older way, which -balance=false keeps: the
+	// newest process takes its slot's partitions over (e2e_fleet_test.go
+	// rolls a balanced fleet).
+	env = append(env, "BATON_BALANCE=false")
 	seed := e2eSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	t.Logf("seed %d (BATON_E2E_SEED=%d replays this schedule); lease ttl %v, skew %v, commit every %v; store %s",
@@ -379,7 +383,8 @@ func e2eOffsets(ls map[int]lease) map[int]int64 {
 func TestE2E_process_sigterm_while_waiting_leaves_no_lease(t *testing.T) {
 	t.Parallel()
 	w := newE2EWorld(t, 1, time.Minute)
-	env := w.env(t)
+	// The newest process takes all (-balance=false): b asks for a's partition.
+	env := append(w.env(t), "BATON_BALANCE=false")
 	w.producing(t, 1, e2eProduceEvery)
 	a := e2eStartProc(t, w.bin, w.logs, "a", "0", env)
 	w.lease(t, 0, 5*time.Second, "a to own partition 0",

@@ -104,7 +104,7 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	}
 
 	start := d.now()
-	l, handed, err := acquire(ctx, cfg, d, preLog, l, me, connectOnce)
+	l, from, err := acquire(ctx, cfg, d, preLog, l, me, connectOnce)
 	out.WaitedMs = d.now().Sub(start).Milliseconds()
 	switch {
 	case errors.Is(err, errDuplicate) || errors.Is(err, errStale):
@@ -119,9 +119,9 @@ func runInvocation(ctx context.Context, cfg *config, d *deps, inv invocation) (o
 	p := newRun(cfg, d, log.With("epoch", l.Epoch), inv, l, k)
 	p.deadline, _ = ctx.Deadline()
 	p.calls = calls
-	if handed {
+	if from != "" {
 		// The old owner wrote the new expiry as its clock's hand-over time + TTL.
-		p.handedAt = time.UnixMilli(l.ExpiresAt).Add(-cfg.TTL)
+		p.handedAt, p.handedFrom = time.UnixMilli(l.ExpiresAt).Add(-cfg.TTL), from
 	}
 	defer p.publish()
 	defer p.emitMetrics()
@@ -170,12 +170,14 @@ var errGaveUp = errors.New("no time left to wait for the baton")
 // by force, fencing the old owner): told at once where the store can tell,
 // else polling. It connects to Kafka before a take and
 // right after an ask, so a successor is warm when the baton arrives. While
-// it waits it keeps its ask fresh. It returns the lease it owns, and whether
-// it was handed over; on every other way out it leaves no ask of its own
-// behind.
-func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, bool, error) {
+// it waits it keeps its ask fresh. It returns the lease it owns, and who
+// handed it over ("" when it was taken); on every other way out it leaves
+// no ask of its own behind. With d.takeOnly it never asks: a lease somebody
+// else holds ends it as stale.
+func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l lease, me claim, connect func() error) (lease, string, error) {
 	w := &waiter{cfg: cfg, d: d, key: l.Key} // told of a hand-over where the store can (watch.go)
 	defer w.close()
+	prev := l.Owner // who held it before: the one who hands it over
 	for {
 		me = claimAt(me.Owner, me.Tick, d.now(), cfg.Skew)
 		if l.Owner == me.Owner && l.State == stateRunning {
@@ -183,13 +185,13 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			// answer was lost may not have connected yet.
 			if err := connect(); err != nil {
 				giveBack(ctx, cfg, d, log, l.Key, me)
-				return l, false, err
+				return l, "", err
 			}
-			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset)
-			return l, true, nil
+			log.Info("baton received", "owned_epoch", l.Epoch, "offset", l.Offset, "from", prev)
+			return l, prev, nil
 		}
 		if err := l.tickVerdict(me); err != nil {
-			return l, false, err
+			return l, "", err
 		}
 		var err error
 		sctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
@@ -198,14 +200,16 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 			if err := connect(); err != nil { // before the take: a bad topic or password leaves the lease alone
 				cancel()
 				giveBack(ctx, cfg, d, log, l.Key, me)
-				return l, false, err
+				return l, "", err
 			}
 			var got lease
 			if got, err = d.store.take(sctx, l.Key, l, me, d.now().Add(cfg.TTL).UnixMilli()); err == nil {
 				cancel()
 				log.Info("lease taken", "owned_epoch", got.Epoch, "offset", got.Offset, "previous_owner", l.Owner, "forced", l.Epoch > 0 && l.State == stateRunning)
-				return got, false, nil
+				return got, "", nil
 			}
+		case d.takeOnly:
+			err = errStale // somebody took it first: a fleet asks only by choice
 		case l.Successor != me.Owner || time.UnixMilli(l.SuccessorUntil).Sub(d.now()) < cfg.AskTTL/2:
 			// A first ask, or one kept fresh: an ask that is not renewed
 			// lapses, so a successor that dies here never gets the baton.
@@ -219,22 +223,25 @@ func acquire(ctx context.Context, cfg *config, d *deps, log *slog.Logger, l leas
 				if err := connect(); err != nil {
 					cancel()
 					giveBack(ctx, cfg, d, log, l.Key, me)
-					return l, false, err
+					return l, "", err
 				}
 			}
 		}
 		cancel()
 		if errors.Is(err, errDuplicate) || errors.Is(err, errStale) {
-			return l, false, err
+			return l, "", err
 		}
 		if err != nil && !errors.Is(err, errTaken) {
 			log.Warn("lease store", "err", err)
 		}
 		if err := w.wait(ctx, l); err != nil {
 			giveBack(ctx, cfg, d, log, l.Key, me)
-			return l, false, err
+			return l, "", err
 		}
 		if next, err := loadOrNew(ctx, cfg, d.store, l.Key); err == nil {
+			if next.Owner != me.Owner {
+				prev = next.Owner
+			}
 			l = next
 		} else {
 			log.Warn("lease store", "err", err)

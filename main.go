@@ -74,6 +74,9 @@ type deps struct {
 	// demo and tests watch what reaches the sink.
 	action   actionFunc
 	wrapSink func(invocation, sink) sink
+	// takeOnly: a run takes a free lease or goes, and never asks (a
+	// fleet's pursuit of a free partition, fleet.go).
+	takeOnly bool
 }
 
 // newOwnerID is unique per invocation: it is what the lease names.
@@ -220,6 +223,9 @@ func runProcess(ctx context.Context, cfg *config, d *deps) error {
 			return err
 		}
 		defer stop()
+	}
+	if cfg.Balance {
+		return runFleet(ctx, cfg, d, parts, owner)
 	}
 	// The watcher (followTopic) ends with ctx, or once no partition's runs
 	// are left (each handed over or failed for good): the process ends

@@ -1,0 +1,190 @@
+// fleet_test.go tests process mode as a fleet: processes sharing a topic's
+// partitions through the lease store, balanced by hand-overs.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fleetProc is one process of a fleet in the test binary: its own store
+// client and Kafka clients, its own context (a SIGTERM), and a switch that
+// cuts it off from the store and the sink (a SIGKILL).
+type fleetProc struct {
+	cancel context.CancelFunc
+	done   chan error
+	down   *atomic.Bool
+}
+
+// client is a store client of its own for a process of the fleet: the
+// memory store is one in the test binary, so every process shares r's.
+func client(t *testing.T, r *rig, b backend) store {
+	if b.name == "memory" {
+		return r.s
+	}
+	return b.open(t)
+}
+
+// startFleetProc runs process mode with -balance on r's topic, against s.
+func startFleetProc(t *testing.T, r *rig, s store, now func() time.Time) *fleetProc {
+	t.Helper()
+	fs := newFaultStore(s)
+	d, _ := testDeps(t, fs, r.rec)
+	d.wrapSink = func(inv invocation, k sink) sink { return r.rec.wrap(inv, crashSink{k, &fs.down}) }
+	if now != nil {
+		d.now = now
+	}
+	cfg := *r.cfg
+	cfg.Mode, cfg.Balance = "process", true
+	ctx, cancel := context.WithCancel(r.ctx)
+	p := &fleetProc{cancel: cancel, done: make(chan error, 1), down: &fs.down}
+	go func() { p.done <- runProcess(ctx, &cfg, d) }()
+	t.Cleanup(func() { cancel(); <-p.done })
+	return p
+}
+
+// stop is a SIGTERM: every run hands over or releases.
+func (p *fleetProc) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	if err := <-p.done; err != nil {
+		t.Fatalf("process stopped with %v", err)
+	}
+	p.done <- nil // for the cleanup
+}
+
+// kill is a SIGKILL: nothing of the process reaches the store or the sink
+// again, and its leases end on their own.
+func (p *fleetProc) kill() {
+	p.down.Store(true)
+	p.cancel()
+	<-p.done
+	p.done <- nil
+}
+
+// shares is how many live leases of the topic's partitions each process
+// owns, as a sorted list, and whether every partition is owned.
+func shares(r *rig, parts int32) ([]int, bool) {
+	counts := map[string]int{}
+	owned := 0
+	for p := range parts {
+		l, err := r.s.load(r.ctx, leaseKey(r.cfg.Group, "src", p))
+		if err != nil || l.State != stateRunning || l.expired(time.Now(), r.cfg.Skew) {
+			continue
+		}
+		counts[processOf(l.Owner)]++
+		owned++
+	}
+	var out []int
+	for _, c := range counts {
+		out = append(out, c)
+	}
+	sort.Ints(out)
+	return out, owned == int(parts)
+}
+
+// waitShares waits until the processes own want, and says how long it took.
+func waitShares(t *testing.T, r *rig, parts int32, want []int, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got []int
+	waitFor(t, fmt.Sprintf("shares %v", want), limit, func() bool {
+		var all bool
+		got, all = shares(r, parts)
+		return all && fmt.Sprint(got) == fmt.Sprint(want)
+	})
+	return time.Since(start)
+}
+
+// TestFleet_balances: three processes share 12 partitions 4/4/4 within two
+// lease periods, a fourth joining makes it 3/3/3/3, one killed leaves its
+// partitions to the others within its lease, a skew and a balance period;
+// then the rest stop one by one as on SIGTERM. Records flow throughout:
+// nothing is lost or reordered, and every move is a hand-over whose gap the
+// recorder keeps.
+func TestFleet_balances(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		const parts = 12
+		r := newRig(t, b.open(t), parts)
+		pctx, stopProducing := context.WithCancel(r.ctx)
+		defer stopProducing()
+		produced, err := produce(pctx, r.cfg.Brokers, "src", parts, 5*time.Millisecond)
+		must(t, err)
+		period := r.cfg.TTL
+		var procs []*fleetProc
+		for range 3 {
+			procs = append(procs, startFleetProc(t, r, client(t, r, b), nil))
+		}
+		took := waitShares(t, r, parts, []int{4, 4, 4}, 2*period+time.Second)
+		t.Logf("%s: 4/4/4 after %v", b.name, took)
+
+		procs = append(procs, startFleetProc(t, r, client(t, r, b), nil))
+		took = waitShares(t, r, parts, []int{3, 3, 3, 3}, 2*period+time.Second)
+		t.Logf("%s: a fourth joined: 3/3/3/3 after %v", b.name, took)
+		d, _ := testDeps(t, r.s, nil)
+		out := runCtlT(t, r.ctx, r.cfg, d, "status")
+		_, table, _ := strings.Cut(out, "PROCESS")
+		if got := regexp.MustCompile(`(?m)^process-\S+\s+3$`).FindAllString(table, -1); len(got) != 4 {
+			t.Fatalf("ctl status: want each of the 4 processes with its 3 partitions after the table:\n%s", out)
+		}
+
+		procs[1].kill()
+		took = waitShares(t, r, parts, []int{4, 4, 4}, period+r.cfg.Skew+3*r.cfg.CommitEvery+time.Second)
+		t.Logf("%s: one killed: 4/4/4 again after %v", b.name, took)
+
+		for i, p := range []*fleetProc{procs[0], procs[2]} {
+			p.stop(t)
+			want := []int{6, 6}
+			if i == 1 {
+				want = []int{12}
+			}
+			took = waitShares(t, r, parts, want, 2*period)
+			t.Logf("%s: one stopped: %v after %v", b.name, want, took)
+		}
+		total := r.drain(t, produced, stopProducing, 20*time.Second)
+		procs[3].stop(t)
+		tl := r.rec.tally(total)
+		wantTally(t, tl, tl.Produced, -1)
+		var gaps []string
+		for _, h := range r.rec.handoffs {
+			gaps = append(gaps, h.Gap.Round(time.Millisecond/10).String())
+		}
+		t.Logf("%s: %d records, %d moves by hand-over, gaps %s; %d delivered twice (the killed process's since its last commits)",
+			b.name, tl.Produced, tl.Handoffs, strings.Join(gaps, " "), tl.Duplicated)
+	})
+}
+
+// TestFleet_steady_state_moves_nothing: a balanced fleet whose clocks
+// differ by up to the skew allowance runs 20 lease periods without one
+// partition moving.
+// (6 partitions, so that the test's processes leave the machine time to
+// renew: a lease that lapses for want of CPU is taken, rightly, and moves.)
+func TestFleet_steady_state_moves_nothing(t *testing.T) {
+	eachBackend(t, true, func(t *testing.T, b backend) {
+		const parts = 6
+		r := newRig(t, b.open(t), parts)
+		ctx, cancel := context.WithTimeout(context.Background(), 25*r.cfg.TTL+30*time.Second) // longer than ctxT's
+		t.Cleanup(cancel)
+		r.ctx = ctx
+		pctx, stopProducing := context.WithCancel(r.ctx)
+		defer stopProducing()
+		_, err := produce(pctx, r.cfg.Brokers, "src", parts, 10*time.Millisecond)
+		must(t, err)
+		for _, off := range []time.Duration{-r.cfg.Skew, 0, r.cfg.Skew} {
+			startFleetProc(t, r, client(t, r, b), func() time.Time { return time.Now().Add(off) })
+		}
+		waitShares(t, r, parts, []int{2, 2, 2}, 5*r.cfg.TTL)
+		before := len(r.rec.handoffs)
+		time.Sleep(20 * r.cfg.TTL)
+		if got, all := shares(r, parts); !all || fmt.Sprint(got) != "[2 2 2]" || len(r.rec.handoffs) != before {
+			t.Fatalf("after 20 lease periods: shares %v (all owned %v), %d moves; want 2/2/2 and none", got, all, len(r.rec.handoffs)-before)
+		}
+	})
+}
