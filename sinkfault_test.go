@@ -499,6 +499,8 @@ func TestHandoff_store_down_commit_backs_off(t *testing.T) {
 			l, err := d.store.load(r.ctx, r.key)
 			return err == nil && time.UnixMilli(l.ExpiresAt).After(back.Add(cfg.TTL/2))
 		})
+		// The line comes after the store's answer, which the read above may beat.
+		waitFor(t, "the owner to say commits work again", 2*time.Second, func() bool { return log.count("commit succeeded again") > 0 })
 		if max := int64(outage/minBackoff) + 1; tries > max || tries < 2 {
 			t.Errorf("%d commits tried in %v of outage; want 2 to %d", tries, outage, max)
 		}

@@ -34,6 +34,7 @@ var notInTemplate = map[string]string{
 	"BATON_CREATE_TABLE":  "the template makes the table; the role has no CreateTable or DescribeTable",
 	"BATON_REDIS":         "the template deploys the default (DynamoDB) build; the Redis build is not templated",
 	"BATON_PARTITIONS":    "process mode only: each schedule's input names its partition",
+	"BATON_BALANCE":       "process mode only (baton refuses it under Lambda): each schedule's input names its partitions",
 	"BATON_METRICS_ADDR":  "process mode only (baton refuses it under Lambda): the function's metrics are EMF lines in its log",
 	"BATON_TOPICS":        "each schedule names the Topic parameter, which BATON_TOPIC already allows",
 	"BATON_EMF":           "process mode on a terminal only: under Lambda the EMF lines always go to stdout",
