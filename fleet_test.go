@@ -180,7 +180,7 @@ func TestFleet_steady_state_moves_nothing(t *testing.T) {
 		for _, off := range []time.Duration{-r.cfg.Skew, 0, r.cfg.Skew} {
 			startFleetProc(t, r, client(t, r, b), func() time.Time { return time.Now().Add(off) })
 		}
-		waitShares(t, r, parts, []int{2, 2, 2}, 5*r.cfg.TTL)
+		waitSettled(t, r, parts, []int{2, 2, 2}, 5*r.cfg.TTL)
 		since := time.Now()
 		time.Sleep(20 * r.cfg.TTL)
 		if got, all := shares(r, parts); !all || fmt.Sprint(got) != "[2 2 2]" || moves(r, parts, since) != 0 {
@@ -205,4 +205,30 @@ func moves(r *rig, parts int32, since time.Time) int {
 		}
 	}
 	return n
+}
+
+// waitSettled waits until the processes own want and no ask is pending,
+// for three commit intervals in a row: an ask made while the fleet was
+// still forming (a process that counted fewer members) would otherwise
+// move a partition after the shares first looked even.
+func waitSettled(t *testing.T, r *rig, parts int32, want []int, limit time.Duration) {
+	t.Helper()
+	calm := 0
+	waitFor(t, fmt.Sprintf("shares %v and no ask pending", want), limit, func() bool {
+		got, all := shares(r, parts)
+		asked := false
+		for p := range parts {
+			if l, err := r.s.load(r.ctx, leaseKey(r.cfg.Group, "src", p)); err == nil && l.asked(time.Now(), r.cfg.Skew) {
+				asked = true
+			}
+		}
+		if calm = calm + 1; !all || fmt.Sprint(got) != fmt.Sprint(want) || asked {
+			calm = 0
+		}
+		if calm < 3 {
+			time.Sleep(r.cfg.CommitEvery)
+			return false
+		}
+		return true
+	})
 }
