@@ -383,6 +383,7 @@ func TestSink_oversized_record_dead_lettered(t *testing.T) {
 				r, d, log := newKafkaSinkRig(t, b.open(t), 0, "dlq")
 				cfg := r.cfg
 				cfg.DLQ = "dlq"
+				refuser := refuser // the subtests of one refuser run side by side
 				if refuser == "broker/n8" {
 					refuser, cfg.Concurrency = "broker", 8
 				}
