@@ -396,9 +396,28 @@ func (p *run) commitAt(ctx context.Context, offset, seek int64) error {
 	p.nextCommit = start.Add(p.cfg.CommitEvery)
 	// A failed flush or commit counts towards the deadline margin too.
 	defer func() { p.slowest = max(p.slowest, p.d.now().Sub(start)) }()
+	if err := p.vouch(ctx); err != nil {
+		return err
+	}
 	if err := p.flush(ctx); err != nil {
 		return flushError{err}
 	}
+	return p.record(ctx, start, offset, seek)
+}
+
+// vouch writes the lease, at the offset committed, when the sink commits
+// only what a lease write vouched for and none has since it changed
+// (txn.go: its producer was initialized again).
+func (p *run) vouch(ctx context.Context) error {
+	if !p.k.sink.unvouched(ctx) {
+		return nil
+	}
+	return p.record(ctx, p.d.now(), p.committed, noOffset)
+}
+
+// record writes offset and an expiry counted from start to the lease, which
+// renews it, and takes what the store holds now.
+func (p *run) record(ctx context.Context, start time.Time, offset, seek int64) error {
 	ctx, cancel := p.endCtx(ctx) // a shutdown signal does not cut a commit in two
 	defer cancel()
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
@@ -407,6 +426,7 @@ func (p *run) commitAt(ctx context.Context, offset, seek int64) error {
 	exp := start.Add(p.cfg.TTL)
 	l := p.l
 	l.Seek = seek
+	p.k.sink.mark(ctx)
 	l, err := p.d.store.commit(sctx, l, offset, exp.UnixMilli())
 	if err != nil {
 		if !errors.Is(err, errFenced) && !errors.Is(err, errTaken) {
@@ -414,6 +434,7 @@ func (p *run) commitAt(ctx context.Context, offset, seek int64) error {
 		}
 		return err
 	}
+	p.k.sink.vouched()
 	if p.backoff > 0 {
 		p.log.Info("commit succeeded again", "failed_tries", p.storeFails)
 		p.backoff, p.storeFails = 0, 0
@@ -509,6 +530,10 @@ func (p *run) rewind(ctx context.Context, cause error) bool {
 	p.rewound++
 	p.log.Warn("sink failed; reading again from the last commit", "err", cause, "offset", p.next, "rewind_to", to)
 	p.readFrom(to)
+	if p.vouch(ctx) != nil {
+		// Nothing is written until a lease write vouches for the sink.
+		p.validUntil = p.d.now().Add(-time.Nanosecond)
+	}
 	return true
 }
 
@@ -831,6 +856,9 @@ func (p *run) handleAlone(ctx context.Context, r *kgo.Record) error {
 	if errors.As(err, &refused) && refused.Topic != p.cfg.DLQ {
 		p.next, p.written = r.Offset, written
 		if _, err := p.reset(ctx); err != nil {
+			return err
+		}
+		if err := p.vouch(ctx); err != nil {
 			return err
 		}
 		if p.lapsed.Load() {

@@ -58,6 +58,14 @@ type sink interface {
 	// keepsOffset reports whether the sink commits the offset to the Kafka
 	// group itself; otherwise the owner does, after each lease commit.
 	keepsOffset() bool
+	// A sink that fences at the broker (kafka+txn) commits only what a
+	// lease write vouched for: mark runs before each lease write, vouched
+	// after one that succeeded, and unvouched reports that the sink
+	// changed since (txn.go): the owner then writes the lease before the
+	// sink commits.
+	mark(ctx context.Context)
+	vouched()
+	unvouched(ctx context.Context) bool
 }
 
 // errNoDLQ is deadLetter's answer when no -dlq is set.
@@ -120,6 +128,9 @@ func (steps) deadLetter(context.Context, *kgo.Record, error) error {
 }
 func (steps) seek(context.Context, int64) error { return nil }
 func (steps) keepsOffset() bool                 { return false }
+func (steps) mark(context.Context)              {}
+func (steps) vouched()                          {}
+func (steps) unvouched(context.Context) bool    { return false }
 
 // withDLQ puts a dead-letter topic behind a sink.
 type withDLQ struct {

@@ -37,7 +37,17 @@ type txn struct {
 	writes      int           // records produced in the open transaction
 	err         error         // the open transaction failed: nothing more is written in it
 	aborted     bool          // and its abort completed
+	seen, sure  producer      // the producer before the last lease write began, and before the last that succeeded
 }
+
+// producer is a producer id and epoch: each InitProducerID gives a new one.
+type producer struct {
+	id    int64
+	epoch int16
+}
+
+// noProducer is what a client without a producer id has.
+var noProducer = producer{-1, -1}
 
 var _ sink = (*txn)(nil)
 
@@ -45,7 +55,7 @@ var _ sink = (*txn)(nil)
 // transactional (txnOpts).
 func newTxnSink(cfg *config, cl *kgo.Client, inv invocation, group groupOffset) *txn {
 	t := &txn{groupOffset: group, id: txnID(cfg, inv), timeout: cfg.KafkaTimeout,
-		out: newKafkaSink(cl, cfg.SinkTopic, cfg.KafkaTimeout)}
+		out: newKafkaSink(cl, cfg.SinkTopic, cfg.KafkaTimeout), seen: noProducer, sure: noProducer}
 	if cfg.DLQ != "" {
 		t.dlq, t.dlqLimit = newKafkaSink(cl, cfg.DLQ, cfg.KafkaTimeout), maxRecord(cl, cfg.DLQ)
 	}
@@ -106,6 +116,49 @@ func txnOpts(cfg *config, inv invocation) []kgo.Opt {
 // txnID is the lease key: one transactional producer per partition.
 func txnID(cfg *config, inv invocation) string {
 	return "baton/" + leaseKey(cfg.Group, inv.Topic, inv.Partition)
+}
+
+// Why a lease write must vouch for the producer: franz-go initializes the
+// producer again on its own (to abort after a commit whose outcome it does
+// not know, to recover from some produce errors), and an InitProducerID
+// fences every other producer of the transactional.id, a newer owner's
+// included, when the broker takes the old epoch back (kfake does; the
+// chaos harness found it with a lost lease record). So a transaction
+// commits only under a producer the lease was written after: a newer owner
+// took the lease before its own InitProducerID, so either that fenced this
+// producer or this owner's lease write fails.
+
+// mark notes the producer before a lease write.
+func (t *txn) mark(ctx context.Context) { t.seen = t.producer(ctx) }
+
+// vouched: the lease write after the last mark succeeded.
+func (t *txn) vouched() { t.sure = t.seen }
+
+// unvouched reports that the producer is not the one the last lease
+// write vouched for.
+func (t *txn) unvouched(ctx context.Context) bool { return t.producer(ctx) != t.sure }
+
+// carry keeps the vouching across a commit that landed: a broker with
+// KIP-890 gives the producer the next epoch with its answer, and any
+// InitProducerID since would have given this owner a later one, or fenced
+// it. After an abort the producer is not carried: franz-go may have
+// aborted by initializing it again.
+func (t *txn) carry(ctx context.Context) {
+	if p := t.producer(ctx); p.id == t.sure.id && (p.epoch == t.sure.epoch || p.epoch == t.sure.epoch+1) {
+		t.sure = p
+	}
+}
+
+// producer is the client's producer now. Asking may initialize it again,
+// when franz-go marked it for that.
+func (t *txn) producer(ctx context.Context) producer {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	id, epoch, err := t.cl.ProducerID(ctx)
+	if err != nil {
+		return noProducer
+	}
+	return producer{id, epoch}
 }
 
 // begin runs once the lease is owned and before any write: it fences every
@@ -175,6 +228,7 @@ func (t *txn) end(ctx context.Context, next int64, flushed error) error {
 	if err := t.landed(cctx, next); err != nil {
 		return t.fail(ctx, err)
 	}
+	t.carry(cctx)
 	t.writes = 0
 	if err := t.cl.BeginTransaction(); err != nil {
 		t.err = fmt.Errorf("kafka+txn: begin the next transaction: %w", err)
@@ -207,6 +261,9 @@ func (t *txn) commitOffset(ctx context.Context, next int64) error {
 	id, epoch, err := t.cl.ProducerID(ctx)
 	if err != nil {
 		return err
+	}
+	if p := (producer{id, epoch}); p != t.sure {
+		return fmt.Errorf("producer %d epoch %d was initialized after the last lease write (which vouched for %d epoch %d): only a lease write can say this owner still holds the partition", id, epoch, t.sure.id, t.sure.epoch)
 	}
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
 	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = t.id, id, epoch, t.group

@@ -349,3 +349,84 @@ func TestTxn_seek_applied_once(t *testing.T) {
 		}
 	}
 }
+
+// TestTxn_lost_record_old_owner_commits_nothing_more: A's lease record is
+// lost (deleted behind the store's back) and B takes the partition: B's
+// InitProducerID fences A at the broker. A's client may then initialize
+// its producer again (franz-go does, to abort after a fenced produce or a
+// commit whose answer was lost), and a broker that takes an old epoch back
+// (kfake does) lets that fence B in turn. A must commit no transaction
+// under such a producer until the store confirms it still owns the
+// partition: a read_committed reader sees every record once.
+func TestTxn_lost_record_old_owner_commits_nothing_more(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s, lose := losable(t, b)
+			lostRecordOldOwner(t, s, lose)
+		})
+	}
+}
+
+func lostRecordOldOwner(t *testing.T, s store, lose func(key string)) {
+	var inits atomic.Int64
+	var hold, cut atomic.Bool
+	held := make(chan struct{})
+	cluster := newCluster(t, 1, "src", "out")
+	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		inits.Add(1)
+		return nil, nil, false
+	})
+	cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !kr.(*kmsg.EndTxnRequest).Commit || !hold.CompareAndSwap(true, false) {
+			return nil, nil, false
+		}
+		// A's first commit after its record was lost waits for B's
+		// InitProducerID, and fails without saying how it ended.
+		close(held)
+		cluster.SleepControl(func() {
+			for inits.Load() < 2 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond)
+		})
+		cut.Store(true)
+		resp := kr.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code // the outcome is unknown: franz-go aborts by initializing again
+		return resp, nil, true
+	})
+	cfg := txnConfig(t, cluster.ListenAddrs())
+	ctx := ctxT(t)
+	produced, _ := flowing(t, ctx, cfg, 1, 3*time.Second)
+	d, _ := testDeps(t, s, nil)
+	actx, stopA := context.WithCancel(ctx)
+	waitA := invoke(actx, cfg, d, invocation{"src", 0, 1000, "A"}, time.Minute)
+	key := leaseKey(cfg.Group, "src", 0)
+	waitFor(t, "A to commit", 5*time.Second, func() bool { l, _ := s.load(ctx, key); return l.Offset > 100 })
+	lose(key)
+	hold.Store(true)
+	<-held
+	bctx, stopB := context.WithCancel(ctx)
+	waitB := invoke(bctx, cfg, d, invocation{"src", 0, 2000, "B"}, time.Minute)
+	total := produced()
+	stopA()
+	stopB()
+	a, aerr := waitA()
+	b, berr := waitB()
+	// A's InitProducerID fenced B at the broker, and B may have given up:
+	// C reads what is left.
+	c, cerr := runInvocation(within(t, ctx, 5*time.Second), cfg, d, invocation{"src", 0, 3000, "C"})
+	tl := newSinkReader(t, cfg.Brokers, "out", true).tally(ctx, total, time.Second)
+	t.Logf("A %+v %v\nB %+v %v\nC %+v %v\n%d producer inits; read_committed %+v", a, aerr, b, berr, c, cerr, inits.Load(), tl)
+	if !cut.Load() || inits.Load() < 3 {
+		t.Fatalf("A's commit answer cut %v, %d producer inits; want it cut after B's init, and A's client to initialize again", cut.Load(), inits.Load())
+	}
+	if c.From != b.To {
+		t.Fatalf("C started at %d, where the last committed transaction ended; B's last commit was at %d: A committed after B took the partition", c.From, b.To)
+	}
+	if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
+		t.Fatalf("read_committed: %+v; want every record once, in order", tl)
+	}
+}
