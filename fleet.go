@@ -43,6 +43,8 @@ type fleet struct {
 	wake  chan struct{}  // look again now: a lease released, or a take lost to another process
 	fatal error          // a run that failed for good: the process ends with it
 	stop  context.CancelFunc
+
+	readFails int // balance passes in a row that a lease read failed, said once
 }
 
 // runFleet runs process mode as a member of the fleet until ctx ends (each
@@ -106,7 +108,9 @@ func (f *fleet) balance(ctx context.Context, parts []int32) {
 		l, err := loadOrNew(ctx, f.cfg, f.d.store, leaseKey(f.cfg.Group, f.cfg.Topic, p))
 		switch {
 		case err != nil:
-			f.d.log.Warn("fleet: lease read failed; balancing waits for the next period", "partition", p, "err", err)
+			if f.readFails++; f.readFails == 1 {
+				f.d.log.Warn("fleet: lease read failed; balancing waits until a read succeeds", "partition", p, "err", err)
+			}
 			return
 		case l.free(now, f.cfg.Skew):
 			free = append(free, p)
@@ -115,6 +119,10 @@ func (f *fleet) balance(ctx context.Context, parts []int32) {
 			counts[who]++
 			held[who] = append(held[who], p)
 		}
+	}
+	if f.readFails > 0 {
+		f.d.log.Info("fleet: lease reads succeed again; balancing goes on", "failed_passes", f.readFails)
+		f.readFails = 0
 	}
 	n := len(counts) + 1
 	if _, ok := counts[f.owner]; ok {

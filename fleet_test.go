@@ -232,3 +232,33 @@ func waitSettled(t *testing.T, r *rig, parts int32, want []int, limit time.Durat
 		return true
 	})
 }
+
+// TestFleet_store_outage_warns_once: while the lease store fails every
+// read, a process of the fleet cannot balance; it says so once, not every
+// balance period, says when reads succeed again, and then owns the
+// partitions.
+func TestFleet_store_outage_warns_once(t *testing.T) {
+	r := newRig(t, newMemStore(), 4)
+	var outage atomic.Bool
+	outage.Store(true)
+	s := &hookStore{store: r.s, before: func(_ context.Context, call storeCall) error {
+		if call.op == "load" && outage.Load() {
+			return errLost
+		}
+		return nil
+	}}
+	d, _ := testDeps(t, s, r.rec)
+	lb := captureLog(t, d)
+	cfg := *r.cfg
+	cfg.Mode, cfg.Balance = "process", true
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := runningProcess(ctx, &cfg, d)
+	defer func() { cancel(); <-done }()
+	waitFor(t, "a few failed balance passes", 5*time.Second, func() bool { return lb.count("fleet: lease read failed") > 0 })
+	time.Sleep(6 * cfg.CommitEvery)
+	outage.Store(false)
+	waitShares(t, r, 4, []int{4}, 10*time.Second)
+	if warned, healed := lb.count("fleet: lease read failed"), lb.count("lease reads succeed again"); warned != 1 || healed != 1 {
+		t.Fatalf("%d warnings of failed lease reads, %d lines saying they succeed again; want one each:\n%s", warned, healed, strings.Join(lb.lines("fleet:"), "\n"))
+	}
+}
