@@ -26,6 +26,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -97,7 +98,7 @@ type chaosStats struct {
 	storeFaults, asksLost, brokerFaults, stdoutFaults, refused, oversized, deleted               atomic.Int64
 	slowed, lateRenewals                                                                         atomic.Int64
 	produced, lost, reordered, twice, doubleWriters, doubleWrites, lostRecordOverlaps, rewinds   atomic.Int64
-	keysReordered, keyClashes                                                                    atomic.Int64
+	keysReordered, keyClashes, knownBug                                                          atomic.Int64
 	maxGap                                                                                       atomic.Int64 // ns, printed apart
 	mostInFlight                                                                                 atomic.Int64 // records in one run's action at once, printed apart
 }
@@ -108,12 +109,12 @@ func (s *chaosStats) counts() ([]string, []*atomic.Int64) {
 		stale_injected store_faults asks_lost broker_faults stdout_write_faults refused_produces oversized_records records_deleted
 		slow_records takes_read_before_a_renewal
 		produced lost reordered delivered_twice double_writers double_writes lost_record_overlap_writes sink_rewinds
-		keys_reordered key_clashes`),
+		keys_reordered key_clashes reordered_by_known_bug`),
 		[]*atomic.Int64{&s.runs, &s.invocations, &s.handoffs, &s.crashes, &s.retries, &s.successorsKilled, &s.freezes, &s.duplicates,
 			&s.stales, &s.storeFaults, &s.asksLost, &s.brokerFaults, &s.stdoutFaults, &s.refused, &s.oversized, &s.deleted,
 			&s.slowed, &s.lateRenewals,
 			&s.produced, &s.lost, &s.reordered, &s.twice, &s.doubleWriters, &s.doubleWrites, &s.lostRecordOverlaps, &s.rewinds,
-			&s.keysReordered, &s.keyClashes}
+			&s.keysReordered, &s.keyClashes, &s.knownBug}
 }
 
 // add is not safe for concurrent use: the gap's maximum is a load and a store.
@@ -485,9 +486,9 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool, n int) *chaosStats
 		h.late = &lateRenewal{key: leaseKey(cfg.Group, "src", rp.late.p), at: start.Add(rp.late.at), limit: cfg.TTL + cfg.Skew + chaosEvery,
 			count: &h.lateRenewals, taking: make(chan struct{}), landed: make(chan struct{})}
 	}
-	refused := new(atomic.Int64)
+	refused, refusedBatches := new(atomic.Int64), newRefusedSet()
 	if len(rp.idle) > 0 {
-		refused = refuseOut(cluster, rp.refuse(start), kerr.PolicyViolation.Code)
+		refused = refuseOut(cluster, refusedBatches.noting(rp.refuse(start)), kerr.PolicyViolation.Code)
 	}
 	open := func(t testing.TB, b backend) (store, func(string)) { return b.open(t), nil }
 	if len(rp.lose) > 0 {
@@ -557,14 +558,19 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool, n int) *chaosStats
 	// next commit, and may write until then.
 	order, cross := epochOrder(view.out, txn, view.place)
 	writers, doubled, double := h.doubleWriting()
-	keysReordered, keyMsg := 0, ""
+	// The known bug (DESIGN.md, failure and recovery): with kafka://, the
+	// records of a refused batch may land behind a later one. They are
+	// counted apart; any other record out of order breaks the check.
+	excused := func(p int32, source int64) bool { return !txn && refusedBatches.has(p, source) }
+	keysReordered, keyMsg, keysExcused := 0, "", 0
 	if n > 1 { // one record at a time: order-kept is the check
-		keysReordered, keyMsg = keyOrder(view.out, view.place)
+		keysReordered, keyMsg, keysExcused = keyOrder(view.out, view.place, excused)
 	}
+	reordered, excusedReordered := partitionOrder(view.out, excused)
 	for _, c := range [][2]string{
 		{"nothing-lost", brokenIf(tl.Lost > 0, "%d of %d produced records never reached the sink (nor the dead-letter topic): %s",
 			tl.Lost, tl.Produced, strings.Join(view.missing, ", "))},
-		{"order-kept", brokenIf(tl.Reordered > 0, "%d records reached the sink out of order (duplicates removed)", tl.Reordered)},
+		{"order-kept", brokenIf(reordered > 0, "%d records reached the sink out of order (duplicates removed; %d more from a refused batch, the known bug)", reordered, excusedReordered)},
 		{"key-order-kept", keyMsg},
 		{"one-key-at-a-time", brokenIf(h.keyClashes.Load() > 0, "the action had a record of a key while one of the same key was in it, %d times", h.keyClashes.Load())},
 		{"exactly-once", brokenIf(txn && tl.Duplicated > 0, "a read_committed consumer of the sink read %d records twice", tl.Duplicated)},
@@ -582,9 +588,9 @@ func chaosRun(t *testing.T, b backend, seed uint64, txn bool, n int) *chaosStats
 	}
 	writes := h.rec.tally(total) // handoffs are seen at the sink's writes
 	for n, v := range map[*atomic.Int64]int{&h.runs: 1, &h.oversized: len(big), &h.produced: tl.Produced, &h.lost: tl.Lost,
-		&h.reordered: tl.Reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.doubleWriters: writers,
+		&h.reordered: reordered, &h.twice: tl.Duplicated, &h.handoffs: writes.Handoffs, &h.doubleWriters: writers,
 		&h.doubleWrites: doubled, &h.lostRecordOverlaps: cross, &h.maxGap: int(writes.MaxGap), &h.refused: int(refused.Load()),
-		&h.keysReordered: keysReordered} {
+		&h.keysReordered: keysReordered, &h.knownBug: excusedReordered + keysExcused} {
 		n.Store(int64(v))
 	}
 	if t.Failed() {
@@ -1468,7 +1474,7 @@ func epochOrder(rs []sinkRecord, strict bool, place string) (msg string, cross i
 // crash or a rewind repeats what came before it, at least once, and breaks
 // no order: only first deliveries count. It gives how many came first after
 // a later record of their key, and the first few.
-func keyOrder(rs []sinkRecord, place string) (reordered int, msg string) {
+func keyOrder(rs []sinkRecord, place string, excused func(int32, int64) bool) (reordered int, msg string, excusedN int) {
 	type partKey struct {
 		p   int32
 		key string
@@ -1483,6 +1489,10 @@ func keyOrder(rs []sinkRecord, place string) (reordered int, msg string) {
 		}
 		seen[at] = true
 		k := partKey{r.partition, r.key}
+		if l, ok := last[k]; ok && r.source < l.source && excused(r.partition, r.source) {
+			excusedN++
+			continue
+		}
 		if l, ok := last[k]; ok && r.source < l.source {
 			reordered++
 			problems = append(problems, fmt.Sprintf("partition %d key %q: offset %d (%s %d) reached the sink first after offset %d (%s %d)",
@@ -1491,7 +1501,98 @@ func keyOrder(rs []sinkRecord, place string) (reordered int, msg string) {
 		}
 		last[k] = r
 	}
-	return reordered, few(problems)
+	return reordered, few(problems), excusedN
+}
+
+// partitionOrder counts, per partition of the sink, the records that came
+// first after a later record of their partition (duplicates removed), and
+// apart those excused.
+func partitionOrder(rs []sinkRecord, excused func(int32, int64) bool) (reordered, excusedN int) {
+	last := map[int32]int64{}
+	seen := map[ackKey]bool{}
+	for _, r := range rs {
+		at := ackKey{r.partition, r.source}
+		if r.source < 0 || seen[at] {
+			continue
+		}
+		seen[at] = true
+		l, ok := last[r.partition]
+		switch {
+		case ok && r.source < l && excused(r.partition, r.source):
+			excusedN++
+		case ok && r.source < l:
+			reordered++
+		default:
+			last[r.partition] = r.source
+		}
+	}
+	return reordered, excusedN
+}
+
+// refusedSet holds the source offsets of the records in the produces the
+// harness refused, read from the headers the chaos sink adds.
+type refusedSet struct {
+	mu sync.Mutex
+	at map[ackKey]bool
+}
+
+func newRefusedSet() *refusedSet { return &refusedSet{at: map[ackKey]bool{}} }
+
+func (s *refusedSet) has(p int32, source int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at[ackKey{p, source}]
+}
+
+// noting wraps refuse: what it refuses is noted.
+func (s *refusedSet) noting(refuse func(*kmsg.ProduceRequest) bool) func(*kmsg.ProduceRequest) bool {
+	return func(pr *kmsg.ProduceRequest) bool {
+		if !refuse(pr) {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, rp := range pr.Topics[0].Partitions {
+			for _, o := range batchSources(rp.Records) {
+				s.at[ackKey{rp.Partition, o}] = true
+			}
+		}
+		return true
+	}
+}
+
+// batchSources reads the source offsets (offsetHeader) of a produced
+// record batch's records.
+func batchSources(raw []byte) []int64 {
+	var b kmsg.RecordBatch
+	if b.ReadFrom(raw) != nil {
+		return nil
+	}
+	recs := b.Records
+	if codec := kgo.CompressionCodecType(b.Attributes & 0x7); codec != 0 {
+		var err error
+		if recs, err = kgo.DefaultDecompressor().Decompress(recs, codec); err != nil {
+			return nil
+		}
+	}
+	var out []int64
+	for range b.NumRecords {
+		length, n := binary.Varint(recs)
+		if n <= 0 || int(length) < 0 || n+int(length) > len(recs) {
+			break
+		}
+		var r kmsg.Record
+		if r.ReadFrom(recs[:n+int(length)]) != nil {
+			break
+		}
+		recs = recs[n+int(length):]
+		for _, h := range r.Headers {
+			if o, err := strconv.ParseInt(string(h.Value), 10, 64); h.Key == offsetHeader && err == nil {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // doubleWriting finds two owners writing to a partition at once: a sink
@@ -1658,10 +1759,48 @@ func TestChaos_key_order_check_sees_a_late_record(t *testing.T) {
 	}
 	rs := []sinkRecord{rec(0, 0, 0, "a"), rec(0, 1, 2, "b"), rec(0, 2, 1, "a"), rec(0, 3, 0, "a"), rec(0, 4, 2, "b"),
 		rec(1, 0, 3, "a"), rec(1, 1, 1, "b"), rec(1, 2, 2, "a")}
-	n, msg := keyOrder(rs, "offset")
+	n, msg, _ := keyOrder(rs, "offset", func(int32, int64) bool { return false })
 	want := `partition 1 key "a": offset 2 (offset 2) reached the sink first after offset 3 (offset 0)`
 	if n != 1 || msg != want {
 		t.Fatalf("check says %d: %q; want 1: %q", n, msg, want)
+	}
+}
+
+// TestChaos_order_check_excuses_only_refused_records: a record of a
+// refused batch that lands behind a later one is counted apart (the known
+// bug); any other record out of order still breaks the check.
+func TestChaos_order_check_excuses_only_refused_records(t *testing.T) {
+	t.Parallel()
+	rec := func(p int32, source int64) sinkRecord { return sinkRecord{partition: p, source: source} }
+	rs := []sinkRecord{rec(0, 0), rec(0, 3), rec(0, 1), rec(0, 2), rec(0, 3), rec(1, 5), rec(1, 4)}
+	refused := func(p int32, source int64) bool { return p == 0 && source == 1 }
+	if bad, excused := partitionOrder(rs, refused); bad != 2 || excused != 1 {
+		t.Fatalf("%d out of order, %d excused; want 2 (p0 offset 2, p1 offset 4) and 1 (p0 offset 1)", bad, excused)
+	}
+}
+
+// TestChaos_refused_batch_sources_are_read: the harness reads the source
+// offsets of a refused produce from its batch, compressed as the sink
+// sends it.
+func TestChaos_refused_batch_sources_are_read(t *testing.T) {
+	t.Parallel()
+	cluster := newCluster(t, 1, "out")
+	seen := newRefusedSet()
+	refuseOut(cluster, seen.noting(func(*kmsg.ProduceRequest) bool { return true }), kerr.PolicyViolation.Code)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("out"), kgo.ProducerLinger(50*time.Millisecond))
+	must(t, err)
+	defer cl.Close()
+	var rs []*kgo.Record
+	for o := range 100 {
+		rs = append(rs, &kgo.Record{Value: bytes.Repeat([]byte("v"), 100), Headers: []kgo.RecordHeader{{Key: offsetHeader, Value: []byte(strconv.Itoa(o))}}})
+	}
+	if err := cl.ProduceSync(ctxT(t), rs...).FirstErr(); !errors.Is(err, kerr.PolicyViolation) {
+		t.Fatalf("produce: %v; want it refused", err)
+	}
+	for o := range int64(100) {
+		if !seen.has(0, o) {
+			t.Fatalf("source offset %d of the refused batch not read", o)
+		}
 	}
 }
 

@@ -422,12 +422,17 @@ func (p *run) record(ctx context.Context, start time.Time, offset, seek int64) e
 	defer cancel()
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.StoreTimeout)
 	defer cancel()
-	// The expiry counts from before the write, so it never overstates.
-	exp := start.Add(p.cfg.TTL)
+	// The owner's own expiry counts from before the write, so it never
+	// overstates. The record's moves forward at every write, so a taker
+	// that read it before is refused (takeVerdict): two writes within a
+	// millisecond (a vouching write and the commit's, txn.go) would look
+	// alike.
+	until := start.Add(p.cfg.TTL)
+	exp := max(until.UnixMilli(), p.l.ExpiresAt+1)
 	l := p.l
 	l.Seek = seek
 	p.k.sink.mark(ctx)
-	l, err := p.d.store.commit(sctx, l, offset, exp.UnixMilli())
+	l, err := p.d.store.commit(sctx, l, offset, exp)
 	if err != nil {
 		if !errors.Is(err, errFenced) && !errors.Is(err, errTaken) {
 			p.backOff("commit", err)
@@ -446,7 +451,7 @@ func (p *run) record(ctx context.Context, start time.Time, offset, seek int64) e
 	}
 	p.committed, p.moved = offset, false
 	p.adopt(l)
-	p.validUntil = exp.Add(-p.cfg.RenewMargin)
+	p.validUntil = until.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
 	p.commitGroup(ctx, p.committed)
 	p.publish()

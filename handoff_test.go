@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -472,4 +473,38 @@ func TestHandoff_handover_outcome_unknown_writes_nothing(t *testing.T) {
 		wantEnd(t, "A", a, err, endFenced)
 		wantTally(t, r.rec.tally(total), 0, 1)
 	})
+}
+
+// TestCommit_moves_the_expiry_forward: every lease write moves the
+// record's expiry forward, even several within one millisecond of the
+// owner's clock (a vouching write and the commit's, txn.go), so a taker
+// that read the record before a renewal is refused (takeVerdict).
+func TestCommit_moves_the_expiry_forward(t *testing.T) {
+	r := newRig(t, newMemStore(), 1)
+	var mu sync.Mutex
+	var exps []int64
+	s := &hookStore{store: r.s, after: func(call storeCall, got lease, err error) error {
+		if call.op == "commit" && err == nil {
+			mu.Lock()
+			exps = append(exps, got.ExpiresAt)
+			mu.Unlock()
+		}
+		return err
+	}}
+	d, _ := testDeps(t, s, r.rec)
+	var ticks atomic.Int64
+	base := time.UnixMilli(time.Now().UnixMilli())
+	d.now = func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Microsecond) } // a thousand calls a millisecond
+	r.cfg.CommitEvery = time.Microsecond
+	stop, wait := r.start(d, 1000, "A")
+	waitFor(t, "commits", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(exps) >= 50 })
+	stop()
+	wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(exps); i++ {
+		if exps[i] <= exps[i-1] {
+			t.Fatalf("commit %d wrote expiry %d after %d; want it moved forward at every write (%d commits: %v)", i, exps[i], exps[i-1], len(exps), exps[:min(len(exps), 20)])
+		}
+	}
 }
