@@ -589,6 +589,12 @@ func (p *run) begin(ctx context.Context) error {
 		p.log.Info("resuming where the sink's durable output ends", "lease_offset", p.next, "offset", at)
 		p.next, p.from = at, at
 	}
+	// The producer begin made is vouched for at once, so that a hand-over
+	// before the first commit commits too (txn.go). Should the store fail
+	// now, the first commit writes the lease first.
+	if err := p.vouch(ctx); errors.Is(err, errFenced) {
+		return err
+	}
 	return nil
 }
 
