@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -247,24 +246,7 @@ func (f *fleetBench) shares() ([]int, bool) {
 	for _, l := range f.leases {
 		ls = append(ls, l)
 	}
-	return sharesOf(ls, now, f.cfg.Skew)
-}
-
-func sharesOf(ls []lease, now time.Time, skew time.Duration) ([]int, bool) {
-	counts := map[string]int{}
-	owned := 0
-	for _, l := range ls {
-		if l.State == stateRunning && !l.expired(now, skew) {
-			counts[processOf(l.Owner)]++
-			owned++
-		}
-	}
-	var out []int
-	for _, c := range counts {
-		out = append(out, c)
-	}
-	sort.Ints(out)
-	return out, owned == fleetParts
+	return sharesOf(ls, now, f.cfg.Skew, fleetParts)
 }
 
 // waitShares waits until the processes own want, and says how long that
@@ -291,7 +273,7 @@ func (f *fleetBench) checkStore(t *testing.T, s store, want []int) {
 		}
 		ls = append(ls, l)
 	}
-	if got, all := sharesOf(ls, time.Now(), f.cfg.Skew); !all || !slices.Equal(got, want) {
+	if got, all := sharesOf(ls, time.Now(), f.cfg.Skew, fleetParts); !all || !slices.Equal(got, want) {
 		t.Fatalf("the store shows shares %v (all owned: %v); the processes' writes showed %v", got, all, want)
 	}
 }

@@ -23,7 +23,7 @@ var fleetSeeds = flag.Int("chaos.fleet.seeds", 1, "TestChaosFleet: seeds per bac
 // reordered per partition; records are written twice only after a kill.
 func TestChaosFleet(t *testing.T) {
 	for seed := range uint64(*fleetSeeds) {
-		eachBackend(t, true, func(t *testing.T, b backend) {
+		eachOf(t, chaosBackends(t), true, func(t *testing.T, b backend) {
 			testChaosFleet(t, b, seed+1)
 		})
 	}

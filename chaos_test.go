@@ -153,7 +153,7 @@ func chaosTest(t *testing.T, txn bool) {
 	// Not parallel: the goroutine check at the end needs the process to itself.
 	ignore := goleak.IgnoreCurrent()
 	name := t.Name()
-	eachBackend(t, false, func(t *testing.T, b backend) {
+	eachOf(t, chaosBackends(t), false, func(t *testing.T, b backend) {
 		totals := map[int]*chaosStats{}
 		for _, n := range chaosConcurrencies() {
 			totals[n] = new(chaosStats)

@@ -72,22 +72,32 @@ func (p *fleetProc) kill() {
 // shares is how many live leases of the topic's partitions each process
 // owns, as a sorted list, and whether every partition is owned.
 func shares(r *rig, parts int32) ([]int, bool) {
+	var ls []lease
+	for p := range parts {
+		if l, err := r.s.load(r.ctx, leaseKey(r.cfg.Group, "src", p)); err == nil {
+			ls = append(ls, l)
+		}
+	}
+	return sharesOf(ls, time.Now(), r.cfg.Skew, int(parts))
+}
+
+// sharesOf is how many of ls, live leases of parts partitions, each
+// process owns, sorted, and whether every partition is owned.
+func sharesOf(ls []lease, now time.Time, skew time.Duration, parts int) ([]int, bool) {
 	counts := map[string]int{}
 	owned := 0
-	for p := range parts {
-		l, err := r.s.load(r.ctx, leaseKey(r.cfg.Group, "src", p))
-		if err != nil || l.State != stateRunning || l.expired(time.Now(), r.cfg.Skew) {
-			continue
+	for _, l := range ls {
+		if l.State == stateRunning && !l.expired(now, skew) {
+			counts[processOf(l.Owner)]++
+			owned++
 		}
-		counts[processOf(l.Owner)]++
-		owned++
 	}
 	var out []int
 	for _, c := range counts {
 		out = append(out, c)
 	}
 	sort.Ints(out)
-	return out, owned == int(parts)
+	return out, owned == parts
 }
 
 // waitShares waits until the processes own want, and says how long it took.
