@@ -191,11 +191,7 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	var commits, slowed, inits atomic.Int64
 	r := newTxnRig(t, newMemStore(), 2*time.Second, func(cluster *kfake.Cluster, cfg *config) {
 		cfg.KafkaTimeout = time.Second
-		cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
-			cluster.KeepControl()
-			inits.Add(1)
-			return nil, nil, false
-		})
+		countInits(cluster, &inits)
 		cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 			cluster.KeepControl()
 			if kr.(*kmsg.EndTxnRequest).Commit && commits.Add(1) == 2 {
@@ -220,6 +216,15 @@ func TestTxn_commit_answer_lost(t *testing.T) {
 	if tl.Lost != 0 || tl.Duplicated != 0 || tl.Reordered != 0 {
 		t.Fatalf("read_committed: %+v; want every record once, in order", tl)
 	}
+}
+
+// countInits counts the cluster's InitProducerID requests in n.
+func countInits(cluster *kfake.Cluster, n *atomic.Int64) {
+	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		n.Add(1)
+		return nil, nil, false
+	})
 }
 
 // TestTxn_commit_turned_abort: a commit that ends as an abort while the
@@ -373,11 +378,7 @@ func lostRecordOldOwner(t *testing.T, s store, lose func(key string)) {
 	var hold, cut atomic.Bool
 	held := make(chan struct{})
 	cluster := newCluster(t, 1, "src", "out")
-	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
-		cluster.KeepControl()
-		inits.Add(1)
-		return nil, nil, false
-	})
+	countInits(cluster, &inits)
 	cluster.ControlKey(int16(kmsg.EndTxn), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		if !kr.(*kmsg.EndTxnRequest).Commit || !hold.CompareAndSwap(true, false) {
