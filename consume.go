@@ -99,6 +99,7 @@ type run struct {
 	records, written, deadLettered int
 	expired                        int64     // offsets retention deleted before they were read (expire)
 	moved                          bool      // the start moved off the lease's offset (inLog): commit before reading
+	seekUnsure                     bool      // the last seek commit's answer was lost: read the record before the next commit
 	quiet                          int       // fetches in a row that gave no record (topicThere)
 	nextTopicCheck                 time.Time // when topicThere may ask again
 
@@ -317,6 +318,7 @@ func (p *run) seek(ctx context.Context) error {
 		return err
 	}
 	err := p.commitAt(ctx, to, to) // and adopt moves the reading
+	p.seekUnsure = err != nil && !isVerdict(err) && !errors.As(err, new(flushError))
 	if errors.Is(err, errTaken) {
 		p.reread(ctx) // a newer seek: the next step applies it
 		return nil
@@ -385,6 +387,18 @@ func (e flushError) Unwrap() error { return e.error }
 // commit flushes the sink and then records the offset and a new expiry in
 // one conditional write, which also renews the lease and shows a successor.
 func (p *run) commit(ctx context.Context) error {
+	if p.seekUnsure {
+		// The last seek commit may have landed unheard: the record is
+		// read first, so that a seek it applied moves the reading (adopt)
+		// instead of being written over with the old position.
+		l, err := loadOrNew(ctx, p.cfg, p.d.store, p.l.Key)
+		if err != nil {
+			p.backOff("commit", err)
+			return err
+		}
+		p.seekUnsure = false
+		p.adopt(l)
+	}
 	return p.commitAt(ctx, p.next, noOffset)
 }
 
@@ -449,7 +463,10 @@ func (p *run) record(ctx context.Context, start time.Time, offset, seek int64) e
 	if offset != p.committed {
 		p.rewinds = 0
 	}
-	p.committed, p.moved = offset, false
+	p.committed = offset
+	if offset == p.next {
+		p.moved = false // the start it moved to is saved (a vouching write saves none)
+	}
 	p.adopt(l)
 	p.validUntil = until.Add(-p.cfg.RenewMargin)
 	p.slowestCommit = max(p.slowestCommit, p.d.now().Sub(start))
@@ -1089,6 +1106,9 @@ func (p *run) leave(ctx context.Context, why string) (outcome, error) {
 	ctx, cancel := p.endCtx(ctx)
 	defer cancel()
 	p.settle(ctx)
+	if p.seekUnsure {
+		p.reread(ctx) // a seek that landed unheard moves the reading before it is handed over
+	}
 	if err := p.flush(ctx); err != nil {
 		return p.release(ctx, p.committed, err)
 	}

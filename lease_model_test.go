@@ -68,13 +68,19 @@ var modelWithout = flag.String("model.without", "", "TestModel_lease_protocol: s
 
 // modelUnknown lets the read that settles a lost answer fail too, so that
 // the writer never learns what its write did (the store was out of reach
-// for longer than settleTimeout). Off by default, for it finds two faults
-// of consume.go's. One is mended: an owner that did not learn whether its
+// for longer than settleTimeout). Off by default, for it found two faults
+// of consume.go's, both mended: an owner that did not learn whether its
 // hand-over landed went on writing to the sink while the successor wrote
-// too (run.handOver now writes nothing until a commit lands). One is not:
-// an owner that does not learn that its seek commit landed records its
-// old position over the seek's at its next commit, so the seek is lost if
-// it stops or hands over before it reads the record again (run.adopt).
+// too (run.handOver now writes nothing until a commit lands); and an owner
+// that did not learn that its seek commit landed recorded its old position
+// over the seek's at its next commit, so the seek was lost if it stopped
+// then (run.commit and run.leave now read the record first after a seek
+// commit whose answer was lost, so a seek that landed moves the reading).
+// One rarer sequence remains (once in about 10,000 sequences of 60 steps):
+// a newer seek comes meanwhile, so the read cannot tell whether the
+// owner's seek landed, and the owner releases at its old position. The
+// record's offset moves back, but the newer seek waits in the record and
+// the next owner applies it.
 var modelUnknown = flag.Bool("model.unknown", false, "TestModel_lease_protocol: let the read-back that settles a lost answer fail too")
 
 func TestModel_lease_protocol(t *testing.T) {
@@ -112,6 +118,7 @@ type modelInv struct {
 	l          lease
 	next       int64
 	sinceSeek  int64 // a seek it applied since its last commit; noOffset: none
+	seekUnsure bool  // its last seek commit's answer was lost: it reads the record before its next commit or hand-over
 	paused     bool
 	validUntil int64 // its clock: no sink write after this without a renewal
 	open       bool  // it believes it may write from from until validUntil
@@ -533,6 +540,10 @@ func (m *model) own(t *rapid.T) {
 		m.say("%s writes offsets %d..%d to the sink", a.name, a.next, a.next+n-1)
 		a.next += n
 	}
+	if a.seekUnsure {
+		m.loadAs(t, a) // run.commit: the last seek commit's answer was lost
+		a.seekUnsure = false
+	}
 	offset, exp := a.next, a.clock(m)+modelTTL
 	a.closeWindow(m.now) // no sink writes while it commits
 	m.send(t, &a.busy, a.name, fmt.Sprintf("commit of offset %d, expiry %s", offset, rel(exp)), func(t *rapid.T) {
@@ -557,11 +568,13 @@ func (m *model) commit(t *rapid.T, a *modelInv, offset, seek int64, exp int64) e
 	m.mayGoBack(seek)
 	l := a.l
 	l.Seek = seek
+	until := exp
+	exp = max(exp, a.l.ExpiresAt+1) // run.record: every write moves the record's expiry forward
 	var got lease
 	err := m.call(t, func() (err error) { got, err = m.s.commit(m.ctx, l, offset, exp); return err })
 	switch {
 	case err == nil:
-		a.validUntil, a.sinceSeek = exp-modelMargin, noOffset
+		a.validUntil, a.sinceSeek = until-modelMargin, noOffset
 		a.openWindow(m.now)
 		m.result("ok: %s; %s", show(got, true), belief(a))
 		m.adopt(a, got)
@@ -623,7 +636,9 @@ func (m *model) obey(t *rapid.T, a *modelInv) {
 	if to := a.l.Seek; to != noOffset {
 		m.say("%s obeys seek %d: it commits offset %d, clearing the seek", a.name, to, to)
 		a.closeWindow(m.now)
-		if err := m.commit(t, a, to, to, a.clock(m)+modelTTL); a.done != "" || err != nil && !errors.Is(err, errTaken) {
+		err := m.commit(t, a, to, to, a.clock(m)+modelTTL)
+		a.seekUnsure = err != nil && !isVerdict(err)
+		if a.done != "" || err != nil && !errors.Is(err, errTaken) {
 			return
 		}
 	}
@@ -642,6 +657,10 @@ func (m *model) obey(t *rapid.T, a *modelInv) {
 // successor it saw asking, else releases.
 func (m *model) leave(t *rapid.T) {
 	a := m.pick(t, func(a *modelInv) bool { return a.owns })
+	if a.seekUnsure {
+		m.loadAs(t, a) // run.leave: the last seek commit's answer was lost
+		a.seekUnsure = false
+	}
 	if !a.l.asked(at(a.clock(m)), skewD) {
 		m.loadAs(t, a) // the record it last saw shows no ask: it reads it first
 	}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,4 +96,54 @@ func writesOf(r *recorder, offset int64) (n int) {
 		}
 	}
 	return n
+}
+
+// TestCtl_seek_kept_when_its_answer_is_lost_and_the_owner_crashes: the
+// owner's seek commit lands, but neither its answer nor a read of the
+// record reaches the owner (the store here settles nothing), and the owner
+// crashes right after its next commit lands. That commit must not record the old
+// position over the seek, or the next owner starts past the seek and the
+// seek is lost: it commits the seek again, as obey does (run.commit), finds
+// it applied, and reads from it.
+func TestCtl_seek_kept_when_its_answer_is_lost_and_the_owner_crashes(t *testing.T) {
+	r := newRig(t, newMemStore(), 1)
+	r.cfg.NearHandoff = time.Nanosecond // no reads of the record between commits, as far from a hand-over
+	const total, to = 3000, 100
+	mustProduce(t, r.cfg.Brokers, numbered(0, total)...)
+	var lost, crashed atomic.Bool
+	fa := newFaultStore(r.s)
+	fa.after = func(call storeCall, _ lease, err error) error {
+		switch {
+		case err != nil || call.op != "commit":
+		case call.l.Seek != noOffset && lost.CompareAndSwap(false, true):
+			return errLost // it landed
+		case lost.Load() && crashed.CompareAndSwap(false, true):
+			fa.down.Store(true) // the owner crashes once its next commit landed
+		}
+		return err
+	}
+	da, _ := testDeps(t, fa, nil)
+	da.wrapSink = func(inv invocation, k sink) sink { return r.rec.wrap(inv, crashSink{k, &fa.down}) }
+	da.action = func(_ context.Context, r *kgo.Record, out []*kgo.Record) ([]*kgo.Record, error) {
+		time.Sleep(time.Millisecond)
+		return append(out, r), nil
+	}
+	stopA, waitA := r.start(da, 1000, "A")
+	defer stopA()
+	waitFor(t, "A to be mid-stream", 5*time.Second, func() bool { return r.rec.lastOffset() > 300 })
+	runCtlT(t, r.ctx, r.cfg, da, "seek", "-partition", "0", "-offset", strconv.Itoa(to))
+	waitFor(t, "A to crash after a commit", 5*time.Second, crashed.Load)
+	stopA()
+	waitA()
+	left := mustLoad(t, r.s, r.key)
+	db, _ := testDeps(t, r.s, r.rec)
+	stopB, waitB := r.start(db, 2000, "B")
+	defer stopB()
+	waitFor(t, "B to read to the end", 15*time.Second, func() bool { return r.rec.lastOffset() == total-1 })
+	stopB()
+	bo, err := waitB()
+	t.Logf("A left the record at offset %d; B %+v, %v; offset %d written %d times", left.Offset, bo, err, to, writesOf(r.rec, to))
+	if writesOf(r.rec, to) < 2 {
+		t.Fatalf("offset %d reached the sink %d times; want again after the seek. A left the record at offset %d; B %+v, %v", to, writesOf(r.rec, to), left.Offset, bo, err)
+	}
 }
